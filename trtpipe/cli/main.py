@@ -1,0 +1,67 @@
+"""The ``trtpipe`` command: one module per verb in this package, each thin over the library API.
+
+A verb module defines ``VERB`` (its name), ``HELP`` (one line), ``add_arguments(parser)`` and
+``run(args) -> int``. Modules are found by name, so adding a verb is adding a file; heavy imports
+stay inside ``run`` so that ``trtpipe --help`` is instant and works without TensorRT or torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import pkgutil
+import sys
+
+import trtpipe
+from trtpipe.errors import TrtpipeError
+
+log = logging.getLogger("trtpipe")
+
+
+def _verb_modules():
+    package = importlib.import_module("trtpipe.cli")
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
+        if info.name.startswith("_") or info.name in ("main", "common"):
+            continue
+        module = importlib.import_module(f"trtpipe.cli.{info.name}")
+        if hasattr(module, "VERB"):
+            yield module
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trtpipe",
+        description="Build TensorRT engines from ONNX (FP32/FP16/INT8), run them, and time them honestly.",
+    )
+    parser.add_argument("--version", action="version", version=f"trtpipe {trtpipe.__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="more log output (TensorRT's too)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB")
+    for module in _verb_modules():
+        sub = verbs.add_parser(module.VERB, help=module.HELP, description=module.HELP)
+        module.add_arguments(sub)
+        sub.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.run(args) or 0)
+    except TrtpipeError as exc:
+        print(f"trtpipe {args.verb}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"trtpipe {args.verb}: interrupted; nothing partial was left on disk", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

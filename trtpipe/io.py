@@ -1,0 +1,76 @@
+"""File helpers: atomic writes (temp file + rename) and content hashes."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+from trtpipe.errors import InputError
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | Path) -> Iterator[Path]:
+    """Yields a temporary path beside ``path``; renames it onto ``path`` only if the block succeeds.
+
+    An exception or Ctrl-C inside the block removes the temporary file, so a reader never sees
+    a half-written engine, ONNX or sidecar and what was at ``path`` before is kept.
+    """
+    path = Path(path)
+    ensure_writable_dir(path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes | memoryview) -> Path:
+    with atomic_output(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+    return Path(path)
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode())
+
+
+def ensure_writable_dir(directory: str | Path) -> Path:
+    """Creates ``directory`` if needed and checks it can be written, with a clear error otherwise."""
+    directory = Path(directory) if str(directory) else Path(".")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise InputError(
+            f"output directory {directory} exists and is not a directory", "choose another output path"
+        ) from None
+    except OSError as exc:
+        raise InputError(
+            f"cannot create output directory {directory} ({exc.strerror})",
+            "choose a directory you can write, e.g. -o engines/NAME.engine",
+        ) from None
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise InputError(
+            f"output directory {directory} is not writable",
+            "choose a directory you can write, or fix its permissions",
+        )
+    return directory
+
+
+def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sha256_bytes(data: bytes | memoryview) -> str:
+    return hashlib.sha256(data).hexdigest()

@@ -1,0 +1,415 @@
+"""Frozen configuration records: PreprocessSpec, BuildConfig, EngineSidecar, and their JSON form.
+
+Everything here is plain data with validation; nothing imports TensorRT, torch or ONNX, so the
+deployment path (runtime, pipeline) can read sidecars and specs in a slim image.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from trtpipe.errors import ConfigError, InputError
+from trtpipe.io import atomic_write_text
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+PRECISIONS = ("fp32", "fp16", "int8")
+RESIZE_MODES = ("resize_crop", "stretch", "letterbox")
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "area")
+TASKS = ("classification", "detection", "segmentation")
+SIDECAR_SCHEMA_VERSION = 1
+
+
+def _check_choice(field_name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(
+            f"{field_name} is {value!r}, expected one of {', '.join(choices)}",
+            f"choose one of {', '.join(choices)}",
+        )
+
+
+def _from_mapping(cls, data: Mapping[str, Any], source: str):
+    """Builds dataclass ``cls`` from a mapping, rejecting unknown keys with a clear error."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise InputError(
+            f"{source}: unknown {cls.__name__} fields {unknown}",
+            f"known fields are {sorted(known)}; was the file written by a newer trtpipe?",
+        )
+    values = {}
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            value = data[f.name]
+            # JSON has no tuples; the dataclasses are frozen and hashable, so lists become tuples.
+            values[f.name] = tuple(value) if isinstance(value, list) else value
+    return cls(**values)
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """How an image becomes the network's input, plus what the model is (task, labels, weights).
+
+    One record serves calibration, fidelity checks, the runtime and the benchmarks, so the
+    calibration images are prepared exactly as the deployed model sees them.
+    """
+
+    model: str  # zoo name or ONNX file stem
+    height: int  # network input height in pixels
+    width: int  # network input width in pixels
+    task: str = "classification"  # classification | detection | segmentation
+    resize: str = "resize_crop"  # resize_crop (shorter side, then centre crop) | stretch | letterbox
+    crop_fraction: float = 0.875  # resize_crop: crop size / resized shorter side (timm's crop_pct)
+    interpolation: str = "bilinear"  # nearest | bilinear | bicubic | area
+    antialias: bool = True  # antialias when downscaling, as torchvision's PIL resize does
+    mean: tuple[float, ...] = IMAGENET_MEAN  # per channel, in 0..1 pixel units, in channel_order
+    std: tuple[float, ...] = IMAGENET_STD
+    pixel_scale: float = 1.0 / 255.0  # applied to uint8 pixels before mean/std
+    channel_order: str = "RGB"  # RGB | BGR: order the network expects
+    layout: str = "NCHW"  # NCHW | NHWC
+    pad_value: int = 114  # letterbox border value (uint8)
+    labels: str | None = None  # bundled label set ("imagenet1k") or None
+    weights: str = "unknown"  # "pretrained:<tag>", "random", "checkpoint:<path>" or "unknown" (user ONNX)
+    source: str = "onnx"  # where the model came from: torchvision, timm, efficientnet_lite, onnx
+
+    def __post_init__(self) -> None:
+        _check_choice("task", self.task, TASKS)
+        _check_choice("resize", self.resize, RESIZE_MODES)
+        _check_choice("interpolation", self.interpolation, INTERPOLATIONS)
+        _check_choice("channel_order", self.channel_order, ("RGB", "BGR"))
+        _check_choice("layout", self.layout, ("NCHW", "NHWC"))
+        if self.height <= 0 or self.width <= 0:
+            raise ConfigError(
+                f"preprocess size is {self.height}x{self.width}, expected positive height and width",
+                "give the network's input size, e.g. 224x224",
+            )
+        if not 0.0 < self.crop_fraction <= 1.0:
+            raise ConfigError(
+                f"crop_fraction is {self.crop_fraction}, expected a value in (0, 1]",
+                "use 0.875 for the usual ImageNet resize-256/crop-224, or 1.0 for no crop",
+            )
+        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+            raise ConfigError(
+                f"mean {self.mean} / std {self.std} are not three values with positive std",
+                "give three per-channel values each, e.g. ImageNet's (0.485, 0.456, 0.406) / (0.229, 0.224, 0.225)",
+            )
+
+    @property
+    def random_weights(self) -> bool:
+        return self.weights == "random"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "preprocess spec") -> "PreprocessSpec":
+        return _from_mapping(cls, data, source)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "PreprocessSpec":
+        path = Path(path)
+        return cls.from_dict(read_json(path), source=str(path))
+
+    def replace(self, **changes: Any) -> "PreprocessSpec":
+        return dataclasses.replace(self, **changes)
+
+
+def preprocess_path_for(onnx_path: str | Path) -> Path:
+    """``engines/mobilenetv2.onnx`` -> ``engines/mobilenetv2.preprocess.json``."""
+    onnx_path = Path(onnx_path)
+    return onnx_path.with_name(onnx_path.name.split(".")[0] + ".preprocess.json")
+
+
+def read_json(path: Path) -> Any:
+    """Reads a JSON file, turning a missing or corrupt file into an InputError naming it."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file", "check the path") from None
+    except IsADirectoryError:
+        raise InputError(f"{path} is a directory, expected a JSON file", "give the file's path") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(
+            f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})",
+            "the file is corrupt or truncated; regenerate it",
+        ) from None
+
+
+# ----------------------------------------------------------------------------------------------
+# Shapes and optimization profiles
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BatchRange:
+    """A MIN:OPT:MAX batch-size range for the optimization profile (trtexec's min/opt/max shapes)."""
+
+    min: int
+    opt: int
+    max: int
+
+    def __post_init__(self) -> None:
+        if self.min < 1 or not (self.min <= self.opt <= self.max):
+            raise ConfigError(
+                f"batch range {self.min}:{self.opt}:{self.max} is invalid, expected 1 <= MIN <= OPT <= MAX",
+                "write --batch MIN:OPT:MAX, e.g. --batch 1:8:32, or one number for a fixed batch",
+            )
+
+    @classmethod
+    def parse(cls, text: str) -> "BatchRange":
+        """Parses ``"8"`` (fixed) or ``"1:8:32"``."""
+        parts = str(text).split(":")
+        try:
+            numbers = [int(p) for p in parts]
+        except ValueError:
+            numbers = []
+        if len(numbers) == 1:
+            numbers *= 3
+        if len(numbers) != 3:
+            raise ConfigError(
+                f"batch range {text!r} is not N or MIN:OPT:MAX",
+                "write --batch MIN:OPT:MAX with whole numbers, e.g. --batch 1:8:32",
+            )
+        return cls(*numbers)
+
+    def __str__(self) -> str:
+        return f"{self.min}:{self.opt}:{self.max}"
+
+
+@dataclass(frozen=True)
+class ShapeRange:
+    """Min/opt/max shapes of one network input, as in ``--shapes x:1x3x224x224:8x3x224x224:32x3x224x224``."""
+
+    name: str
+    min: tuple[int, ...]
+    opt: tuple[int, ...]
+    max: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if not (len(self.min) == len(self.opt) == len(self.max)):
+            raise ConfigError(
+                f"input {self.name!r}: min/opt/max shapes {self.min}/{self.opt}/{self.max} differ in rank",
+                "give three shapes of the same rank",
+            )
+        for low, mid, high in zip(self.min, self.opt, self.max):
+            if low < 1 or not (low <= mid <= high):
+                raise ConfigError(
+                    f"input {self.name!r}: shapes {_dims(self.min)}:{_dims(self.opt)}:{_dims(self.max)} are "
+                    "not ordered, expected 1 <= MIN <= OPT <= MAX in every dimension",
+                    "write --shapes NAME:MIN:OPT:MAX, e.g. x:1x3x224x224:8x3x224x224:32x3x224x224",
+                )
+
+    @classmethod
+    def parse(cls, text: str) -> "ShapeRange":
+        """Parses ``name:1x3x224x224:8x3x224x224:32x3x224x224`` (one shape means fixed)."""
+        parts = text.split(":")
+        # Input names may contain ':' (e.g. 'input:0'); the shapes are the trailing 1 or 3 fields.
+        for count in (3, 1):
+            if len(parts) > count and all(re.fullmatch(r"\d+(x\d+)*", p) for p in parts[-count:]):
+                name = ":".join(parts[:-count])
+                shapes = [tuple(int(d) for d in p.split("x")) for p in parts[-count:]]
+                if count == 1:
+                    shapes *= 3
+                return cls(name, *shapes)
+        raise ConfigError(
+            f"shape spec {text!r} is not NAME:MIN:OPT:MAX",
+            "write --shapes NAME:MIN:OPT:MAX with shapes like 1x3x224x224, e.g. "
+            "images:1x3x640x640:4x3x640x640:8x3x640x640",
+        )
+
+    def to_dict(self) -> dict[str, list[int]]:
+        return {"min": list(self.min), "opt": list(self.opt), "max": list(self.max)}
+
+    def __str__(self) -> str:
+        return f"{self.name}:{_dims(self.min)}:{_dims(self.opt)}:{_dims(self.max)}"
+
+
+def _dims(shape: tuple[int, ...]) -> str:
+    return "x".join(str(d) for d in shape)
+
+
+# ----------------------------------------------------------------------------------------------
+# Build configuration
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Everything that decides what engine a build produces. ``None`` means "the default"."""
+
+    precision: str = "fp32"  # fp32 | fp16 | int8
+    batch: BatchRange | None = None  # profile for the batch axis; None: 1:1:1 for a dynamic batch
+    shapes: tuple[ShapeRange, ...] = ()  # per-input profiles; override batch for the inputs named
+    workspace_mib: int | None = None  # workspace memory pool limit; None: TensorRT's default
+    optimization_level: int | None = None  # builder optimization level 0..5; None: TensorRT's default (3)
+    flavor: str | None = None  # tensorrt | tensorrt_rtx; None: the one installed (tensorrt first)
+    compute_capabilities: tuple[str, ...] = ()  # TensorRT-RTX AOT targets, e.g. ("SM86",); (): flavour default
+    timing_cache: str | None = None  # timing cache file; None: engines/timing.cache beside the engine
+    # INT8 (explicit Q/DQ by default; "implicit" is TensorRT 10's BuilderFlag.INT8 + calibrator)
+    int8_mode: str = "explicit"  # explicit | implicit
+    fp16_mode: str = "explicit"  # explicit (FP16 ONNX, strongly typed) | flag (BuilderFlag.FP16, TensorRT 10)
+    calib_images: str | None = None  # folder of calibration images (int8)
+    calib_method: str = "entropy"  # entropy | max | percentile
+    calib_max_images: int = 256
+    keep_fp: tuple[str, ...] = ()  # node names kept in floating point (int8 mixed precision)
+    auto_keep: int = 0  # keep the K most sensitive layers in floating point
+
+    def __post_init__(self) -> None:
+        _check_choice("precision", self.precision, PRECISIONS)
+        _check_choice("int8 mode", self.int8_mode, ("explicit", "implicit"))
+        _check_choice("fp16 mode", self.fp16_mode, ("explicit", "flag"))
+        _check_choice("calibration method", self.calib_method, ("entropy", "max", "percentile"))
+        if self.flavor is not None:
+            _check_choice("flavor", self.flavor, ("tensorrt", "tensorrt_rtx"))
+        if self.optimization_level is not None and not 0 <= self.optimization_level <= 5:
+            raise ConfigError(
+                f"builder optimization level is {self.optimization_level}, expected 0..5",
+                "use --opt-level 3 (TensorRT's default); higher builds slower and may run faster",
+            )
+        if self.workspace_mib is not None and self.workspace_mib <= 0:
+            raise ConfigError(
+                f"workspace is {self.workspace_mib} MiB, expected a positive size", "e.g. --workspace 4096"
+            )
+        names = [s.name for s in self.shapes]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"--shapes names an input twice: {names}", "give each input once")
+        if self.precision == "int8" and self.calib_images is None and self.int8_mode == "implicit":
+            raise ConfigError(
+                "--precision int8 --int8-mode implicit needs calibration images, none given",
+                "add --images calib_data/ (make calib-data fills it)",
+            )
+        for cc in self.compute_capabilities:
+            if not re.fullmatch(r"SM\d{2,3}", cc):
+                raise ConfigError(
+                    f"compute capability {cc!r} is not of the form SM86",
+                    "write e.g. --compute-capability SM86,SM89 (SM75 for Turing)",
+                )
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The fields that change the engine (not where caches live), for the sidecar's rebuild check."""
+        data = {
+            "precision": self.precision,
+            "batch": str(self.batch) if self.batch else None,
+            "shapes": [str(s) for s in self.shapes],
+            "workspace_mib": self.workspace_mib,
+            "optimization_level": self.optimization_level,
+            "compute_capabilities": list(self.compute_capabilities),
+        }
+        if self.precision == "int8":
+            data.update(
+                int8_mode=self.int8_mode,
+                calib_method=self.calib_method,
+                calib_max_images=self.calib_max_images,
+                keep_fp=sorted(self.keep_fp),
+                auto_keep=self.auto_keep,
+            )
+        if self.precision == "fp16":
+            data.update(fp16_mode=self.fp16_mode)
+        return data
+
+
+# ----------------------------------------------------------------------------------------------
+# Engine sidecar
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """Name, shape (-1 for dynamic) and dtype (numpy name) of one engine I/O tensor."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "TensorInfo":
+        return cls(str(data["name"]), tuple(int(d) for d in data["shape"]), str(data["dtype"]))
+
+
+@dataclass(frozen=True)
+class EngineSidecar:
+    """What an engine is and how it was built; written as ``ENGINE.json`` beside every engine."""
+
+    engine_file: str  # engine file name (the sidecar sits beside it)
+    engine_sha256: str
+    engine_bytes: int
+    onnx_path: str  # the ONNX the engine was built from, as given to the builder
+    onnx_sha256: str  # sha256 of that ONNX (and its external data, if any)
+    precision: str  # fp32 | fp16 | int8
+    precision_realised: str  # how: e.g. "fp32", "strongly typed FP16 ONNX", "Q/DQ ONNX (entropy)"
+    profiles: tuple[dict, ...]  # one dict per profile: {input name: {"min", "opt", "max"}}
+    inputs: tuple[TensorInfo, ...]
+    outputs: tuple[TensorInfo, ...]
+    trt_flavor: str  # tensorrt | tensorrt_rtx
+    trt_version: str
+    target: dict  # {"kind": "gpu", "gpu_name", "compute_capability"} or {"kind": "aot", "compute_capabilities"}
+    build_config: dict  # BuildConfig.fingerprint() of the build
+    build_seconds: float
+    built_at: str  # ISO 8601, UTC
+    trtpipe_version: str
+    weights: str  # from the preprocess spec: "pretrained:...", "random", ... or "unknown"
+    preprocess: dict | None = None  # PreprocessSpec.to_dict(), when known
+    calibration_cache_sha256: str | None = None
+    notes: tuple[str, ...] = ()  # what the user should know: defaults taken, layers kept in FP, ...
+    schema_version: int = SIDECAR_SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["inputs"] = [t.to_dict() for t in self.inputs]
+        data["outputs"] = [t.to_dict() for t in self.outputs]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "sidecar") -> "EngineSidecar":
+        version = data.get("schema_version")
+        if version != SIDECAR_SCHEMA_VERSION:
+            raise InputError(
+                f"{source}: sidecar schema version {version}, expected {SIDECAR_SCHEMA_VERSION}",
+                "rebuild the engine with this trtpipe (trtpipe build ... --force)",
+            )
+        data = dict(data)
+        try:
+            data["inputs"] = [TensorInfo.from_dict(t) for t in data["inputs"]]
+            data["outputs"] = [TensorInfo.from_dict(t) for t in data["outputs"]]
+            return _from_mapping(cls, data, source)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(
+                f"{source}: sidecar is incomplete or malformed ({exc})",
+                "rebuild the engine with trtpipe build ... --force",
+            ) from None
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "EngineSidecar":
+        path = Path(path)
+        return cls.from_dict(read_json(path), source=str(path))
+
+    @property
+    def preprocess_spec(self) -> PreprocessSpec | None:
+        return PreprocessSpec.from_dict(self.preprocess) if self.preprocess else None
+
+
+def sidecar_path_for(engine_path: str | Path) -> Path:
+    """``engines/m_fp32.engine`` -> ``engines/m_fp32.engine.json``."""
+    engine_path = Path(engine_path)
+    return engine_path.with_name(engine_path.name + ".json")
