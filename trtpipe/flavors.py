@@ -102,3 +102,37 @@ def get_flavor(name: str | None = None) -> Flavor:
     if not flavors:
         raise DependencyError("no TensorRT is installed (looked for tensorrt and tensorrt_rtx)", INSTALL_HINT)
     return flavors[0]
+
+
+def make_logger(flavor: Flavor):
+    """A TensorRT ILogger for ``flavor`` that forwards to Python logging and keeps the errors it saw.
+
+    TensorRT's INFO chatter goes to DEBUG ("trtpipe -v" shows it); its errors are kept in
+    ``logger.errors`` so a failed build can name them in the exception.
+    """
+    import logging
+
+    trt = flavor.module
+    log = logging.getLogger("trtpipe.tensorrt")
+    levels = {
+        trt.Logger.INTERNAL_ERROR: logging.ERROR,
+        trt.Logger.ERROR: logging.ERROR,
+        trt.Logger.WARNING: logging.WARNING,
+        trt.Logger.INFO: logging.DEBUG,
+        trt.Logger.VERBOSE: logging.DEBUG,
+    }
+
+    class _Logger(trt.ILogger):
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)
+            self.errors: list[str] = []
+
+        def log(self, severity, msg: str) -> None:
+            level = levels.get(severity, logging.DEBUG)
+            if level >= logging.ERROR:
+                self.errors.append(msg)
+                # Errors reach the user through the raised TrtpipeError; repeat them only with -v.
+                level = logging.DEBUG
+            log.log(level, "[%s] %s", flavor.name, msg)
+
+    return _Logger()

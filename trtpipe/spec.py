@@ -105,7 +105,8 @@ class PreprocessSpec:
         return self.weights == "random"
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """A JSON-ready dict (lists, not tuples), equal to what ``load`` reads back."""
+        return {key: list(value) if isinstance(value, tuple) else value for key, value in dataclasses.asdict(self).items()}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "preprocess spec") -> "PreprocessSpec":

@@ -1,0 +1,316 @@
+"""ONNX -> serialized TensorRT engine, with its sidecar, on TensorRT 10, 11 or TensorRT-RTX.
+
+The default path is explicit precision: the precision is written into the ONNX first (an FP16
+ONNX, or a Q/DQ ONNX from entropy calibration, by ``trtpipe.quant``) and the network is built
+strongly typed, which every flavour supports. TensorRT 10's classic path (BuilderFlag.FP16/INT8
+with an implicit calibrator) is kept behind ``fp16_mode="flag"`` / ``int8_mode="implicit"``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import trtpipe
+from trtpipe.errors import BuildError, ConfigError
+from trtpipe.flavors import Flavor, get_flavor, make_logger
+from trtpipe.io import atomic_output, atomic_write_bytes, ensure_writable_dir, sha256_bytes, sha256_file
+from trtpipe.onnx.load import check_onnx_path, graph_io, load_onnx, onnx_sha256
+from trtpipe.spec import (
+    BuildConfig,
+    EngineSidecar,
+    PreprocessSpec,
+    ShapeRange,
+    preprocess_path_for,
+    sidecar_path_for,
+)
+from trtpipe.build.profiles import resolve_profile
+
+log = logging.getLogger("trtpipe.build")
+
+# What TensorRT-RTX targets when no compute capability is set (its documentation: Ampere and later).
+RTX_DEFAULT_TARGETS = "RTX GPUs SM80/SM86/SM89/SM120 and later (TensorRT-RTX's default; Turing needs --compute-capability SM75)"
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What ``build_engine`` produced (or found up to date)."""
+
+    engine_path: Path
+    sidecar: EngineSidecar
+    skipped: bool  # True when an up-to-date engine was found and nothing was built
+    seconds: float  # wall time of this call
+
+    @property
+    def sidecar_path(self) -> Path:
+        return sidecar_path_for(self.engine_path)
+
+    def summary(self) -> str:
+        """One line: what was made, where, how big, how long, by what, for which GPUs."""
+        side = self.sidecar
+        size_mb = side.engine_bytes / 1e6
+        target = describe_target(side.target)
+        if self.skipped:
+            return (
+                f"{self.engine_path} is up to date ({side.precision}, {size_mb:.1f} MB, built by "
+                f"{_flavor_label(side)} for {target}); nothing to do (--force rebuilds)"
+            )
+        return (
+            f"built {self.engine_path} ({side.precision}, {size_mb:.1f} MB) in {side.build_seconds:.1f} s "
+            f"with {_flavor_label(side)}, for {target}"
+        )
+
+
+def default_engine_path(onnx_path: str | Path, precision: str) -> Path:
+    """``engines/mobilenetv2.onnx`` + fp16 -> ``engines/mobilenetv2_fp16.engine``."""
+    onnx_path = Path(onnx_path)
+    return onnx_path.with_name(f"{onnx_path.name.split('.')[0]}_{precision}.engine")
+
+
+def build_engine(
+    onnx_path: str | Path,
+    output: str | Path | None = None,
+    config: BuildConfig | None = None,
+    *,
+    spec: PreprocessSpec | None = None,
+    force: bool = False,
+) -> BuildResult:
+    """Builds a serialized TensorRT engine and its sidecar from an ONNX file.
+
+    Args:
+        onnx_path: the FP32 (or already Q/DQ) ONNX model.
+        output: engine path. Defaults to ``<onnx dir>/<stem>_<precision>.engine``.
+        config: precision, profile, builder limits. Defaults to ``BuildConfig()`` (FP32).
+        spec: the model's preprocessing, stored in the sidecar. Defaults to the
+            ``<stem>.preprocess.json`` beside the ONNX, when there is one.
+        force: rebuild even when the sidecar says the engine is up to date.
+
+    Returns:
+        BuildResult; the engine and ``ENGINE.json`` are written atomically.
+
+    Raises:
+        TrtpipeError subclasses for bad input, a missing TensorRT, parser and builder failures.
+    """
+    started = time.perf_counter()
+    config = config or BuildConfig()
+    onnx_path = check_onnx_path(onnx_path)
+    output = Path(output) if output else default_engine_path(onnx_path, config.precision)
+    ensure_writable_dir(output.parent)
+    flavor = get_flavor(config.flavor)
+    _check_precision_mode(flavor, config)
+    if spec is None and preprocess_path_for(onnx_path).exists():
+        spec = PreprocessSpec.load(preprocess_path_for(onnx_path))
+
+    source_model = load_onnx(onnx_path)
+    source_sha = onnx_sha256(onnx_path, source_model)
+    network_onnx, realised, notes, calib_sha = _prepare_network_onnx(onnx_path, source_model, config, spec, output)
+    network_model = source_model if network_onnx == onnx_path else load_onnx(network_onnx)
+    inputs, outputs = graph_io(network_model)
+    ranges, profile_notes = resolve_profile(inputs, config)
+    target = _target(flavor, config)
+    fingerprint = {**config.fingerprint(), "network_onnx_sha256": onnx_sha256(network_onnx, network_model)}
+
+    current = _up_to_date_sidecar(output, source_sha, fingerprint, flavor, target)
+    if current is not None and not force:
+        return BuildResult(output, current, skipped=True, seconds=time.perf_counter() - started)
+
+    log.info("building %s from %s with %s (%s) ...", output.name, network_onnx, flavor.label, realised)
+    build_started = time.perf_counter()
+    serialized = _build_serialized(flavor, network_onnx, ranges, config, spec, output)
+    build_seconds = time.perf_counter() - build_started
+
+    sidecar = EngineSidecar(
+        engine_file=output.name,
+        engine_sha256=sha256_bytes(serialized),
+        engine_bytes=len(serialized),
+        onnx_path=str(onnx_path),
+        onnx_sha256=source_sha,
+        precision=config.precision,
+        precision_realised=realised,
+        profiles=({r.name: r.to_dict() for r in ranges},),
+        inputs=inputs,
+        outputs=outputs,
+        trt_flavor=flavor.name,
+        trt_version=flavor.version,
+        target=target,
+        build_config=fingerprint,
+        build_seconds=round(build_seconds, 3),
+        built_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        trtpipe_version=trtpipe.__version__,
+        weights=spec.weights if spec else "unknown",
+        preprocess=spec.to_dict() if spec else None,
+        calibration_cache_sha256=calib_sha,
+        notes=tuple(profile_notes) + tuple(notes) + _weights_notes(spec),
+    )
+    # Engine first, sidecar last: a sidecar only ever describes a complete engine beside it.
+    atomic_write_bytes(output, serialized)
+    sidecar.save(sidecar_path_for(output))
+    return BuildResult(output, sidecar, skipped=False, seconds=time.perf_counter() - started)
+
+
+def describe_target(target: dict) -> str:
+    """Human words for a sidecar's target, e.g. "NVIDIA A100 (SM80)" or the RTX AOT targets."""
+    if target.get("kind") == "gpu":
+        return f"{target.get('gpu_name')} (compute capability {target.get('compute_capability')})"
+    capabilities = target.get("compute_capabilities")
+    if capabilities:
+        return "RTX GPUs " + "/".join(capabilities) + " (ahead-of-time build, kernels compiled on first run)"
+    return RTX_DEFAULT_TARGETS + ", ahead-of-time build, kernels compiled on first run"
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _check_precision_mode(flavor: Flavor, config: BuildConfig) -> None:
+    classic = (config.precision == "int8" and config.int8_mode == "implicit") or (
+        config.precision == "fp16" and config.fp16_mode == "flag"
+    )
+    if classic and not flavor.supports_classic_precision:
+        option = "--int8-mode implicit" if config.precision == "int8" else "--fp16-mode flag"
+        raise ConfigError(
+            f"{option} needs TensorRT 10.x's BuilderFlag precision, but {flavor.label} builds strongly typed "
+            "networks only (TensorRT 11 and TensorRT-RTX removed it)",
+            "drop the option: the default explicit mode writes the precision into the ONNX and works everywhere",
+        )
+
+
+def _prepare_network_onnx(onnx_path, source_model, config, spec, output):
+    """Returns (ONNX to parse, how the precision is realised, notes, calibration cache sha256)."""
+    has_qdq = any(node.op_type in ("QuantizeLinear", "DequantizeLinear") for node in source_model.graph.node)
+    if config.precision == "fp32":
+        if has_qdq:
+            return onnx_path, "Q/DQ nodes in the given ONNX (strongly typed: they run in INT8)", [
+                "the ONNX already has Q/DQ nodes, so this 'fp32' engine runs them in INT8"
+            ], None
+        return onnx_path, "fp32", [], None
+    if config.precision == "int8" and has_qdq:
+        return onnx_path, "Q/DQ ONNX as given (no calibration)", [], None
+    if (config.precision == "int8" and config.int8_mode == "implicit") or (
+        config.precision == "fp16" and config.fp16_mode == "flag"
+    ):
+        realised = "BuilderFlag.INT8 + IInt8EntropyCalibrator2" if config.precision == "int8" else "BuilderFlag.FP16"
+        return onnx_path, realised, [], None
+    from trtpipe.quant.prepare import prepare_precision_onnx
+
+    prepared = prepare_precision_onnx(onnx_path, config, spec, output.parent)
+    return Path(prepared.path), prepared.precision_realised, list(prepared.notes), prepared.calibration_cache_sha256
+
+
+def _target(flavor: Flavor, config: BuildConfig) -> dict:
+    if flavor.is_rtx:
+        return {"kind": "aot", "compute_capabilities": list(config.compute_capabilities)}
+    if config.compute_capabilities:
+        raise ConfigError(
+            f"--compute-capability applies to TensorRT-RTX ahead-of-time builds; {flavor.label} builds for the GPU "
+            "it runs on",
+            "drop --compute-capability, or build with --flavor tensorrt_rtx",
+        )
+    from trtpipe.cuda import device_info
+
+    device = device_info()
+    return {"kind": "gpu", "gpu_name": device.name, "compute_capability": device.compute_capability}
+
+
+def _up_to_date_sidecar(output: Path, source_sha: str, fingerprint: dict, flavor: Flavor, target: dict):
+    sidecar_path = sidecar_path_for(output)
+    if not (output.is_file() and sidecar_path.is_file()):
+        return None
+    try:
+        sidecar = EngineSidecar.load(sidecar_path)
+    except trtpipe.TrtpipeError:
+        return None  # unreadable or old sidecar: rebuild rather than trust it
+    same = (
+        sidecar.onnx_sha256 == source_sha
+        and sidecar.build_config == fingerprint
+        and (sidecar.trt_flavor, sidecar.trt_version) == (flavor.name, flavor.version)
+        and sidecar.target == target
+        and sidecar.engine_bytes == output.stat().st_size
+        and sidecar.engine_sha256 == sha256_file(output)
+    )
+    return sidecar if same else None
+
+
+def _build_serialized(flavor, network_onnx: Path, ranges: list[ShapeRange], config: BuildConfig, spec, output):
+    trt = flavor.module
+    logger = make_logger(flavor)
+    builder = trt.Builder(logger)
+    classic = (config.precision == "int8" and config.int8_mode == "implicit") or (
+        config.precision == "fp16" and config.fp16_mode == "flag"
+    )
+    # Explicit precision: the ONNX's types are the engine's types. TensorRT 10's classic flags
+    # need a weakly typed network, the only place trtpipe lets TensorRT choose precisions.
+    flags = 0 if classic else 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(network_onnx)):
+        raise BuildError(f"{network_onnx}: the TensorRT ONNX parser rejected the model: {describe_parser_errors(parser)}",
+                         "run `trtpipe inspect MODEL.onnx` to list unsupported ops; rewrite them with "
+                         "onnx-graphsurgeon or re-export with another opset")
+
+    builder_config = builder.create_builder_config()
+    profile = builder.create_optimization_profile()
+    for shape_range in ranges:
+        profile.set_shape(shape_range.name, shape_range.min, shape_range.opt, shape_range.max)
+    builder_config.add_optimization_profile(profile)
+    if config.workspace_mib is not None:
+        builder_config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, config.workspace_mib << 20)
+    if config.optimization_level is not None:
+        builder_config.builder_optimization_level = config.optimization_level
+    if flavor.is_rtx and config.compute_capabilities:
+        builder_config.num_compute_capabilities = len(config.compute_capabilities)
+        for index, name in enumerate(config.compute_capabilities):
+            builder_config.set_compute_capability(getattr(trt.ComputeCapability, name), index)
+    timing_cache_path = Path(config.timing_cache) if config.timing_cache else output.parent / "timing.cache"
+    if flavor.has_timing_cache:
+        _load_timing_cache(builder_config, timing_cache_path)
+    if classic:
+        from trtpipe.build.classic import configure_classic
+
+        configure_classic(trt, builder, network, builder_config, config, spec, output.with_suffix(".calib.cache"))
+
+    serialized = builder.build_serialized_network(network, builder_config)
+    if serialized is None:
+        errors = "; ".join(logger.errors[-3:]) or "no error message from TensorRT"
+        hint = "run with -v for TensorRT's full log"
+        if not flavor.is_rtx and "driver" in errors.lower():
+            hint = "TensorRT 10/11 builds need a GPU; to build ahead of time without one: pip install 'trtpipe[rtx]'"
+        raise BuildError(f"{flavor.label} failed to build {output.name}: {errors}", hint)
+    if flavor.has_timing_cache:
+        cache = builder_config.get_timing_cache()
+        if cache is not None:
+            atomic_write_bytes(timing_cache_path, memoryview(cache.serialize()))
+    return memoryview(serialized).tobytes()
+
+
+def _load_timing_cache(builder_config, path: Path) -> None:
+    data = path.read_bytes() if path.is_file() else b""
+    cache = builder_config.create_timing_cache(data)
+    if not builder_config.set_timing_cache(cache, ignore_mismatch=False):
+        log.warning("timing cache %s was made for another device or TensorRT; starting a new one", path)
+        builder_config.set_timing_cache(builder_config.create_timing_cache(b""), ignore_mismatch=False)
+
+
+def describe_parser_errors(parser) -> str:
+    lines = []
+    for index in range(parser.num_errors):
+        error = parser.get_error(index)
+        where = f"node {error.node()}" if error.node() >= 0 else "model"
+        name = error.node_name() if hasattr(error, "node_name") else ""
+        op = error.node_operator() if hasattr(error, "node_operator") else ""
+        if name or op:
+            where += f" {name!r} ({op})"
+        lines.append(f"{where}: {error.desc()}")
+    return "; ".join(lines) or "no error detail"
+
+
+def _weights_notes(spec: PreprocessSpec | None) -> tuple[str, ...]:
+    if spec is not None and spec.random_weights:
+        return ("RANDOM WEIGHTS: this engine's outputs are meaningless; its timings are real",)
+    return ()
+
+
+def _flavor_label(sidecar: EngineSidecar) -> str:
+    return f"{'TensorRT-RTX' if sidecar.trt_flavor == 'tensorrt_rtx' else 'TensorRT'} {sidecar.trt_version}"

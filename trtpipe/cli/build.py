@@ -1,0 +1,67 @@
+"""trtpipe build: ONNX -> TensorRT engine + sidecar."""
+
+from __future__ import annotations
+
+import argparse
+
+from trtpipe.cli.common import add_flavor_argument, csv_list, shape_ranges
+
+VERB = "build"
+HELP = "build a TensorRT engine (FP32/FP16/INT8) and its sidecar from an ONNX file"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("onnx", help="the ONNX model (FP32, or already Q/DQ)")
+    parser.add_argument("-o", "--output", help="engine path (default: beside the ONNX, <stem>_<precision>.engine)")
+    parser.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32", help="default: fp32")
+    parser.add_argument("--batch", help="batch profile MIN:OPT:MAX or N (default for a dynamic batch: 1:1:1)")
+    parser.add_argument("--shapes", action="append", metavar="NAME:MIN:OPT:MAX",
+                        help="per-input profile, e.g. images:1x3x640x640:4x3x640x640:8x3x640x640 (repeat or comma-separate)")
+    parser.add_argument("--workspace", type=int, metavar="MIB", help="workspace memory pool limit in MiB")
+    parser.add_argument("--opt-level", type=int, metavar="0-5", help="builder optimization level (TensorRT default 3)")
+    parser.add_argument("--compute-capability", type=csv_list, default=(), metavar="SM86,...",
+                        help="TensorRT-RTX ahead-of-time targets (default: the flavour's, Ampere and newer)")
+    parser.add_argument("--timing-cache", metavar="FILE", help="timing cache file (default: timing.cache beside the engine)")
+    parser.add_argument("--images", metavar="DIR", help="calibration images for --precision int8 (e.g. calib_data/)")
+    parser.add_argument("--calib-method", choices=("entropy", "max", "percentile"), default="entropy")
+    parser.add_argument("--max-images", type=int, default=256, help="calibration images used at most (default 256)")
+    parser.add_argument("--int8-mode", choices=("explicit", "implicit"), default="explicit",
+                        help="explicit: Q/DQ ONNX, every flavour (default); implicit: TensorRT 10 calibrator")
+    parser.add_argument("--fp16-mode", choices=("explicit", "flag"), default="explicit",
+                        help="explicit: FP16 ONNX, strongly typed (default); flag: TensorRT 10 BuilderFlag.FP16")
+    parser.add_argument("--keep-fp", type=csv_list, default=(), metavar="NODE,...", help="int8: nodes kept in floating point")
+    parser.add_argument("--auto-keep", type=int, default=0, metavar="K", help="int8: keep the K most sensitive layers in FP")
+    add_flavor_argument(parser)
+    parser.add_argument("--force", action="store_true", help="rebuild even when the engine is up to date")
+
+
+def config_from_args(args: argparse.Namespace):
+    from trtpipe.spec import BatchRange, BuildConfig
+
+    return BuildConfig(
+        precision=args.precision,
+        batch=BatchRange.parse(args.batch) if args.batch else None,
+        shapes=shape_ranges(args.shapes),
+        workspace_mib=args.workspace,
+        optimization_level=args.opt_level,
+        flavor=args.flavor,
+        compute_capabilities=tuple(args.compute_capability),
+        timing_cache=args.timing_cache,
+        int8_mode=args.int8_mode,
+        fp16_mode=args.fp16_mode,
+        calib_images=args.images,
+        calib_method=args.calib_method,
+        calib_max_images=args.max_images,
+        keep_fp=tuple(args.keep_fp),
+        auto_keep=args.auto_keep,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from trtpipe.build.builder import build_engine
+
+    result = build_engine(args.onnx, args.output, config_from_args(args), force=args.force)
+    for note in result.sidecar.notes:
+        print(f"note: {note}")
+    print(result.summary())
+    return 0
