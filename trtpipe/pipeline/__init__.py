@@ -1,0 +1,1 @@
+"""Preprocess -> engine -> task head: ``Pipeline`` and the pieces it is made of."""

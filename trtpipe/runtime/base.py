@@ -12,7 +12,7 @@ from typing import Mapping
 
 import numpy as np
 
-from trtpipe.errors import TrtpipeError
+from trtpipe.errors import InputError, TrtpipeError
 from trtpipe.spec import TensorInfo
 
 
@@ -77,3 +77,51 @@ class ClosedError(TrtpipeError):
 
     def __init__(self, what: str):
         super().__init__(f"{what} was used after close()", f"create a new {what} or keep it open (use `with`)")
+
+
+def validate_feeds(
+    feeds: Mapping[str, np.ndarray],
+    inputs: tuple[TensorInfo, ...],
+    engine: str,
+    limits: Mapping[str, tuple[tuple[int, ...], tuple[int, ...]]] | None = None,
+) -> None:
+    """Checks names, dtypes and shapes of ``feeds`` against an engine's inputs, with messages that say how to fix them.
+
+    Args:
+        feeds: input name -> array.
+        inputs: the engine's inputs (-1 for dynamic dimensions).
+        engine: how to name the engine in messages (its file).
+        limits: input name -> (min shape, max shape) of the optimization profile, when the backend has one.
+
+    Raises:
+        InputError: a missing or unknown input, a wrong dtype or rank, a fixed dimension that differs,
+            or a dimension outside the profile (a batch above its max included).
+    """
+    if len(feeds) != len(inputs) or any(info.name not in feeds for info in inputs):
+        raise InputError(
+            f"{engine}: got inputs {sorted(feeds)}, expected {[i.name for i in inputs]}",
+            "pass one array per engine input, keyed by its name",
+        )
+    for info in inputs:
+        array = feeds[info.name]
+        if not isinstance(array, np.ndarray):
+            raise InputError(f"{engine}: input {info.name!r} is a {type(array).__name__}, expected a numpy array", "pass np.ndarray values")
+        if array.dtype.name != info.dtype:
+            raise InputError(
+                f"{engine}: input {info.name!r} has dtype {array.dtype}, expected {info.dtype}",
+                f"convert it with array.astype(np.{info.dtype}) (the Pipeline does this for you)",
+            )
+        if array.ndim != len(info.shape) or any(e not in (-1, a) for e, a in zip(info.shape, array.shape)):
+            raise InputError(
+                f"{engine}: input {info.name!r} has shape {array.shape}, expected {info.shape} (-1 = any)",
+                "check the preprocess spec's size and layout against the model's input",
+            )
+        if limits and info.name in limits:
+            low, high = limits[info.name]
+            if any(not lo <= a <= hi for lo, a, hi in zip(low, array.shape, high)):
+                raise InputError(
+                    f"{engine}: input {info.name!r} has shape {array.shape}, outside the optimization profile "
+                    f"{low}..{high}",
+                    f"keep the batch within {low[0]}..{high[0]} (Pipeline splits larger batches), "
+                    "or rebuild with a larger profile: trtpipe build ... --batch MIN:OPT:MAX",
+                )

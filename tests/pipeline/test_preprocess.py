@@ -1,0 +1,91 @@
+"""Preprocessing: layouts, channel order, normalization, resize modes, bad images, and torchvision parity."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from trtpipe.errors import InputError
+from trtpipe.pipeline.preprocess import load_image, preprocess_batch, preprocess_with_meta
+from trtpipe.spec import PreprocessSpec
+
+SPEC = PreprocessSpec(model="t", height=224, width=224)
+
+
+def photo(name="chelsea"):
+    import skimage.data
+
+    return np.ascontiguousarray(getattr(skimage.data, name)()[:, :, ::-1])  # RGB -> BGR, as cv2 gives
+
+
+def test_layouts_channel_order_and_normalization():
+    image = np.zeros((10, 10, 3), np.uint8)
+    image[..., 0] = 255  # pure blue in BGR
+    spec = PreprocessSpec(model="t", height=4, width=4, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), resize="stretch")
+    nchw = preprocess_batch([image], spec)
+    assert nchw.shape == (1, 3, 4, 4) and nchw.dtype == np.float32
+    np.testing.assert_allclose(nchw[0, :, 0, 0], [-1, -1, 1], atol=1e-6)  # RGB: blue is channel 2
+    bgr = preprocess_batch([image], spec.replace(channel_order="BGR", layout="NHWC"))
+    assert bgr.shape == (1, 4, 4, 3)
+    np.testing.assert_allclose(bgr[0, 0, 0], [1, -1, -1], atol=1e-6)
+
+
+@pytest.mark.parametrize("antialias", [True, False])
+def test_matches_torchvision_within_2_of_255(antialias):
+    """Antialiased mode matches torchvision's PIL Resize(256)+CenterCrop(224) to < 2/255 mean abs difference."""
+    torchvision = pytest.importorskip("torchvision")
+    from PIL import Image
+
+    T = torchvision.transforms
+    reference = T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor()])
+    frame = cv2.resize(photo("coffee"), (1920, 1080), interpolation=cv2.INTER_CUBIC)
+    ref = reference(Image.fromarray(frame[:, :, ::-1].copy())).numpy()
+    out = preprocess_batch([frame], SPEC.replace(mean=(0, 0, 0), std=(1, 1, 1), antialias=antialias))[0]
+    diff = np.abs(out - ref).mean() * 255
+    if antialias:
+        assert diff < 2.0
+    else:
+        assert diff > 1.2  # the fast mode aliases: measurably further from torchvision
+
+
+def test_letterbox_meta_undoes_the_mapping():
+    image = np.full((100, 200, 3), 50, np.uint8)
+    spec = SPEC.replace(height=64, width=64, resize="letterbox", antialias=False)
+    batch, (meta,) = preprocess_with_meta([image], spec)
+    assert batch.shape == (1, 3, 64, 64)
+    assert (meta.scale_x, meta.offset_y) == (0.32, 16.0)
+    np.testing.assert_allclose(meta.boxes_to_source(np.array([[0, 16, 64, 48]])), [[0, 0, 200, 100]])
+
+
+def test_grayscale_bgra_and_16_bit_are_converted():
+    gray = np.full((30, 40), 128, np.uint8)
+    bgra = np.full((30, 40, 4), 128, np.uint8)
+    deep = np.full((30, 40, 3), 128 << 8, np.uint16)
+    out = preprocess_batch([gray, bgra, deep], SPEC.replace(height=16, width=16))
+    assert np.allclose(out[0], out[1]) and np.allclose(out[0], out[2])
+
+
+@pytest.mark.parametrize(
+    "image, message",
+    [
+        (None, "image is None"),
+        (np.zeros((0, 10, 3), np.uint8), "empty"),
+        (np.zeros((10, 10, 2), np.uint8), r"shape \(10, 10, 2\)"),
+        (np.zeros((2, 10, 10, 3), np.uint8), r"shape \(2, 10, 10, 3\)"),
+    ],
+)
+def test_bad_images(image, message):
+    with pytest.raises(InputError, match=message + ".*Hint:"):
+        preprocess_batch([image], SPEC)
+
+
+def test_load_image(tmp_path):
+    path = tmp_path / "cat.png"
+    cv2.imwrite(str(path), photo()[:50, :60])
+    assert load_image(path).shape == (50, 60, 3)
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not really")
+    with pytest.raises(InputError, match="broken.jpg.*cannot decode.*Hint"):
+        load_image(tmp_path / "broken.jpg")
+    with pytest.raises(InputError, match="missing.jpg: no such file"):
+        load_image(tmp_path / "missing.jpg")

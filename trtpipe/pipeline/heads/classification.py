@@ -1,0 +1,79 @@
+"""Classification: softmax (unless the network already outputs probabilities), top-k, class names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from trtpipe.pipeline.heads import register_head
+from trtpipe.runtime.base import StageTimes
+
+
+@dataclass(frozen=True)
+class Classification:
+    """Top-k classes of one image, best first."""
+
+    indices: tuple[int, ...]
+    labels: tuple[str, ...]
+    scores: tuple[float, ...]  # probabilities
+    backend: str = ""
+    times: StageTimes | None = None  # this call's stage times (shared by the images of one batch)
+
+    @property
+    def top1(self) -> int:
+        return self.indices[0]
+
+    def to_dict(self) -> dict:
+        return {
+            "backend": self.backend,
+            "topk": [{"index": i, "label": l, "score": s} for i, l, s in zip(self.indices, self.labels, self.scores)],
+        }
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax, stable for large logits."""
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    np.exp(shifted, out=shifted)
+    shifted /= shifted.sum(axis=-1, keepdims=True)
+    return shifted
+
+
+def _looks_like_probabilities(values: np.ndarray) -> bool:
+    return bool(values.min() >= 0 and np.allclose(values.sum(axis=-1), 1.0, atol=1e-3))
+
+
+@register_head("classification")
+class ClassificationHead:
+    """(N, C) logits or probabilities -> :class:`Classification` per image.
+
+    Args:
+        labels: class names, index i naming class i; a 1001-class output with 1000 names is taken to
+            have a background class 0 (TensorFlow-style). Defaults to the class indices as names.
+        topk: how many classes to keep. Defaults to 5.
+    """
+
+    def __init__(self, labels: Sequence[str] | None = None, topk: int = 5, **_ignored):
+        self.labels = list(labels) if labels else None
+        self.topk = topk
+
+    def __call__(self, outputs: dict[str, np.ndarray], metas, images) -> list[Classification]:
+        logits = next(iter(outputs.values()))
+        logits = logits.reshape(logits.shape[0], -1).astype(np.float32, copy=False)
+        probs = logits if _looks_like_probabilities(logits) else softmax(logits.copy())
+        k = min(self.topk, probs.shape[1])
+        top = np.argpartition(-probs, k - 1, axis=1)[:, :k]
+        order = np.take_along_axis(probs, top, axis=1).argsort(axis=1)[:, ::-1]
+        top = np.take_along_axis(top, order, axis=1)
+        offset = 1 if self.labels and probs.shape[1] == len(self.labels) + 1 else 0
+        results = []
+        for row, indices in zip(probs, top):
+            names = tuple(self._name(int(i) - offset) for i in indices)
+            results.append(Classification(tuple(int(i) for i in indices), names, tuple(float(row[i]) for i in indices)))
+        return results
+
+    def _name(self, index: int) -> str:
+        if self.labels and 0 <= index < len(self.labels):
+            return self.labels[index]
+        return "background" if index < 0 else str(index)

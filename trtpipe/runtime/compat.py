@@ -1,0 +1,90 @@
+"""Does an engine fit this machine? Checked from its sidecar BEFORE TensorRT deserializes it.
+
+A serialized TensorRT engine is tied to the TensorRT flavour and version that built it and to a GPU
+(compute capability) or, for TensorRT-RTX, to a list of ahead-of-time targets. TensorRT's own refusal
+is a log line and a ``None``; this module says which of them differs and how to rebuild.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from packaging.version import InvalidVersion, Version
+
+from trtpipe.errors import EngineMismatchError, InputError
+from trtpipe.spec import EngineSidecar, sidecar_path_for
+
+
+def load_sidecar(engine_path: str | Path) -> EngineSidecar:
+    """Reads ``ENGINE.json`` beside ``engine_path`` and checks the engine file against it (size).
+
+    Raises:
+        InputError: the engine or its sidecar is missing, or the engine's size differs from the
+            sidecar's (a truncated or replaced file).
+    """
+    engine_path = Path(engine_path)
+    if not engine_path.is_file():
+        raise InputError(f"engine {engine_path}: no such file", "build it first: trtpipe build MODEL.onnx -o ENGINE")
+    sidecar_path = sidecar_path_for(engine_path)
+    if not sidecar_path.is_file():
+        raise InputError(
+            f"engine {engine_path} has no sidecar {sidecar_path.name} beside it",
+            "trtpipe needs the sidecar to check and describe the engine; rebuild with trtpipe build ... --force",
+        )
+    sidecar = EngineSidecar.load(sidecar_path)
+    size = engine_path.stat().st_size
+    if size != sidecar.engine_bytes:
+        raise InputError(
+            f"engine {engine_path} is {size} bytes, its sidecar says {sidecar.engine_bytes}: "
+            "the file is truncated or was replaced",
+            "rebuild it: trtpipe build ... --force (copies of engines must include the .json sidecar)",
+        )
+    return sidecar
+
+
+def _built_by(sidecar: EngineSidecar) -> str:
+    flavor = "TensorRT-RTX" if sidecar.trt_flavor == "tensorrt_rtx" else "TensorRT"
+    target = sidecar.target or {}
+    if target.get("kind") == "aot":
+        where = "ahead-of-time targets " + ",".join(target.get("compute_capabilities", []) or ["(default)"])
+    else:
+        where = f"{target.get('gpu_name', 'an unknown GPU')} (compute capability {target.get('compute_capability', '?')})"
+    return f"built by {flavor} {sidecar.trt_version} for {where}"
+
+
+def _rebuild_hint(sidecar: EngineSidecar) -> str:
+    return f"rebuild on this machine: trtpipe build {sidecar.onnx_path} --precision {sidecar.precision} --force"
+
+
+def check_flavor(sidecar: EngineSidecar, flavor_name: str, flavor_version: str, engine: str) -> None:
+    """Raises EngineMismatchError unless the installed TensorRT flavour and version built the engine."""
+    try:
+        same_version = Version(sidecar.trt_version) == Version(flavor_version)
+    except InvalidVersion:
+        same_version = sidecar.trt_version == flavor_version
+    if sidecar.trt_flavor != flavor_name or not same_version:
+        mine = f"{'TensorRT-RTX' if flavor_name == 'tensorrt_rtx' else 'TensorRT'} {flavor_version}"
+        raise EngineMismatchError(
+            f"engine {engine} was {_built_by(sidecar)}; this machine has {mine}",
+            _rebuild_hint(sidecar),
+        )
+
+
+def check_gpu(sidecar: EngineSidecar, gpu_name: str, major: int, minor: int, engine: str) -> None:
+    """Raises EngineMismatchError unless the engine targets this GPU's compute capability."""
+    target = sidecar.target or {}
+    mine = f"{gpu_name} (compute capability {major}.{minor})"
+    if target.get("kind") == "aot":
+        targets = [str(t).upper() for t in target.get("compute_capabilities", [])]
+        if targets and f"SM{major}{minor}" not in targets:
+            raise EngineMismatchError(
+                f"engine {engine} was {_built_by(sidecar)}; this machine's GPU is {mine}",
+                _rebuild_hint(sidecar) + f" --compute-capability SM{major}{minor}",
+            )
+        return
+    built_cc = str(target.get("compute_capability", ""))
+    if built_cc and built_cc != f"{major}.{minor}":
+        raise EngineMismatchError(
+            f"engine {engine} was {_built_by(sidecar)}; this machine's GPU is {mine}",
+            _rebuild_hint(sidecar),
+        )
