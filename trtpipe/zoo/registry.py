@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import pkgutil
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,12 +26,9 @@ if TYPE_CHECKING:  # torch is imported only by the functions that need it
 
 log = logging.getLogger("trtpipe.zoo")
 
-# Modules whose import registers models and families; imported on first use of the registry.
-SOURCE_MODULES = (
-    "trtpipe.zoo.sources.torchvision",
-    "trtpipe.zoo.sources.efficientnet_lite",
-    "trtpipe.zoo.sources.timm",
-)
+# Every module in trtpipe/zoo/sources registers models or families when imported (on first use of
+# the registry); adding a source is adding a module there.
+SOURCES_PACKAGE = "trtpipe.zoo.sources"
 
 WEIGHTS_KEYWORDS = ("auto", "pretrained", "random")
 
@@ -160,8 +158,9 @@ def _load_sources() -> None:
     global _sources_loaded
     if not _sources_loaded:
         _sources_loaded = True
-        for module in SOURCE_MODULES:
-            importlib.import_module(module)
+        package = importlib.import_module(SOURCES_PACKAGE)
+        for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda info: info.name):
+            importlib.import_module(f"{SOURCES_PACKAGE}.{info.name}")
 
 
 def get_model(name: str) -> ModelEntry:
