@@ -1,0 +1,219 @@
+"""What a bench runs: a model file or zoo name opened on a backend, with what the report must say about it.
+
+``open_target("engines/m_fp16.engine")`` -> TensorRT; ``open_target("engines/m.onnx")`` -> ONNX Runtime;
+``open_target("mobilenetv2", backend="torch")`` -> PyTorch eager. The target carries the model block
+(name, file, precision, weights) and the backend block (name, device, simulated, fallback) of the report.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trtpipe.errors import ConfigError, InputError
+from trtpipe.runtime.base import Engine
+from trtpipe.spec import PreprocessSpec, preprocess_path_for
+
+BACKENDS = ("tensorrt", "onnxruntime", "torch")
+_PRECISION_SUFFIX = re.compile(r"_(fp32|fp16|int8)$")
+
+
+@dataclass
+class BenchTarget:
+    """An open Engine plus the report's model and backend blocks. Close it (or use ``with``)."""
+
+    engine: Engine
+    model: dict[str, Any]
+    backend: dict[str, Any]
+    spec: PreprocessSpec | None = None  # for the end-to-end mode; None: it is skipped
+    sidecar: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def device_timed(self) -> bool:
+        """True when the engine's h2d/compute/d2h come from CUDA events (else they are not device stages)."""
+        return bool(getattr(self.engine, "device_timed", self.engine.backend.startswith("tensorrt")))
+
+    def async_target(self, feeds, transfers: bool = True):
+        """An enqueue-ahead AsyncTarget for this engine, or None where the backend has no asynchronous queue."""
+        if hasattr(self.engine, "enqueue_ahead"):
+            return self.engine.enqueue_ahead(feeds, transfers=transfers)
+        if self.engine.backend.startswith("tensorrt"):
+            from trtpipe.bench.tensorrt_queue import TensorRTQueue
+
+            return TensorRTQueue(self.engine, feeds, transfers=transfers)
+        return None
+
+    def close(self) -> None:
+        self.engine.close()
+
+    def __enter__(self) -> "BenchTarget":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def open_target(
+    model_or_file: str | Path,
+    *,
+    backend: str | None = None,
+    precision: str | None = None,
+    weights: str = "auto",
+    cuda_graph: bool = False,
+    transfers: bool = True,
+    name: str | None = None,
+    threads: int | None = None,
+    flavor=None,
+) -> BenchTarget:
+    """Opens what ``trtpipe bench`` was given.
+
+    Args:
+        model_or_file: an ``.engine``/``.plan`` (with sidecar), an ``.onnx`` file, or a zoo model name.
+        backend: tensorrt | onnxruntime | torch. Defaults to the file's kind; for a zoo name, torch.
+        precision: for a zoo name on torch: fp32 | fp16. For files it must match the file (checked).
+        weights: torch backend only: auto | pretrained | random | checkpoint path. Defaults to auto.
+        cuda_graph: TensorRT: replay a captured CUDA graph. Defaults to False.
+        transfers: time H2D/D2H copies with each inference (False: trtexec's --noDataTransfers).
+        name: the model name in the report. Defaults to the spec's/sidecar's model, else the file stem.
+        threads: CPU backends: intra-op threads. Defaults to the library's choice (all cores).
+        flavor: the TensorRT flavour (tests pass the simulation's); defaults to the installed one, and
+            then a machine without a GPU is refused with a hint.
+    """
+    if backend is not None and backend not in BACKENDS:
+        raise ConfigError(f"backend {backend!r} is unknown, expected one of {', '.join(BACKENDS)}", "use --backend tensorrt, onnxruntime or torch")
+    path = Path(model_or_file)
+    is_file = path.suffix.lower() in (".onnx", ".engine", ".plan", ".trt")
+    if not is_file or backend == "torch":
+        return _open_torch(str(model_or_file), precision or "fp32", weights, name, threads)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file", "check the path; build engines with make engine MODEL=... PRECISION=...")
+    backend = backend or ("onnxruntime" if path.suffix.lower() == ".onnx" else "tensorrt")
+    if backend == "onnxruntime":
+        return _open_onnxruntime(path, precision, name, threads)
+    return _open_tensorrt(path, precision, cuda_graph, transfers, name, flavor)
+
+
+def _open_torch(model: str, precision: str, weights: str, name: str | None, threads: int | None) -> BenchTarget:
+    from trtpipe.bench.torch_baseline import load_torch_model
+
+    engine = load_torch_model(model, weights=weights, precision=precision, threads=threads)
+    spec = engine.spec
+    notes = [f"{model}: RANDOM weights (pretrained weights were not available)"] if spec.random_weights else []
+    return BenchTarget(
+        engine=engine,
+        model={"name": name or spec.model, "file": None, "sha256": None, "precision": precision,
+               "precision_realised": f"torch {precision} eager", "weights": spec.weights, "source": spec.source},
+        backend={**_backend_block(engine, device=engine.device.type), "threads": engine.threads},
+        spec=spec,
+        notes=notes,
+    )
+
+
+def _open_onnxruntime(path: Path, precision: str | None, name: str | None, threads: int | None) -> BenchTarget:
+    from trtpipe.io import sha256_file
+    from trtpipe.runtime.loader import load_engine
+
+    if path.suffix.lower() != ".onnx":  # an engine: run the ONNX it was built from (CPU fallback)
+        from trtpipe.runtime.loader import onnx_for_engine
+
+        path = onnx_for_engine(path)
+    found = onnx_precision(path)
+    _check_precision(path, found, precision)
+    spec = find_spec(path)
+    engine = load_engine(path, backend="onnxruntime", threads=threads)
+    device = "gpu" if engine.backend.endswith("cuda") else "cpu"
+    return BenchTarget(
+        engine=engine,
+        model={"name": name or (spec.model if spec else _stem(path)), "file": str(path), "sha256": sha256_file(path),
+               "precision": found, "precision_realised": _realised(found), "weights": spec.weights if spec else "unknown",
+               "source": spec.source if spec else "onnx"},
+        backend={**_backend_block(engine, device=device), "threads": threads or "default (all cores)"},
+        spec=spec,
+    )
+
+
+def _open_tensorrt(path: Path, precision, cuda_graph: bool, transfers: bool, name, flavor) -> BenchTarget:
+    from trtpipe.runtime.compat import load_sidecar
+    from trtpipe.runtime.tensorrt_engine import TensorRTEngine
+
+    sidecar = load_sidecar(path)
+    _check_precision(path, sidecar.precision, precision)
+    if flavor is None:
+        from trtpipe.testing import gpu_unavailable_reason
+
+        reason = gpu_unavailable_reason()
+        if reason is not None:
+            raise ConfigError(
+                f"engine {path} needs an NVIDIA GPU to run, and this machine has none ({reason})",
+                f"time the same model on the CPU instead: trtpipe bench {sidecar.onnx_path} --backend onnxruntime "
+                "(the report labels it as a CPU run); run TensorRT engines on a GPU machine",
+            )
+    engine = TensorRTEngine(path, flavor=flavor, cuda_graph=cuda_graph)
+    spec = sidecar.preprocess_spec
+    simulated = engine.backend.endswith("-simulated")
+    notes = ["SIMULATED: TensorRT and CUDA were simulated on the CPU; the timings say nothing about a GPU"] if simulated else []
+    return BenchTarget(
+        engine=engine,
+        model={"name": name or (spec.model if spec else _stem(Path(sidecar.onnx_path))), "file": str(path),
+               "sha256": sidecar.engine_sha256, "precision": sidecar.precision,
+               "precision_realised": sidecar.precision_realised, "weights": sidecar.weights,
+               "source": spec.source if spec else "onnx"},
+        backend=_backend_block(engine, device="gpu", simulated=simulated, cuda_graph=cuda_graph, transfers=transfers,
+                               gpu=getattr(getattr(engine, "device", None), "name", None)),
+        spec=spec,
+        sidecar=sidecar.to_dict(),
+        notes=notes + [f"engine: {note}" for note in sidecar.notes],
+    )
+
+
+def _backend_block(engine: Engine, *, device: str, simulated: bool = False, cuda_graph: bool = False,
+                   transfers: bool = True, gpu: str | None = None) -> dict[str, Any]:
+    return {"name": engine.backend, "device": device, "gpu": gpu, "simulated": simulated, "fallback": False,
+            "cuda_graph": cuda_graph, "transfers": transfers if device == "gpu" else None}
+
+
+def onnx_precision(path: Path) -> str:
+    """int8 when the graph has Q/DQ nodes, fp16 when its inputs or weights are float16, else fp32."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    graph = model.graph
+    if any(node.op_type in ("QuantizeLinear", "DequantizeLinear") for node in graph.node):
+        return "int8"
+    fp16 = onnx.TensorProto.FLOAT16
+    if any(t.data_type == fp16 for t in graph.initializer) or any(
+        i.type.tensor_type.elem_type == fp16 for i in graph.input
+    ):
+        return "fp16"
+    return "fp32"
+
+
+def find_spec(onnx_path: Path) -> PreprocessSpec | None:
+    """The preprocess spec beside an ONNX: ``m_int8.onnx`` -> ``m_int8.preprocess.json``, else ``m.preprocess.json``."""
+    candidates = [preprocess_path_for(onnx_path)]
+    stem = onnx_path.name.split(".")[0]
+    if _PRECISION_SUFFIX.search(stem):
+        candidates.append(onnx_path.with_name(_PRECISION_SUFFIX.sub("", stem) + ".preprocess.json"))
+    for candidate in candidates:
+        if candidate.is_file():
+            return PreprocessSpec.load(candidate)
+    return None
+
+
+def _check_precision(path: Path, found: str, asked: str | None) -> None:
+    if asked is not None and asked != found:
+        raise ConfigError(
+            f"{path} is {found}, and --precision {asked} was asked for",
+            f"drop --precision (files carry their precision), or give the {asked} file",
+        )
+
+
+def _realised(precision: str) -> str:
+    return {"int8": "Q/DQ ONNX", "fp16": "FP16 ONNX", "fp32": "fp32"}[precision]
+
+
+def _stem(path: Path) -> str:
+    return _PRECISION_SUFFIX.sub("", path.name.split(".")[0])

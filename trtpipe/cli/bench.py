@@ -1,0 +1,120 @@
+"""trtpipe bench: time an engine, an ONNX model or a zoo model (PyTorch eager) and write a JSON report."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+VERB = "bench"
+HELP = "time an engine / ONNX / zoo model at several batch sizes (trtexec's metrics) and write a JSON report"
+
+
+def _batches(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of batch sizes, e.g. 1,8,32") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: batch sizes must be positive, e.g. 1,8,32")
+    return values
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", metavar="MODEL_OR_FILE", help="an .engine (with its sidecar), an .onnx, or a zoo model name (torch)")
+    parser.add_argument("--batch", type=_batches, default=(1,), metavar="1,8,32", help="batch sizes (default 1)")
+    parser.add_argument("--warmup", default="200ms", help="warm-up time, excluded from the statistics (default 200ms)")
+    parser.add_argument("--duration", default="3s", help="minimum timed duration per batch and mode (default 3s)")
+    parser.add_argument("--iterations-min", type=int, default=10, metavar="N", help="minimum timed iterations (default 10)")
+    parser.add_argument("--in-flight", type=int, default=2, metavar="N",
+                        help="enqueue-ahead mode: inferences kept queued (default 2)")
+    parser.add_argument("--backend", choices=("tensorrt", "onnxruntime", "torch", "auto"),
+                        help="default: the file's kind (.engine: tensorrt, .onnx: onnxruntime), torch for a zoo name; "
+                             "auto: tensorrt where a GPU is, else the engine's ONNX on ONNX Runtime (labelled CPU fallback)")
+    parser.add_argument("--precision", choices=("fp32", "fp16", "int8"),
+                        help="torch: the precision to run; files: checked against the file's own")
+    parser.add_argument("--weights", default="auto", help="torch backend: auto | pretrained | random | checkpoint path")
+    parser.add_argument("--name", help="model name in the report (default: from the spec or sidecar, else the file stem)")
+    parser.add_argument("--threads", type=int, metavar="N", help="CPU backends: intra-op threads (default: all cores)")
+    parser.add_argument("--cuda-graph", action="store_true", help="TensorRT: capture and replay a CUDA graph")
+    parser.add_argument("--no-transfers", action="store_true", help="TensorRT: time GPU compute without H2D/D2H copies")
+    parser.add_argument("--no-end-to-end", action="store_true", help="skip the end-to-end mode (pre/post-processing)")
+    parser.add_argument("--profile-layers", action="store_true",
+                        help="TensorRT on a GPU: per-layer times (IProfiler) and layer information, in a separate run")
+    parser.add_argument("--json", metavar="FILE", help="report path (default: reports/<model>_<backend>_<precision>.json)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from trtpipe.bench.measure import MeasureSettings, StderrProgress
+    from trtpipe.bench.runner import run_bench
+    from trtpipe.bench.stats import parse_duration
+    from trtpipe.bench.targets import open_target
+
+    settings = MeasureSettings(
+        warmup_s=parse_duration(args.warmup),
+        duration_s=parse_duration(args.duration),
+        iterations_min=args.iterations_min,
+        in_flight=args.in_flight,
+    )
+    backend, fallback = _resolve_backend(args)
+    target = open_target(
+        args.model, backend=backend, precision=args.precision, weights=args.weights, cuda_graph=args.cuda_graph,
+        transfers=not args.no_transfers, name=args.name, threads=args.threads,
+    )
+    with target:
+        if fallback:
+            target.backend["fallback"] = True
+            target.notes.append(f"CPU fallback: no GPU here ({fallback}), so the engine's ONNX ran on {target.engine.backend}")
+        out = Path(args.json or f"reports/{target.model['name'].replace(':', '_')}_{target.engine.backend}_{target.model['precision']}.json")
+        command = "trtpipe bench " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["bench"] else None
+        # Saved after every result: a crash or a second Ctrl-C still leaves what was measured.
+        report = run_bench(
+            target, args.batch, settings, transfers=not args.no_transfers, end_to_end=not args.no_end_to_end,
+            progress_factory=StderrProgress, command=command, on_result=lambda r: _save_partial(r, out),
+        )
+        if args.profile_layers and not report.partial:
+            from trtpipe.bench.layers import profile_layers
+
+            report.layer_profile = profile_layers(target, max(args.batch), settings)
+    report.save(out)
+    _print_summary(report, out)
+    if report.partial:
+        print(f"trtpipe bench: interrupted; PARTIAL report written to {out} ({report.partial_reason})", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _resolve_backend(args) -> tuple[str | None, str | None]:
+    """``--backend auto``: tensorrt where a GPU answers, else onnxruntime, and the reason for the fallback."""
+    if args.backend != "auto":
+        return args.backend, None
+    from trtpipe.testing import gpu_unavailable_reason
+
+    reason = gpu_unavailable_reason()
+    if reason is None:
+        return ("tensorrt" if not args.model.endswith(".onnx") else "onnxruntime"), None
+    return "onnxruntime", reason
+
+
+def _save_partial(report, out: Path) -> None:
+    """Writes the report as it stands, marked partial until the run completes."""
+    was = (report.partial, report.partial_reason)
+    if not report.partial:
+        report.mark_partial("run in progress or crashed")
+    report.save(out)
+    report.partial, report.partial_reason = was
+
+
+def _print_summary(report, out: Path) -> None:
+    from trtpipe.bench.stats import format_ms
+
+    for result in report.results:
+        lat = result.latency
+        ips = result.images_per_s
+        flag = " (partial)" if result.partial else ""
+        print(f"batch {result.batch:>3} {result.mode:<10} latency median {format_ms(lat.median if lat else None)} ms "
+              f"p99 {format_ms(lat.p99 if lat else None)} ms, {ips or 0:,.1f} images/s, {result.iterations} iterations{flag}")
+    weights = " RANDOM WEIGHTS," if report.random_weights else ""
+    print(f"wrote {out}: {report.model['name']} {report.model['precision']} on {report.backend['name']},{weights} "
+          f"{len(report.results)} results", file=sys.stderr)
