@@ -7,7 +7,7 @@ VENV     ?= .venv
 BIN      := $(VENV)/bin
 TRTPIPE  := $(BIN)/trtpipe
 HAS_GPU  := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo yes)
-EXTRAS   ?= export,report,dev,$(if $(HAS_GPU),trt,rtx)
+EXTRAS   ?= export,report,serve,dev,$(if $(HAS_GPU),trt,rtx)
 
 MODEL     ?= mobilenetv2
 PRECISION ?= fp32
@@ -33,6 +33,7 @@ $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip >/dev/null
 	$(BIN)/pip install -e '.[$(EXTRAS)]'
+	$(if $(findstring serve,$(EXTRAS)),$(BIN)/pip install --no-deps nvidia-pytriton==0.7.0)
 	@touch $@
 
 venv: $(BIN)/.installed  ## create .venv with trtpipe and its extras ($(EXTRAS))
@@ -49,9 +50,9 @@ calib-data: $(BIN)/.installed  ## fill calib_data/ with calibration images if it
 test: $(BIN)/.installed  ## run the test suite (no GPU needed)
 	$(BIN)/python -m pytest
 
-test-gpu: $(BIN)/.installed  ## run the GPU tests (tests/gpu, marker gpu); says so when no GPU is here
+test-gpu: $(BIN)/.installed  ## run the GPU tests (marker gpu, in tests/gpu and tests/bench); says so when no GPU is here
 	@$(BIN)/python -c "from trtpipe.testing import gpu_unavailable_reason as r; m = r(); print('no GPU here (' + m + '): the gpu tests will be skipped' if m else 'GPU found')"
-	$(BIN)/python -m pytest -m gpu tests/gpu -rs
+	$(BIN)/python -m pytest -m gpu -rs
 
 perf: $(BIN)/.installed  ## run the benchmarks in tests/perf (medians and ratios, one run)
 	@set -e; for script in tests/perf/bench_*.py; do echo "== $$script"; $(BIN)/python $$script; done
