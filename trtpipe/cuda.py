@@ -6,7 +6,8 @@ call and the CUDA error. Every object that allocates is a context manager and fr
 closing twice is harmless. Device memory that TensorRT reads later lives on these objects, never in a
 temporary.
 
-Tests swap the binding for a simulation with :func:`using_runtime`; nothing else in trtpipe imports CUDA.
+Tests and ``trtpipe bench --simulate`` swap the binding for ``trtpipe.runtime.simulation.SimulatedCuda`` with
+:func:`using_runtime`; nothing else in trtpipe imports CUDA.
 """
 
 from __future__ import annotations
@@ -174,6 +175,13 @@ class Event:
 
     def record(self, stream: Stream) -> None:
         check(runtime().cudaEventRecord(self.handle, stream.handle), "cudaEventRecord")
+
+    def synchronize(self) -> None:
+        """Blocks until the work queued before the last ``record`` has finished (not the rest of the stream).
+
+        What the enqueue-ahead mode waits on: the oldest inference is complete while later ones keep the GPU busy.
+        """
+        check(runtime().cudaEventSynchronize(self.handle), "cudaEventSynchronize")
 
     def elapsed_ms(self, end: "Event") -> float:
         """Milliseconds between this event and ``end``; both must have completed (synchronize first)."""

@@ -3,7 +3,7 @@
 ``load_engine(path, backend=...)`` picks one; nothing heavy is imported until an engine is opened.
 """
 
-from trtpipe.runtime.base import ClosedError, Engine, StageTimes
+from trtpipe.runtime.base import ClosedError, Engine, NotReadyError, StageTimes
 from trtpipe.runtime.loader import load_engine
 
-__all__ = ["ClosedError", "Engine", "StageTimes", "load_engine"]
+__all__ = ["ClosedError", "Engine", "NotReadyError", "StageTimes", "load_engine"]

@@ -38,6 +38,15 @@ class Engine(abc.ABC):
     #: Label that names the backend in every result and report, e.g. "tensorrt", "onnxruntime-cpu".
     backend: str = "abstract"
 
+    #: True when ``StageTimes.h2d/compute/d2h`` come from CUDA events on the engine's stream (TensorRT);
+    #: False when the backend has no such device stages (ONNX Runtime, torch on the CPU), and then
+    #: reports must not present its times as device times.
+    device_timed: bool = False
+
+    #: True when TensorRT and CUDA are simulated on the CPU (``trtpipe.runtime.simulation``): the device
+    #: times are a fake clock, and every result must say so.
+    simulated: bool = False
+
     @property
     @abc.abstractmethod
     def inputs(self) -> tuple[TensorInfo, ...]:
@@ -77,6 +86,10 @@ class ClosedError(TrtpipeError):
 
     def __init__(self, what: str):
         super().__init__(f"{what} was used after close()", f"create a new {what} or keep it open (use `with`)")
+
+
+class NotReadyError(TrtpipeError):
+    """Results of asynchronous work were read before it was waited for (on a GPU: garbage, silently)."""
 
 
 def validate_feeds(

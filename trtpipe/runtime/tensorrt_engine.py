@@ -8,6 +8,12 @@ addresses never change, which is also what makes CUDA graph replay valid.
 
 One context and stream serve all callers; a lock makes ``infer`` safe from several threads (calls on
 one engine are serialised; for parallel GPU work open one engine per worker thread).
+
+Two more public paths serve measurement (``trtpipe bench``):
+- :meth:`TensorRTEngine.enqueue_ahead` queues inferences of fixed inputs without synchronizing, each with
+  its own CUDA events (trtexec's throughput mode: the GPU never waits for the host);
+- :meth:`TensorRTEngine.profile_layers` runs a separate execution context with an ``IProfiler`` attached
+  and returns per-layer times and the engine inspector's layer information.
 """
 
 from __future__ import annotations
@@ -15,15 +21,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 
 from trtpipe import cuda
-from trtpipe.errors import DependencyError, EngineMismatchError, InputError
+from trtpipe.errors import ConfigError, DependencyError, EngineMismatchError, InputError
 from trtpipe.flavors import Flavor, installed_flavors
-from trtpipe.runtime.base import ClosedError, Engine, StageTimes, validate_feeds
+from trtpipe.runtime.base import ClosedError, Engine, NotReadyError, StageTimes, validate_feeds
 from trtpipe.runtime.compat import check_flavor, check_gpu, load_sidecar
 from trtpipe.spec import EngineSidecar, TensorInfo
 
@@ -57,16 +65,20 @@ class TensorRTEngine(Engine):
             (saves launch overhead on small models; shapes must repeat to pay off). Defaults to False.
     """
 
+    device_timed = True  # h2d / compute / d2h come from CUDA events on the engine's stream
+
     def __init__(self, path: str | Path, *, flavor: Flavor | None = None, device: int = 0, cuda_graph: bool = False):
         self.path = Path(path)
         self._closed = False
         self._lock = threading.Lock()
         self._graphs: dict[tuple, cuda.Graph] = {}
         self._owned: list = []  # everything allocated, closed in reverse order
+        self._queues: list[EnqueueAhead] = []  # open enqueue-ahead queues, closed before the engine
+        self._staged_by: object | None = None  # the queue whose inputs are on the device (None: the last infer's)
         self.sidecar = load_sidecar(self.path)
         self.flavor = flavor or _flavor_for(self.sidecar, str(self.path))
-        simulated = getattr(self.flavor.module, "SIMULATED", False)
-        self.backend = self.flavor.name + ("-simulated" if simulated else "")
+        self.simulated = bool(getattr(self.flavor.module, "SIMULATED", False))
+        self.backend = self.flavor.name + ("-simulated" if self.simulated else "")
         self.cuda_graph = cuda_graph
         # Both checks come before deserializing: TensorRT would only log an error and return None.
         check_flavor(self.sidecar, self.flavor.name, self.flavor.version, str(self.path))
@@ -168,79 +180,3 @@ class TensorRTEngine(Engine):
     def max_batch(self) -> int | None:
         return min(high[0] for _, high in self._limits.values()) if self._limits else None
 
-    def infer_timed(self, feeds: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], StageTimes]:
-        with self._lock:
-            if self._closed:
-                raise ClosedError("TensorRTEngine")
-            start = time.perf_counter()
-            validate_feeds(feeds, self._inputs, str(self.path), self._limits)
-            stream, (ev_start, ev_h2d, ev_compute, ev_d2h) = self._stream, self._events
-            shapes_changed = False
-            for info in self._inputs:
-                array = feeds[info.name]
-                if self._shapes_set[info.name] != array.shape:
-                    if not self._context.set_input_shape(info.name, array.shape):
-                        raise InputError(f"TensorRT rejected shape {array.shape} for input {info.name!r}", "keep shapes within the profile")
-                    self._shapes_set[info.name] = array.shape
-                    shapes_changed = True
-                np.copyto(self._host[info.name].view(array.shape), array)
-            ev_start.record(stream)
-            for info in self._inputs:
-                nbytes = int(np.prod(feeds[info.name].shape, dtype=np.int64)) * np.dtype(info.dtype).itemsize
-                cuda.copy_htod_async(self._device[info.name], self._host[info.name], nbytes, stream)
-            ev_h2d.record(stream)
-            self._execute(shapes_changed)
-            ev_compute.record(stream)
-            out_shapes = {}
-            for info in self._outputs:
-                shape = tuple(int(d) for d in self._context.get_tensor_shape(info.name))
-                out_shapes[info.name] = shape
-                nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(info.dtype).itemsize
-                cuda.copy_dtoh_async(self._host[info.name], self._device[info.name], nbytes, stream)
-            ev_d2h.record(stream)
-            stream.synchronize()  # pinned outputs are only valid from here on
-            results = {name: self._host[name].view(shape).copy() for name, shape in out_shapes.items()}
-            end = time.perf_counter()
-            times = StageTimes(
-                h2d=ev_start.elapsed_ms(ev_h2d),
-                compute=ev_h2d.elapsed_ms(ev_compute),
-                d2h=ev_compute.elapsed_ms(ev_d2h),
-                end_to_end=(end - start) * 1e3,
-            )
-            return results, times
-
-    def _execute(self, shapes_changed: bool) -> None:
-        stream = self._stream
-        if not self.cuda_graph:
-            self._launch()
-            return
-        key = tuple(self._shapes_set[i.name] for i in self._inputs)
-        graph = self._graphs.get(key)
-        if graph is None:
-            # TensorRT needs one plain launch after a shape change before its work can be captured.
-            self._launch()
-            stream.synchronize()
-            self._graphs[key] = graph = cuda.Graph(stream, self._launch)
-        graph.launch(stream)
-
-    def _launch(self) -> None:
-        if not self._context.execute_async_v3(self._stream.ptr):
-            raise EngineMismatchError(
-                f"TensorRT execute_async_v3 failed for {self.path} (see TensorRT's log above)",
-                "check the GPU (nvidia-smi) and rebuild the engine on this machine if it persists",
-            )
-
-    def close(self) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            for graph in self._graphs.values():
-                graph.close()
-            self._graphs.clear()
-            # TensorRT objects go before the memory they point at; the context before its engine.
-            for attr in ("_context", "_engine", "_runtime"):
-                if hasattr(self, attr):
-                    setattr(self, attr, None)
-            while self._owned:
-                self._owned.pop().close()
