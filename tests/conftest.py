@@ -84,3 +84,6 @@ def tiny_onnx(tmp_path):
         return make_conv_onnx(tmp_path / name, **options)
 
     return make
+
+
+pytest_plugins = ["tests.sim_fixtures"]  # the TensorRT/CUDA simulation fixtures (sim_cuda, sim_engine, ...)

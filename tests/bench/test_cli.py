@@ -60,6 +60,7 @@ def test_ctrl_c_writes_a_partial_report(classifier_onnx, tmp_path, monkeypatch, 
 @pytest.mark.parametrize("argv, message", [
     (["--duration", "soon"], "duration 'soon'"),
     (["--precision", "int8"], "is fp32, and --precision int8"),
+    (["--simulate"], "which is not an engine file"),
 ])
 def test_bench_bad_options_exit_2_with_hint(classifier_onnx, tmp_path, capsys, argv, message):
     assert main(["bench", str(classifier_onnx), *argv, "--json", str(tmp_path / "x.json")]) == 2
@@ -79,3 +80,31 @@ def test_backend_auto_falls_back_to_the_cpu_and_says_so(simulation, tmp_path, mo
     report = BenchReport.load(out)
     assert report.backend["fallback"] and report.backend["name"] == "onnxruntime-cpu" and report.backend["threads"] == 1
     assert any("CPU fallback" in note and "no driver (test)" in note for note in report.notes)
+
+
+def test_bench_simulate_runs_a_real_engine_file_labelled_simulated(classifier_onnx, tmp_path, capsys):
+    """A TensorRT-RTX engine built here on the CPU, benched through the simulation: labelled in every output."""
+    pytest.importorskip("tensorrt_rtx", reason="TensorRT-RTX builds engines on the CPU; pip install 'trtpipe[rtx]'")
+    from trtpipe.build.builder import build_engine
+    from trtpipe.spec import BatchRange, BuildConfig, EngineSidecar, sidecar_path_for
+
+    engine = build_engine(classifier_onnx, tmp_path / "tinynet_fp32.engine", BuildConfig(flavor="tensorrt_rtx", batch=BatchRange(1, 2, 4))).engine_path
+    out = tmp_path / "sim.json"
+    assert main(["bench", str(engine), "--simulate", "--batch", "1,4", "--warmup", "0", "--duration", "0.05s",
+                 "--iterations-min", "3", "--profile-layers", "--json", str(out)]) == 0
+    captured = capsys.readouterr()
+    rows = captured.out.strip().splitlines()
+    assert rows and all(row.startswith("[SIMULATED: host-side overhead, not GPU speed] batch") for row in rows)
+    assert "SIMULATED" in captured.err.splitlines()[-1]
+
+    report = BenchReport.load(out)
+    assert report.simulated and report.backend["name"] == "tensorrt_rtx-simulated" and "Simulated" in report.backend["gpu"]
+    assert report.model["file"] == str(engine) and report.model["sha256"] == EngineSidecar.load(sidecar_path_for(engine)).engine_sha256
+    assert any("host-side overhead, not GPU speed" in note for note in report.notes)
+    assert {(r.batch, r.mode) for r in report.results} >= {(1, "latency"), (1, "throughput"), (4, "end_to_end")}
+    assert report.layer_profile["simulated"] and report.layer_profile["layers"]
+
+    md = tmp_path / "sim.md"
+    assert main(["report", str(out), "-o", str(md)]) == 0
+    table = [line for line in md.read_text().splitlines() if line.startswith("| tinynet |")]
+    assert table and all("simulated" in line for line in table)

@@ -5,14 +5,11 @@ Skipped, with the reason, on machines without a usable NVIDIA GPU.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "runtime"))
-from trt_simulation import make_tiny_classifier, tiny_spec  # noqa: E402
+from trtpipe.runtime.simulation import make_tiny_classifier, tiny_spec
 
 pytestmark = pytest.mark.gpu
 

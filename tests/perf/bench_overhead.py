@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "runtime"))
 
 
 def paired_us(bare, ours, repeat: int, rounds: int = 7) -> tuple[float, float]:
@@ -39,7 +38,7 @@ def main() -> None:
     args = parser.parse_args()
     import onnxruntime as ort
 
-    from trt_simulation import SimulatedCuda, make_tiny_classifier, simulated_flavor, write_simulated_engine
+    from trtpipe.runtime.simulation import SimulatedCuda, make_tiny_classifier, simulated_flavor, write_simulated_engine
     from trtpipe import cuda
     from trtpipe.runtime.onnxruntime_engine import OnnxRuntimeEngine
     from trtpipe.runtime.tensorrt_engine import TensorRTEngine

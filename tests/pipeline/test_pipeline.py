@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from trt_simulation import tiny_spec
+from trtpipe.runtime.simulation import tiny_spec
 from trtpipe.errors import InputError
 from trtpipe.pipeline.pipeline import Pipeline
 from trtpipe.runtime.base import ClosedError
@@ -22,9 +22,9 @@ def images(count, seed=0):
     return [rng.integers(0, 256, size=(20 + i, 30, 3), dtype=np.uint8) for i in range(count)]
 
 
-def test_onnx_pipeline_classifies_and_reports_backend_and_times(tiny_onnx):
-    tiny_spec().save(tiny_onnx.with_name("tiny.preprocess.json"))
-    with Pipeline.from_onnx(tiny_onnx, topk=3) as pipe:
+def test_onnx_pipeline_classifies_and_reports_backend_and_times(tiny_classifier_onnx):
+    tiny_spec().save(tiny_classifier_onnx.with_name("tiny.preprocess.json"))
+    with Pipeline.from_onnx(tiny_classifier_onnx, topk=3) as pipe:
         result = pipe(images(1)[0])
         assert len(result.indices) == 3 and result.backend == "onnxruntime-cpu"
         assert result.scores == tuple(sorted(result.scores, reverse=True))
@@ -33,15 +33,15 @@ def test_onnx_pipeline_classifies_and_reports_backend_and_times(tiny_onnx):
         assert "median" in pipe.timings.summary() and len(pipe.timings) == 1  # first call is warm-up
 
 
-def test_missing_preprocess_spec_says_how_to_fix(tiny_onnx):
+def test_missing_preprocess_spec_says_how_to_fix(tiny_classifier_onnx):
     with pytest.raises(InputError, match="no preprocess spec tiny.preprocess.json.*Hint: export"):
-        Pipeline.from_onnx(tiny_onnx)
+        Pipeline.from_onnx(tiny_classifier_onnx)
 
 
-def test_simulated_tensorrt_matches_onnxruntime_and_splits_large_batches(sim_engine, sim_flavor, tiny_onnx):
+def test_simulated_tensorrt_matches_onnxruntime_and_splits_large_batches(sim_engine, sim_flavor, tiny_classifier_onnx):
     batch = images(10)  # profile max is 4: runs as 4 + 4 + 2
     with Pipeline(TensorRTEngine(sim_engine, flavor=sim_flavor), tiny_spec()) as trt_pipe, Pipeline(
-        OnnxRuntimeEngine(tiny_onnx), tiny_spec()
+        OnnxRuntimeEngine(tiny_classifier_onnx), tiny_spec()
     ) as ort_pipe:
         got, want = trt_pipe(batch), ort_pipe(batch)
         assert got[0].backend == "tensorrt-simulated"
@@ -64,8 +64,8 @@ def test_from_engine_uses_the_sidecar_spec(sim_engine, sim_flavor, monkeypatch):
         assert pipe.spec == tiny_spec() and len(pipe(images(1)[0]).indices) == 2
 
 
-def test_use_after_close_and_bad_images(tiny_onnx):
-    pipe = Pipeline(OnnxRuntimeEngine(tiny_onnx), tiny_spec())
+def test_use_after_close_and_bad_images(tiny_classifier_onnx):
+    pipe = Pipeline(OnnxRuntimeEngine(tiny_classifier_onnx), tiny_spec())
     with pytest.raises(InputError, match="image is None"):
         pipe(None)
     with pytest.raises(InputError, match="batch is empty"):

@@ -40,3 +40,22 @@ def test_oversized_copy_is_refused(sim_cuda):
 def test_failed_call_names_call_and_error(sim_cuda):
     with pytest.raises(CudaError, match=r"cudaSetDevice\(3\) failed with cudaErrorInvalidValue \(1\)"):
         cuda.set_device(3)
+
+
+def test_event_synchronize_waits_for_work_before_the_event_only(sim_cuda):
+    with cuda.Stream() as stream, cuda.PinnedBuffer((4,), np.float32) as source, cuda.PinnedBuffer((4,), np.float32) as result, \
+            cuda.DeviceBuffer(source.nbytes) as device, cuda.Event() as start, cuda.Event() as copied:
+        source.array[:] = [1, 2, 3, 4]
+        cuda.copy_htod_async(device, source, source.nbytes, stream)
+        start.record(stream)
+        cuda.copy_dtoh_async(result, device, result.nbytes, stream)
+        copied.record(stream)
+        cuda.copy_htod_async(device, source, source.nbytes, stream)  # after the event: still queued after the wait
+        with pytest.raises(CudaError, match="cudaErrorNotReady"):
+            start.elapsed_ms(copied)  # not complete yet
+        copied.synchronize()
+        np.testing.assert_array_equal(result.array, [1, 2, 3, 4])
+        assert start.elapsed_ms(copied) > 0
+        assert len(sim_cuda.streams[stream.handle]) == 1
+        stream.synchronize()
+    assert sim_cuda.live_allocations == 0 and not sim_cuda.events

@@ -9,9 +9,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from trt_simulation import SimulationError, simulated_flavor, tiny_spec, write_simulated_engine
 from trtpipe.errors import EngineMismatchError, InputError
 from trtpipe.runtime.base import ClosedError
+from trtpipe.runtime.simulation import SimulationError, simulated_flavor, write_simulated_engine
 from trtpipe.runtime.tensorrt_engine import TensorRTEngine
 
 
@@ -21,14 +21,14 @@ def reference(onnx_path, x):
 
 
 @pytest.mark.parametrize("cuda_graph", [False, True])
-def test_outputs_match_onnxruntime_for_each_batch_size(sim_engine, sim_flavor, sim_cuda, tiny_onnx, cuda_graph):
+def test_outputs_match_onnxruntime_for_each_batch_size(sim_engine, sim_flavor, sim_cuda, tiny_classifier_onnx, cuda_graph):
     with TensorRTEngine(sim_engine, flavor=sim_flavor, cuda_graph=cuda_graph) as engine:
         assert engine.backend == "tensorrt-simulated"
         assert engine.max_batch == 4
         for batch in (1, 3, 4, 1, 3):
             x = np.random.default_rng(batch).normal(size=(batch, 3, 8, 8)).astype(np.float32)
             outputs, times = engine.infer_timed({"input": x})
-            np.testing.assert_allclose(outputs["logits"], reference(tiny_onnx, x), rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(outputs["logits"], reference(tiny_classifier_onnx, x), rtol=1e-5, atol=1e-5)
             assert times.h2d > 0 and times.compute > 0 and times.d2h > 0 and times.end_to_end > 0
     assert sim_cuda.live_allocations == 0, "close() must free every device and pinned buffer"
     assert not sim_cuda.streams and not any(sim_cuda.events)
@@ -140,31 +140,31 @@ def test_corrupt_engine_with_matching_size(sim_engine, sim_flavor, sim_cuda):
     assert sim_cuda.live_allocations == 0
 
 
-def test_engine_of_another_tensorrt_version(tiny_onnx, tmp_path, sim_cuda):
-    path = write_simulated_engine(tiny_onnx, tmp_path / "old.engine", {"input": ((1, 3, 8, 8),) * 3}, version="10.3.0")
+def test_engine_of_another_tensorrt_version(tiny_classifier_onnx, tmp_path, sim_cuda):
+    path = write_simulated_engine(tiny_classifier_onnx, tmp_path / "old.engine", {"input": ((1, 3, 8, 8),) * 3}, version="10.3.0")
     with pytest.raises(EngineMismatchError, match=r"built by TensorRT 10\.3\.0 .*this machine has TensorRT 10\.9\.0\.34.*Hint: rebuild"):
         TensorRTEngine(path, flavor=simulated_flavor(sim_cuda, version="10.9.0.34"))
 
 
-def test_engine_of_another_flavor(tiny_onnx, tmp_path, sim_cuda):
-    path = write_simulated_engine(tiny_onnx, tmp_path / "rtx.engine", {"input": ((1, 3, 8, 8),) * 3}, flavor="tensorrt_rtx", version="1.7.1")
+def test_engine_of_another_flavor(tiny_classifier_onnx, tmp_path, sim_cuda):
+    path = write_simulated_engine(tiny_classifier_onnx, tmp_path / "rtx.engine", {"input": ((1, 3, 8, 8),) * 3}, flavor="tensorrt_rtx", version="1.7.1")
     with pytest.raises(EngineMismatchError, match="built by TensorRT-RTX 1.7.1.*this machine has TensorRT 10"):
         TensorRTEngine(path, flavor=simulated_flavor(sim_cuda))
 
 
-def test_engine_for_another_gpu(tiny_onnx, tmp_path, sim_cuda):
+def test_engine_for_another_gpu(tiny_classifier_onnx, tmp_path, sim_cuda):
     target = {"kind": "gpu", "gpu_name": "NVIDIA A100", "compute_capability": "8.0"}
-    path = write_simulated_engine(tiny_onnx, tmp_path / "a100.engine", {"input": ((1, 3, 8, 8),) * 3}, target=target)
+    path = write_simulated_engine(tiny_classifier_onnx, tmp_path / "a100.engine", {"input": ((1, 3, 8, 8),) * 3}, target=target)
     with pytest.raises(EngineMismatchError, match=r"for NVIDIA A100 \(compute capability 8.0\).*GPU is NVIDIA Simulated RTX 4090 \(compute capability 8.9\)"):
         TensorRTEngine(path, flavor=simulated_flavor(sim_cuda))
 
 
-def test_aot_engine_without_this_gpu_target(tiny_onnx, tmp_path, sim_cuda):
+def test_aot_engine_without_this_gpu_target(tiny_classifier_onnx, tmp_path, sim_cuda):
     target = {"kind": "aot", "compute_capabilities": ["SM75", "SM86"]}
-    path = write_simulated_engine(tiny_onnx, tmp_path / "aot.engine", {"input": ((1, 3, 8, 8),) * 3}, flavor="tensorrt_rtx", version="1.7.1", target=target)
+    path = write_simulated_engine(tiny_classifier_onnx, tmp_path / "aot.engine", {"input": ((1, 3, 8, 8),) * 3}, flavor="tensorrt_rtx", version="1.7.1", target=target)
     with pytest.raises(EngineMismatchError, match="SM75,SM86.*Hint: .*--compute-capability SM89"):
         TensorRTEngine(path, flavor=simulated_flavor(sim_cuda, "tensorrt_rtx", "1.7.1"))
     target["compute_capabilities"].append("SM89")
-    path = write_simulated_engine(tiny_onnx, tmp_path / "aot.engine", {"input": ((1, 3, 8, 8),) * 3}, flavor="tensorrt_rtx", version="1.7.1", target=target)
+    path = write_simulated_engine(tiny_classifier_onnx, tmp_path / "aot.engine", {"input": ((1, 3, 8, 8),) * 3}, flavor="tensorrt_rtx", version="1.7.1", target=target)
     with TensorRTEngine(path, flavor=simulated_flavor(sim_cuda, "tensorrt_rtx", "1.7.1")) as engine:
         assert engine.backend == "tensorrt_rtx-simulated"

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,24 +31,20 @@ class BenchTarget:
     spec: PreprocessSpec | None = None  # for the end-to-end mode; None: it is skipped
     sidecar: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
+    resources: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)  # closed after the engine
 
     @property
     def device_timed(self) -> bool:
         """True when the engine's h2d/compute/d2h come from CUDA events (else they are not device stages)."""
-        return bool(getattr(self.engine, "device_timed", self.engine.backend.startswith("tensorrt")))
+        return bool(self.engine.device_timed)
 
     def async_target(self, feeds, transfers: bool = True):
-        """An enqueue-ahead AsyncTarget for this engine, or None where the backend has no asynchronous queue."""
-        if hasattr(self.engine, "enqueue_ahead"):
-            return self.engine.enqueue_ahead(feeds, transfers=transfers)
-        if self.engine.backend.startswith("tensorrt"):
-            from trtpipe.bench.tensorrt_queue import TensorRTQueue
-
-            return TensorRTQueue(self.engine, feeds, transfers=transfers)
-        return None
+        """An enqueue-ahead AsyncTarget (bench.measure) for this engine, or None where the backend has no queue."""
+        return self.engine.enqueue_ahead(feeds, transfers=transfers)
 
     def close(self) -> None:
         self.engine.close()
+        self.resources.close()  # after the engine: e.g. the CUDA simulation its buffers were allocated from
 
     def __enter__(self) -> "BenchTarget":
         return self
@@ -67,6 +64,7 @@ def open_target(
     name: str | None = None,
     threads: int | None = None,
     flavor=None,
+    simulate: bool = False,
 ) -> BenchTarget:
     """Opens what ``trtpipe bench`` was given.
 
@@ -81,16 +79,27 @@ def open_target(
         threads: CPU backends: intra-op threads. Defaults to the library's choice (all cores).
         flavor: the TensorRT flavour (tests pass the simulation's); defaults to the installed one, and
             then a machine without a GPU is refused with a hint.
+        simulate: run an engine file's ONNX (from its sidecar) through ``trtpipe.runtime.simulation``: it
+            measures trtpipe's host-side overhead, not GPU speed, and is labelled simulated everywhere.
+            Defaults to False.
     """
     if backend is not None and backend not in BACKENDS:
         raise ConfigError(f"backend {backend!r} is unknown, expected one of {', '.join(BACKENDS)}", "use --backend tensorrt, onnxruntime or torch")
     path = Path(model_or_file)
     is_file = path.suffix.lower() in (".onnx", ".engine", ".plan", ".trt")
+    if simulate and (backend not in (None, "tensorrt") or not is_file or path.suffix.lower() == ".onnx"):
+        seen = f"--backend {backend}" if backend not in (None, "tensorrt") else f"{model_or_file}, which is not an engine file"
+        raise ConfigError(
+            f"--simulate runs TensorRT engine files through a CPU simulation of TensorRT and CUDA, and got {seen}",
+            "give an .engine file (with its .engine.json sidecar) without --backend, or drop --simulate",
+        )
     if not is_file or backend == "torch":
         return _open_torch(str(model_or_file), precision or "fp32", weights, name, threads)
     if not path.is_file():
         raise InputError(f"{path}: no such file", "check the path; build engines with make engine MODEL=... PRECISION=...")
     backend = backend or ("onnxruntime" if path.suffix.lower() == ".onnx" else "tensorrt")
+    if simulate:
+        return _open_simulated(path, precision, cuda_graph, transfers, name)
     if backend == "onnxruntime":
         return _open_onnxruntime(path, precision, name, threads)
     return _open_tensorrt(path, precision, cuda_graph, transfers, name, flavor)
@@ -135,6 +144,23 @@ def _open_onnxruntime(path: Path, precision: str | None, name: str | None, threa
     )
 
 
+def _open_simulated(path: Path, precision, cuda_graph: bool, transfers: bool, name) -> BenchTarget:
+    """The engine's ONNX on the CUDA/TensorRT simulation; the report names the real engine file and says SIMULATED."""
+    from trtpipe.runtime.simulation import SimulatedEngineFile
+
+    with contextlib.ExitStack() as stack:
+        simulated = stack.enter_context(SimulatedEngineFile(path))
+        target = _open_tensorrt(simulated.path, precision, cuda_graph, transfers, name, simulated.flavor)
+        target.resources.push(stack.pop_all())
+    # The report describes the real engine file; only its ONNX ran.
+    target.model.update(file=str(path), sha256=simulated.sidecar.engine_sha256)
+    target.sidecar = simulated.sidecar.to_dict()
+    target.backend["onnx"] = str(simulated.onnx_path)
+    target.notes.append(f"simulated from {path}: its ONNX {simulated.onnx_path} ran in ONNX Runtime inside the simulation, "
+                        "so the numbers are trtpipe's host-side overhead, not GPU speed")
+    return target
+
+
 def _open_tensorrt(path: Path, precision, cuda_graph: bool, transfers: bool, name, flavor) -> BenchTarget:
     from trtpipe.runtime.compat import load_sidecar
     from trtpipe.runtime.tensorrt_engine import TensorRTEngine
@@ -153,7 +179,7 @@ def _open_tensorrt(path: Path, precision, cuda_graph: bool, transfers: bool, nam
             )
     engine = TensorRTEngine(path, flavor=flavor, cuda_graph=cuda_graph)
     spec = sidecar.preprocess_spec
-    simulated = engine.backend.endswith("-simulated")
+    simulated = engine.simulated
     notes = ["SIMULATED: TensorRT and CUDA were simulated on the CPU; the timings say nothing about a GPU"] if simulated else []
     return BenchTarget(
         engine=engine,

@@ -41,7 +41,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-transfers", action="store_true", help="TensorRT: time GPU compute without H2D/D2H copies")
     parser.add_argument("--no-end-to-end", action="store_true", help="skip the end-to-end mode (pre/post-processing)")
     parser.add_argument("--profile-layers", action="store_true",
-                        help="TensorRT on a GPU: per-layer times (IProfiler) and layer information, in a separate run")
+                        help="TensorRT on a GPU: per-layer times (IProfiler) and layer information, in a separate run "
+                             "(with --simulate the layer times are fake: it checks the plumbing only)")
+    parser.add_argument("--simulate", action="store_true",
+                        help="run an .engine's ONNX (from its sidecar) through trtpipe's CPU simulation of TensorRT and "
+                             "CUDA, with no GPU: this measures trtpipe's host-side overhead per call (buffers, copies, "
+                             "bookkeeping; the ONNX runs in ONNX Runtime), NOT GPU speed. Every row, table and JSON "
+                             "is labelled tensorrt-simulated")
     parser.add_argument("--json", metavar="FILE", help="report path (default: reports/<model>_<backend>_<precision>.json)")
 
 
@@ -60,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     backend, fallback = _resolve_backend(args)
     target = open_target(
         args.model, backend=backend, precision=args.precision, weights=args.weights, cuda_graph=args.cuda_graph,
-        transfers=not args.no_transfers, name=args.name, threads=args.threads,
+        transfers=not args.no_transfers, name=args.name, threads=args.threads, simulate=args.simulate,
     )
     with target:
         if fallback:
@@ -87,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _resolve_backend(args) -> tuple[str | None, str | None]:
     """``--backend auto``: tensorrt where a GPU answers, else onnxruntime, and the reason for the fallback."""
+    if args.simulate:  # the simulation stands in for the GPU: auto means the engine's own backend
+        return (None if args.backend == "auto" else args.backend), None
     if args.backend != "auto":
         return args.backend, None
     from trtpipe.testing import gpu_unavailable_reason
@@ -109,12 +117,25 @@ def _save_partial(report, out: Path) -> None:
 def _print_summary(report, out: Path) -> None:
     from trtpipe.bench.stats import format_ms
 
+    label = "[SIMULATED: host-side overhead, not GPU speed] " if report.simulated else ""
     for result in report.results:
-        lat = result.latency
+        name, lat = _headline(result, report.simulated)
         ips = result.images_per_s
         flag = " (partial)" if result.partial else ""
-        print(f"batch {result.batch:>3} {result.mode:<10} latency median {format_ms(lat.median if lat else None)} ms "
+        print(f"{label}batch {result.batch:>3} {result.mode:<10} {name} median {format_ms(lat.median if lat else None)} ms "
               f"p99 {format_ms(lat.p99 if lat else None)} ms, {ips or 0:,.1f} images/s, {result.iterations} iterations{flag}")
     weights = " RANDOM WEIGHTS," if report.random_weights else ""
-    print(f"wrote {out}: {report.model['name']} {report.model['precision']} on {report.backend['name']},{weights} "
+    simulated = " SIMULATED (host-side overhead only, no GPU)," if report.simulated else ""
+    print(f"wrote {out}:{simulated} {report.model['name']} {report.model['precision']} on {report.backend['name']},{weights} "
           f"{len(report.results)} results", file=sys.stderr)
+
+
+def _headline(result, simulated: bool):
+    """The metric a summary line shows: the result's latency; for a simulation, a host-clock metric instead,
+    because its device stages come from the simulation's fake clock."""
+    if not simulated:
+        return "latency", result.latency
+    for name, label in (("end_to_end", "end-to-end"), ("call", "host call"), ("enqueue", "host enqueue")):
+        if result.metrics.get(name) is not None:
+            return label, result.metrics[name]
+    return "host call", None

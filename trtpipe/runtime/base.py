@@ -70,6 +70,15 @@ class Engine(abc.ABC):
         """Runs one inference and returns the outputs."""
         return self.infer_timed(feeds)[0]
 
+    def enqueue_ahead(self, feeds: Mapping[str, np.ndarray], *, transfers: bool = True):
+        """A queue that launches inferences of ``feeds`` without waiting for each (the bench's throughput mode).
+
+        Returns:
+            An object with ``enqueue() -> handle``, ``wait(handle) -> {"h2d", "compute", "d2h"}`` (ms) and
+            ``close()``; None (this default) where the backend has no asynchronous queue.
+        """
+        return None
+
     @abc.abstractmethod
     def close(self) -> None:
         """Frees everything the engine allocated; calling it twice is harmless."""
