@@ -1,0 +1,38 @@
+"""INT8 and FP16 on a real model: EfficientNet-Lite0 (real weights) calibrated, placed, checked, built."""
+
+from __future__ import annotations
+
+import pytest
+
+from trtpipe.spec import BuildConfig
+
+
+@pytest.fixture(scope="module")
+def calib_dir(tmp_path_factory):
+    pytest.importorskip("skimage")
+    from trtpipe.quant.calib_data import make_calib_data
+
+    return make_calib_data(tmp_path_factory.mktemp("calib") / "calib_data", count=40, seed=0).folder
+
+
+def test_efficientnet_lite0_int8_qdq_placement_and_tensorrt_rtx_build(zoo_onnx, calib_dir, tmp_path, rtx_build):
+    import onnx
+
+    from trtpipe.quant.prepare import prepare_precision_onnx
+    from trtpipe.quant.qdq import count_qdq
+
+    onnx_path = zoo_onnx("efficientnet_lite0")
+    config = BuildConfig(precision="int8", calib_images=str(calib_dir), calib_max_images=40)
+    prepared = prepare_precision_onnx(onnx_path, config, None, tmp_path)
+    counts = count_qdq(onnx.load(str(prepared.path)))
+    assert (counts.quantized_layers, counts.total_layers, counts.dangling) == (50, 50, ())
+    assert counts.quantize_nodes == 50  # one Q per activation; residual adds share their input's pair
+    assert "50/50" in prepared.precision_realised
+    assert rtx_build(prepared.path, (1, 3, 224, 224)) > 0
+
+
+def test_efficientnet_lite0_fp16_builds(zoo_onnx, tmp_path, rtx_build):
+    from trtpipe.quant.prepare import prepare_precision_onnx
+
+    prepared = prepare_precision_onnx(zoo_onnx("efficientnet_lite0"), BuildConfig(precision="fp16"), None, tmp_path)
+    assert rtx_build(prepared.path, (1, 3, 224, 224)) > 0

@@ -1,0 +1,115 @@
+"""The builder's INT8/FP16 hook: files written, cache reuse and invalidation, mixed precision, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from trtpipe.errors import ConfigError, InputError
+from trtpipe.quant.prepare import prepare_precision_onnx
+from trtpipe.spec import BuildConfig, PreprocessSpec
+
+
+def _int8(images, **changes):
+    return BuildConfig(precision="int8", calib_images=str(images), calib_max_images=64, **changes)
+
+
+def test_int8_writes_qdq_onnx_and_cache_then_reuses_it(tiny_onnx, image_dir, tmp_path):
+    work = tmp_path / "engines"
+    first = prepare_precision_onnx(tiny_onnx, _int8(image_dir), None, work)
+    assert first.path == work / "tiny.int8.onnx" and first.path.is_file()
+    assert (work / "tiny.int8.calib.json").is_file()
+    assert "entropy" in first.precision_realised and "4/4" in first.precision_realised
+    assert first.notes[0].startswith("calibrated 4 activations on 24 images")
+    second = prepare_precision_onnx(tiny_onnx, _int8(image_dir), None, work)
+    assert second.notes[0].startswith("calibration skipped")
+    assert second.calibration_cache_sha256 == first.calibration_cache_sha256
+
+
+@pytest.mark.parametrize("change", ["method", "images", "model"])
+def test_cache_is_invalidated_when_its_key_changes(tiny_onnx, image_dir, tmp_path, change, make_tiny_model):
+    import cv2
+    import numpy as np
+    import onnx
+
+    work = tmp_path / "engines"
+    prepare_precision_onnx(tiny_onnx, _int8(image_dir), None, work)
+    config = _int8(image_dir)
+    if change == "method":
+        config = _int8(image_dir, calib_method="max")
+    elif change == "images":
+        cv2.imwrite(str(image_dir / "new.jpg"), np.full((40, 40, 3), 90, np.uint8))
+    else:
+        onnx.save(make_tiny_model(seed=5), str(tiny_onnx))  # re-exported: same name, new weights
+    again = prepare_precision_onnx(tiny_onnx, config, None, work)
+    assert again.notes[0].startswith("calibrated")
+
+
+def test_cache_of_another_model_is_refused(tmp_path, image_dir, tiny_onnx):
+    from trtpipe.quant.prepare import Int8Options, prepare_int8
+
+    work = tmp_path / "engines"
+    prepare_precision_onnx(tiny_onnx, _int8(image_dir), None, work)
+    other = tiny_onnx.with_name("other.onnx")
+    import onnx
+
+    model = onnx.load(str(tiny_onnx))
+    model.graph.name = "other"
+    onnx.save(model, str(other))
+    PreprocessSpec(model="other", height=32, width=32).save(other.with_name("other.preprocess.json"))
+    with pytest.raises(InputError, match="was made for model 'tiny'"):
+        prepare_int8(other, Int8Options(image_dir, cache=work / "tiny.int8.calib.json"), None, work / "other.int8.onnx")
+    assert not (work / "other.int8.onnx").exists()
+
+
+def test_keep_fp_and_auto_keep_are_reported(tiny_onnx, image_dir, tmp_path):
+    work = tmp_path / "engines"
+    kept = prepare_precision_onnx(tiny_onnx, _int8(image_dir, keep_fp=("fc",), auto_keep=1), None, work)
+    note = next(n for n in kept.notes if n.startswith("kept in floating point"))
+    assert "fc" in note and "(2)" in note
+    cache = json.loads((work / "tiny.int8.calib.json").read_text())
+    assert [entry["name"] for entry in cache["sensitivity"]][0] in note
+    assert "2/4" in kept.precision_realised or "3/4" in kept.precision_realised
+
+
+def test_unknown_keep_fp_name_suggests_the_close_one(tiny_onnx, image_dir, tmp_path):
+    with pytest.raises(ConfigError, match="did you mean fc"):
+        prepare_precision_onnx(tiny_onnx, _int8(image_dir, keep_fp=("fcc",)), None, tmp_path)
+
+
+def test_fp16_hook_writes_fp16_onnx(tiny_onnx, tmp_path):
+    prepared = prepare_precision_onnx(tiny_onnx, BuildConfig(precision="fp16"), None, tmp_path)
+    assert prepared.path == tmp_path / "tiny.fp16.onnx" and prepared.path.is_file()
+    assert prepared.calibration_cache_sha256 is None and "FP16" in prepared.precision_realised
+
+
+def test_int8_without_images_says_how_to_get_some(tiny_onnx, tmp_path):
+    with pytest.raises(ConfigError, match="make calib-data fills it"):
+        prepare_precision_onnx(tiny_onnx, BuildConfig(precision="int8"), None, tmp_path)
+
+
+def test_missing_preprocess_spec(tiny_onnx, image_dir, tmp_path):
+    tiny_onnx.with_name("tiny.preprocess.json").unlink()
+    with pytest.raises(InputError, match="no preprocess spec.*Hint: export with"):
+        prepare_precision_onnx(tiny_onnx, _int8(image_dir), None, tmp_path)
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "unreadable", "too_few"])
+def test_bad_image_folders_fail_cleanly_and_write_nothing(tiny_onnx, tmp_path, case):
+    folder = tmp_path / "calib"
+    if case != "missing":
+        folder.mkdir()
+    if case == "unreadable":
+        (folder / "broken.jpg").write_bytes(b"not a jpeg")
+    if case == "too_few":  # calibration runs batches of 8: three images cannot fill one
+        import cv2
+        import numpy as np
+
+        for index in range(3):
+            cv2.imwrite(str(folder / f"{index}.png"), np.full((40, 40, 3), 30 * index, np.uint8))
+    work = tmp_path / "engines"
+    with pytest.raises(InputError, match="Hint:"):
+        prepare_precision_onnx(tiny_onnx, _int8(folder), None, work)
+    assert not list(work.glob("*")) if work.exists() else True

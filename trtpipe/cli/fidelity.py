@@ -1,0 +1,42 @@
+"""trtpipe fidelity: FP16/INT8 outputs against FP32 on images, in ONNX Runtime on the CPU."""
+
+from __future__ import annotations
+
+import argparse
+
+from trtpipe.cli.common import csv_list
+
+VERB = "fidelity"
+HELP = "measure FP16/INT8 fidelity against FP32 (top-1/top-5 agreement, cosine, max error) on the CPU"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("onnx", help="the FP32 ONNX model (its <stem>.preprocess.json must sit beside it)")
+    parser.add_argument("--precisions", type=csv_list, default=("fp32", "fp16", "int8"), help="default: fp32,fp16,int8")
+    parser.add_argument("--images", required=True, metavar="DIR", help="evaluation images")
+    parser.add_argument("--calib", default="calib_data", metavar="DIR", help="calibration images for int8 (default calib_data/)")
+    parser.add_argument("--method", choices=("entropy", "max", "percentile"), default="entropy", help="int8 calibration method")
+    parser.add_argument("--max-images", type=int, default=256, help="calibration images used at most (default 256)")
+    parser.add_argument("--eval-images", type=int, default=1000, help="evaluation images used at most (default 1000)")
+    parser.add_argument("--keep-fp", type=csv_list, default=(), metavar="NODE,...", help="int8: layers kept in FP")
+    parser.add_argument("--auto-keep", type=int, default=0, metavar="K", help="int8: keep the K most sensitive layers in FP")
+    parser.add_argument("--work-dir", metavar="DIR", help="where the FP16/INT8 ONNX go (default: beside the ONNX)")
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON (one object per precision)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from trtpipe.quant.fidelity import format_table, measure_fidelity, write_json
+
+    onnx_path = Path(args.onnx)
+    results, overlap = measure_fidelity(
+        onnx_path, args.precisions, args.images, args.calib, Path(args.work_dir or onnx_path.parent),
+        args.method, args.max_images, args.eval_images, tuple(args.keep_fp), args.auto_keep,
+    )
+    print(format_table(results))
+    if "int8" in args.precisions:
+        print(f"{overlap} of {results[0].images} evaluation images are also calibration images")
+    if args.json:
+        print(f"wrote {write_json(args.json, results)}")
+    return 0

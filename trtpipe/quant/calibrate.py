@@ -1,0 +1,239 @@
+"""Activation ranges for INT8: run the FP32 ONNX in ONNX Runtime on the CPU, histogram |x|, pick amax.
+
+Methods (the amax each gives is the clipping threshold; scale = amax / 127):
+
+- ``max``: the largest |x| seen.
+- ``percentile``: the 99.99th percentile of |x| (pytorch-quantization's default).
+- ``entropy``: TensorRT's KL-divergence search (the IInt8EntropyCalibrator2 algorithm as NVIDIA's
+  pytorch-quantization implements it): a 2048-bin histogram of |x|; for every candidate threshold from
+  bin 128 to the last, the clipped distribution is merged into 128 quantized levels, and the
+  threshold with the smallest KL divergence from the clipped reference wins.
+
+Why this is not ``onnxruntime.quantization``'s calibrators (measured, see tests/perf/bench_calibration.py):
+its EntropyCalibrater *can* be given ``num_bins``/``num_quantized_bins``, but it histograms signed
+values, so 128 quantized bins over [-T, T] model 64 levels per side instead of INT8's 127 (which is
+why 2048 bins clipped too hard on EfficientNet-Lite0); its KL search is a Python loop (about a
+second per tensor at 2048 bins); and ``collect_data`` keeps every intermediate output of the whole
+calibration set in memory before histogramming. Here the KL search is one vectorised expression per
+tensor over all candidates (prefix sums make each candidate O(128)), and histograms are updated
+batch by batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+log = logging.getLogger("trtpipe")
+
+METHODS = ("entropy", "max", "percentile")
+NUM_BINS = 2048
+NUM_QUANTIZED_BINS = 128  # INT8: 127 positive levels plus zero
+PERCENTILE = 99.99
+# Histogram at most this many values per tensor and batch (an evenly strided sample; the max is exact).
+# A few million samples per tensor over a calibration set fix a 2048-bin histogram's shape well, and
+# it keeps MobileNetV2's calibration on 256 images within seconds on two cores.
+SAMPLES_PER_BATCH = 1 << 18
+
+
+class AbsHistogram:
+    """Histogram of |x| over [0, width * bins), grown by whole bins of the same width when larger values arrive.
+
+    The first batch fixes the bin width (its max / ``num_bins``), as TensorRT's and pytorch-quantization's
+    histogram calibrators do; :meth:`finalize` merges a grown histogram back to about ``num_bins`` bins.
+    """
+
+    def __init__(self, num_bins: int = NUM_BINS):
+        self.num_bins = num_bins
+        self.counts: np.ndarray | None = None
+        self.width = 0.0
+        self.max = 0.0
+
+    def add(self, values: np.ndarray) -> None:
+        magnitudes = np.abs(values.ravel())
+        batch_max = float(magnitudes.max(initial=0.0))
+        if not np.isfinite(batch_max):
+            magnitudes = magnitudes[np.isfinite(magnitudes)]
+            batch_max = float(magnitudes.max(initial=0.0))
+        self.max = max(self.max, batch_max)
+        if self.counts is None or self.width == 0.0:
+            if batch_max == 0.0:
+                self.counts = np.zeros(self.num_bins, np.int64) if self.counts is None else self.counts
+                self.counts[0] += magnitudes.size
+                return
+            previous_zeros = 0 if self.counts is None else int(self.counts[0])
+            self.width = batch_max / self.num_bins
+            self.counts = np.zeros(self.num_bins, np.int64)
+            self.counts[0] += previous_zeros
+        if batch_max > self.width * len(self.counts):
+            grown = int(np.ceil(batch_max / self.width)) + 1
+            self.counts = np.concatenate([self.counts, np.zeros(grown - len(self.counts), np.int64)])
+        if magnitudes.size > SAMPLES_PER_BATCH:
+            stride = magnitudes.size // SAMPLES_PER_BATCH | 1  # odd, so it does not follow a power-of-two row length
+            magnitudes = magnitudes[::stride]
+        bins = len(self.counts)
+        hist, _ = np.histogram(magnitudes, bins=bins, range=(0.0, self.width * bins))
+        self.counts += hist
+
+    def finalize(self) -> tuple[np.ndarray, np.ndarray]:
+        """Returns (counts, bin edges) with about ``num_bins`` bins (grown histograms are merged)."""
+        if self.counts is None:
+            return np.zeros(self.num_bins, np.int64), np.linspace(0.0, 0.0, self.num_bins + 1)
+        factor = max(1, int(np.ceil(len(self.counts) / self.num_bins)))
+        counts = self.counts
+        if factor > 1:
+            counts = np.pad(counts, (0, (-len(counts)) % factor)).reshape(-1, factor).sum(axis=1)
+        width = self.width * factor
+        return counts, np.arange(len(counts) + 1) * width
+
+    def amax(self, method: str) -> float:
+        """The clipping threshold ``method`` chooses for this histogram."""
+        if method == "max" or self.max == 0.0:
+            return self.max
+        counts, edges = self.finalize()
+        if method == "percentile":
+            return min(percentile_amax(counts, edges, PERCENTILE), self.max)
+        if method == "entropy":
+            return min(entropy_amax(counts, edges), self.max)
+        raise ValueError(f"unknown calibration method {method!r}")
+
+
+def percentile_amax(counts: np.ndarray, edges: np.ndarray, percentile: float = PERCENTILE) -> float:
+    """The upper edge of the bin where the cumulative share of |x| reaches ``percentile`` %."""
+    cumulative = np.cumsum(counts, dtype=np.float64)
+    if cumulative[-1] == 0:
+        return 0.0
+    index = int(np.searchsorted(cumulative, cumulative[-1] * percentile / 100.0))
+    return float(edges[min(index + 1, len(edges) - 1)])
+
+
+def entropy_amax(
+    counts: np.ndarray, edges: np.ndarray, num_quantized_bins: int = NUM_QUANTIZED_BINS, start_bin: int = 128
+) -> float:
+    """TensorRT's KL-divergence threshold for a histogram of |x| (vectorised over every candidate).
+
+    For a candidate ``i`` (bins ``[0, i)`` kept), the reference P is the histogram clipped at ``i`` with
+    the outliers added to its last bin; Q merges ``[0, i)`` into ``num_quantized_bins`` levels and spreads
+    each level's count evenly over its non-empty bins. KL(P || Q) is evaluated from prefix sums, so each
+    candidate costs O(num_quantized_bins) rather than O(i). Ties go to the largest threshold.
+    """
+    bins = np.asarray(counts, np.float64).copy()
+    if len(bins) > 1:
+        bins[0] = bins[1]  # the spike of exact zeros (ReLU) says nothing about where to clip
+    total = bins.sum()
+    n = len(bins)
+    if total == 0 or n <= start_bin:
+        return float(edges[-1])
+    candidates = np.arange(start_bin, n + 1)
+    cum = np.concatenate([[0.0], np.cumsum(bins)])
+    cum_nonzero = np.concatenate([[0.0], np.cumsum(bins > 0)])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        b_log_b = np.where(bins > 0, bins * np.log(np.where(bins > 0, bins, 1.0)), 0.0)
+    cum_b_log_b = np.concatenate([[0.0], np.cumsum(b_log_b)])
+
+    levels = np.arange(num_quantized_bins + 1)
+    # Level g of candidate i covers bins [ceil(g*i/L), ceil((g+1)*i/L)), as np.digitize over linspace(0, i, L+1).
+    bounds = -((-levels[None, :] * candidates[:, None]) // num_quantized_bins)  # (C, L+1) integer ceil
+    level_sum = cum[bounds[:, 1:]] - cum[bounds[:, :-1]]
+    level_nonzero = cum_nonzero[bounds[:, 1:]] - cum_nonzero[bounds[:, :-1]]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q_value = np.where(level_nonzero > 0, level_sum / level_nonzero, 0.0)  # Q's value on each non-empty bin
+        sum_p_log_q = np.where(level_sum > 0, level_sum * np.log(np.where(q_value > 0, q_value, 1.0)), 0.0).sum(axis=1)
+
+    last = candidates - 1
+    tail = total - cum[candidates]  # outliers folded into P's last bin
+    last_bin = bins[last]
+    last_p = last_bin + tail
+    last_q = q_value[np.arange(len(candidates)), (last * num_quantized_bins) // candidates]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # sum p log p over [0, i), with the last bin replaced by bin + tail
+        sum_p_log_p = cum_b_log_b[last] + np.where(last_p > 0, last_p * np.log(np.where(last_p > 0, last_p, 1.0)), 0.0)
+        # Q's last-bin term already counts last_bin * log(q); the tail adds tail * log(q)
+        sum_p_log_q = sum_p_log_q + np.where(tail > 0, tail * np.log(np.where(last_q > 0, last_q, 1.0)), 0.0)
+        q_total = cum[candidates]  # Q redistributes exactly the kept counts
+        kl = (sum_p_log_p - sum_p_log_q) / total - np.log(total) + np.log(q_total)
+    kl = np.where((tail > 0) & (last_q == 0), np.inf, kl)  # outliers where Q has no mass
+    best = len(kl) - 1 - int(np.argmin(kl[::-1]))
+    return float(edges[candidates[best]])
+
+
+# ----------------------------------------------------------------------------------------------
+# Collecting histograms with ONNX Runtime
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class CalibrationResult:
+    """Histograms of the calibrated tensors, and what the collection cost."""
+
+    histograms: dict[str, AbsHistogram]
+    images: int
+    seconds: float
+
+    def ranges(self, method: str) -> dict[str, float]:
+        """amax per tensor for ``method`` (entropy | max | percentile)."""
+        if method not in METHODS:
+            raise ValueError(f"unknown calibration method {method!r}")
+        return {name: hist.amax(method) for name, hist in self.histograms.items()}
+
+
+def augmented_session(model, tensors: Sequence[str], threads: int | None = None):
+    """An ONNX Runtime CPU session over ``model`` that also outputs ``tensors``.
+
+    Returns:
+        (session, output names): the model's own outputs first, then ``tensors`` not already outputs.
+    """
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    augmented = onnx.ModelProto()
+    augmented.CopyFrom(model)
+    existing = {o.name for o in augmented.graph.output}
+    for name in tensors:
+        if name not in existing:
+            augmented.graph.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, None))
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+    session = ort.InferenceSession(augmented.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return session, [o.name for o in session.get_outputs()]
+
+
+def collect_histograms(
+    model,
+    tensors: Sequence[str],
+    batches: Iterable[np.ndarray],
+    progress: Callable[[int], None] | None = None,
+) -> CalibrationResult:
+    """Runs ``batches`` through ``model`` in ONNX Runtime and histograms |x| of every tensor in ``tensors``.
+
+    Args:
+        model: onnx.ModelProto, FP32, with one image input.
+        tensors: activation names to calibrate (``QdqPlan.activations``).
+        batches: preprocessed float32 input batches.
+        progress: called with the number of images after each batch.
+    """
+    start = time.perf_counter()
+    session, names = augmented_session(model, tensors)
+    input_name = session.get_inputs()[0].name
+    wanted = [(i, name) for i, name in enumerate(names) if name in set(tensors)]
+    histograms = {name: AbsHistogram() for name in tensors}
+    images = 0
+    for batch in batches:
+        outputs = session.run(None, {input_name: batch})
+        for index, name in wanted:
+            histograms[name].add(outputs[index])
+        images += len(batch)
+        if progress is not None:
+            progress(len(batch))
+    return CalibrationResult(histograms, images, time.perf_counter() - start)
+
+
+def ranges_from_mapping(data: Mapping[str, float]) -> dict[str, float]:
+    return {str(name): float(value) for name, value in data.items()}

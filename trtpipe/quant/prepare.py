@@ -1,0 +1,245 @@
+"""The precision step of a build: write the FP16 or Q/DQ INT8 ONNX that a strongly typed build parses.
+
+``prepare_precision_onnx`` is what the builder calls for ``--precision fp16`` (explicit) and
+``--precision int8`` (explicit). The INT8 path is: read the calibration images with the model's
+preprocess spec -> reuse the calibration cache or calibrate (histograms in ONNX Runtime) -> optionally
+rank layers by sensitivity and keep the worst in floating point -> write Q/DQ -> check the placement.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from trtpipe.errors import ConfigError, InputError, OnnxModelError
+from trtpipe.io import atomic_output, sha256_file
+from trtpipe.spec import BuildConfig, PreprocessSpec, preprocess_path_for
+
+log = logging.getLogger("trtpipe")
+
+CALIBRATION_BATCH = 8  # measured fastest on two cores: bigger batches spill the caches
+SENSITIVITY_IMAGES = 32  # enough to rank layers; each layer costs one pass over them
+
+
+@dataclass(frozen=True)
+class PreparedOnnx:
+    """The ONNX a strongly typed build should parse, and how its precision was realised."""
+
+    path: Path
+    precision_realised: str  # e.g. "Q/DQ ONNX (entropy calibration, 48/50 layers INT8)"
+    notes: tuple[str, ...]
+    calibration_cache_sha256: str | None
+
+
+@dataclass(frozen=True)
+class Int8Options:
+    """How to calibrate, for callers that do not have a BuildConfig (the calibrate/fidelity verbs)."""
+
+    images: Path
+    method: str = "entropy"
+    max_images: int = 256
+    keep_fp: tuple[str, ...] = ()
+    auto_keep: int = 0
+    cache: Path | None = None  # an explicit cache file (must belong to this model); None: beside the output
+
+    @classmethod
+    def from_config(cls, config: BuildConfig) -> "Int8Options":
+        if config.calib_images is None:
+            raise ConfigError(
+                "--precision int8 needs calibration images, none given",
+                "add --images calib_data/ (make calib-data fills it)",
+            )
+        return cls(Path(config.calib_images), config.calib_method, config.calib_max_images, config.keep_fp, config.auto_keep)
+
+
+def stem_of(onnx_path: str | Path) -> str:
+    return Path(onnx_path).name.split(".")[0]
+
+
+def prepare_precision_onnx(
+    onnx_path: Path, config: BuildConfig, spec: PreprocessSpec | None, work_dir: Path
+) -> PreparedOnnx:
+    """Writes the FP16 ONNX or the Q/DQ INT8 ONNX for ``config.precision`` under ``work_dir``.
+
+    FP16 goes to ``<stem>.fp16.onnx``; INT8 to ``<stem>.int8.onnx`` with its calibration cache
+    ``<stem>.int8.calib.json`` (reused when the model, spec, images and method are unchanged).
+
+    Raises:
+        ConfigError: int8 without images, unknown --keep-fp names, a precision with nothing to prepare.
+        InputError: missing preprocess spec, bad image folder, a cache from another model.
+    """
+    onnx_path, work_dir = Path(onnx_path), Path(work_dir)
+    if config.precision == "fp16":
+        return prepare_fp16(onnx_path, work_dir / f"{stem_of(onnx_path)}.fp16.onnx", config.keep_fp)
+    if config.precision == "int8":
+        return prepare_int8(onnx_path, Int8Options.from_config(config), spec, work_dir / f"{stem_of(onnx_path)}.int8.onnx")
+    raise ConfigError(
+        f"precision {config.precision!r} has no FP16/INT8 ONNX to prepare", "build fp32 from the ONNX as it is"
+    )
+
+
+def prepare_fp16(onnx_path: Path, output: Path, keep_nodes: tuple[str, ...] = ()) -> PreparedOnnx:
+    from trtpipe.onnx.fp16 import write_fp16_onnx
+
+    start = time.perf_counter()
+    result = write_fp16_onnx(onnx_path, output, keep_nodes)
+    log.info("wrote %s (FP16, %.1f MB) in %.1f s", output, output.stat().st_size / 1e6, time.perf_counter() - start)
+    realised = f"strongly typed FP16 ONNX ({len(result.kept_fp32)} sensitive nodes FP32, FP32 I/O)"
+    return PreparedOnnx(output, realised, result.notes, None)
+
+
+def require_spec(onnx_path: Path, spec: PreprocessSpec | None) -> PreprocessSpec:
+    """The model's preprocess spec: given, or read from ``<stem>.preprocess.json`` beside the ONNX."""
+    if spec is not None:
+        return spec
+    path = preprocess_path_for(onnx_path)
+    if not path.is_file():
+        raise InputError(
+            f"{onnx_path}: no preprocess spec ({path} is missing), so calibration images cannot be prepared "
+            "as the model expects",
+            f"export with `trtpipe export MODEL` (it writes the spec), or write {path.name} by hand "
+            '({"model": "NAME", "height": 224, "width": 224, ...})',
+        )
+    return PreprocessSpec.load(path)
+
+
+def prepare_int8(onnx_path: Path, options: Int8Options, spec: PreprocessSpec | None, output: Path) -> PreparedOnnx:
+    """Calibrates (or reuses the cache), keeps sensitive layers in FP, writes the Q/DQ ONNX atomically."""
+    import onnx
+
+    from trtpipe.onnx.load import load_onnx
+    from trtpipe.quant.qdq import count_qdq, insert_qdq
+
+    start = time.perf_counter()
+    spec = require_spec(onnx_path, spec)
+    model = load_onnx(onnx_path, check=False)
+    calibration = calibrate_model(onnx_path, model, spec, options, output.parent)
+    plan = calibration.plan.without(calibration.kept)
+    qdq_model = insert_qdq(model, plan, calibration.ranges)
+    counts = count_qdq(qdq_model)
+    if counts.dangling:
+        raise OnnxModelError(  # a bug in placement, never a user error: say so
+            f"{output.name}: Q/DQ placement left {len(counts.dangling)} dangling nodes ({counts.dangling[0]})",
+            "this is a trtpipe bug; please report it with the model",
+        )
+    with atomic_output(output) as tmp:
+        onnx.save(qdq_model, str(tmp))
+    notes = [calibration.note, f"Q/DQ placement: {counts.summary()}"]
+    if calibration.kept:
+        notes.append(f"kept in floating point ({len(calibration.kept)}): {', '.join(calibration.kept)}")
+    log.info(
+        "wrote %s (Q/DQ INT8, %s) in %.1f s", output, counts.summary(), time.perf_counter() - start
+    )
+    realised = (
+        f"Q/DQ ONNX ({options.method} calibration, {counts.quantized_layers}/{counts.total_layers} "
+        f"Conv/Gemm/MatMul INT8)"
+    )
+    return PreparedOnnx(output, realised, tuple(notes), sha256_file(calibration.cache_path))
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What calibrating one model produced (or what its cache held)."""
+
+    plan: object  # QdqPlan of every quantizable layer
+    ranges: dict[str, float]
+    kept: tuple[str, ...]  # layers kept in floating point (--keep-fp plus --auto-keep)
+    cache_path: Path
+    note: str
+
+
+def calibrate_model(onnx_path: Path, model, spec: PreprocessSpec, options: Int8Options, work_dir: Path) -> Calibration:
+    """Activation ranges for ``model`` from the cache, or by calibrating on ``options.images``.
+
+    Also resolves the layers kept in floating point: ``options.keep_fp`` (checked against the layer
+    names) plus the ``options.auto_keep`` most sensitive layers (ranked once, then cached).
+    """
+    from trtpipe.onnx.load import onnx_sha256
+    from trtpipe.quant.cache import CacheKey, default_cache_path, load_cache, save_cache, spec_sha256
+    from trtpipe.quant.calibrate import collect_histograms
+    from trtpipe.quant.images import load_images
+    from trtpipe.quant.qdq import default_opset, plan_qdq
+
+    if default_opset(model) < 13:
+        raise OnnxModelError(
+            f"{onnx_path}: opset {default_opset(model)}, but per-channel Q/DQ needs opset 13 or newer",
+            "export again with opset 17 (trtpipe export does), or upgrade it with onnx.version_converter",
+        )
+    plan = plan_qdq(model)
+    if not plan.layers:
+        raise OnnxModelError(
+            f"{onnx_path}: no Conv/ConvTranspose/Gemm/MatMul with an activation input, nothing to run in INT8",
+            "build it in fp16 instead",
+        )
+    _check_keep_names(options.keep_fp, plan.names)
+    if options.max_images < 1:
+        raise ConfigError(f"--max-images is {options.max_images}, expected at least 1", "e.g. --max-images 256")
+    batch = _batch_size(model)
+    images = load_images(options.images, spec, options.max_images, min_images=batch)
+    key = CacheKey(
+        stem_of(onnx_path), onnx_sha256(onnx_path), spec_sha256(spec), images.sha256(), options.method, len(images)
+    )
+    cache_path = options.cache or default_cache_path(work_dir, stem_of(onnx_path))
+    cached = load_cache(cache_path, key, explicit=options.cache is not None)
+    hit = cached is not None and set(plan.activations) <= set(cached["ranges"])
+    if hit:
+        ranges = {k: float(v) for k, v in cached["ranges"].items()}
+        sensitivity = cached.get("sensitivity")
+        note = f"calibration skipped: ranges reused from {cache_path} ({options.method}, {len(images)} images)"
+    else:
+        result = collect_histograms(model, plan.activations, images.batches(batch), _progress(len(images), "calibrating"))
+        ranges = result.ranges(options.method)
+        sensitivity = None
+        note = f"calibrated {len(ranges)} activations on {len(images)} images ({options.method}) in {result.seconds:.1f} s"
+    if options.auto_keep > 0 and sensitivity is None:
+        sensitivity = _rank(model, plan, ranges, images, batch)
+        hit = False  # the ranking is new: store it with the ranges
+    if not hit:
+        save_cache(cache_path, key, ranges, **({"sensitivity": sensitivity} if sensitivity else {}))
+    kept = list(options.keep_fp)
+    # --auto-keep K: the K worst layers besides those --keep-fp already names
+    extra = [entry["name"] for entry in sensitivity or [] if entry["name"] not in kept]
+    kept += extra[: max(0, options.auto_keep)]
+    return Calibration(plan, ranges, tuple(kept), cache_path, note)
+
+
+def _rank(model, plan, ranges, images, batch) -> list[dict]:
+    from trtpipe.quant.sensitivity import rank_layers
+
+    held = images.split(0.25)[1][:SENSITIVITY_IMAGES]
+    if len(held) == 0:
+        held = list(range(min(len(images), SENSITIVITY_IMAGES)))
+    batches = list(images.batches(batch * 2, held))
+    ranking = rank_layers(model, plan, ranges, batches, _progress(len(plan.layers), "ranking layers"))
+    return [{"name": r.name, "op_type": r.op_type, "error": r.error} for r in ranking]
+
+
+def _check_keep_names(names: tuple[str, ...], known: tuple[str, ...]) -> None:
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], known, n=3)
+        raise ConfigError(
+            f"--keep-fp names {unknown}, which are not quantizable layers of this model",
+            f"did you mean {', '.join(close)}?" if close else "run `trtpipe sensitivity MODEL.onnx --images DIR` to list them",
+        )
+
+
+def _batch_size(model) -> int:
+    """The calibration batch: CALIBRATION_BATCH for a dynamic batch axis, else the fixed one."""
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    if dims and dims[0].HasField("dim_value") and dims[0].dim_value > 0:
+        return int(dims[0].dim_value)
+    return CALIBRATION_BATCH
+
+
+def _progress(total: int, description: str):
+    """A tqdm bar's update function (None without tqdm or without a terminal)."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    bar = tqdm(total=total, desc=description, leave=False, disable=None)
+    return bar.update

@@ -1,0 +1,352 @@
+"""Q/DQ placement where TensorRT fuses it: which tensors get QuantizeLinear/DequantizeLinear, and writing them.
+
+The placement follows TensorRT's explicit-quantization rules (and NVIDIA's pytorch-quantization toolkit):
+
+- the activation inputs of Conv, ConvTranspose, Gemm and MatMul get one symmetric per-tensor INT8 Q/DQ
+  pair, shared by every quantized consumer of that tensor;
+- their constant weights become INT8 initializers behind a per-channel DequantizeLinear (symmetric,
+  scale = max|w| / 127 per output channel); biases stay float, because TensorRT-RTX's parser rejects
+  an int32 bias behind DequantizeLinear;
+- a residual Add gets Q/DQ on the input that does *not* come straight from a single-consumer Conv, so
+  TensorRT fuses the add into that convolution's epilogue;
+- nothing else: quantizing an op TensorRT runs in floating point anyway only adds rounding error.
+
+A *layer* is one node whose inputs are quantized; ``keep_fp`` names layers left in floating point.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Iterable, Mapping
+
+import numpy as np
+
+QUANTIZED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+# Input positions whose values TensorRT multiplies in INT8 (the bias, input 2, is never quantized).
+_QUANTIZED_INPUTS = {"Conv": (0, 1), "ConvTranspose": (0, 1), "Gemm": (0, 1), "MatMul": (0, 1)}
+INT8_MAX = 127.0
+_MIN_AMAX = 1e-8  # a tensor that is all zeros still needs a positive scale
+
+
+@dataclass(frozen=True)
+class QuantizedInput:
+    """One input of a layer that gets Q/DQ: an activation (calibrated) or a constant weight."""
+
+    index: int  # input position on the node
+    tensor: str
+    is_weight: bool
+    axis: int | None = None  # weights: per-channel axis; None means per-tensor
+
+
+@dataclass(frozen=True)
+class Layer:
+    """A node whose inputs are quantized, named as in the ONNX (``op#index`` when the node has no name)."""
+
+    name: str
+    op_type: str
+    node_index: int
+    inputs: tuple[QuantizedInput, ...]
+
+
+@dataclass(frozen=True)
+class QdqPlan:
+    """Where Q/DQ goes in one model: the layers, and the activations that need calibrated ranges."""
+
+    layers: tuple[Layer, ...]
+
+    @property
+    def activations(self) -> tuple[str, ...]:
+        """Activation tensors to calibrate, in graph order, each once."""
+        seen: dict[str, None] = {}
+        for layer in self.layers:
+            for item in layer.inputs:
+                if not item.is_weight:
+                    seen.setdefault(item.tensor)
+        return tuple(seen)
+
+    def without(self, keep_fp: Iterable[str]) -> "QdqPlan":
+        """The same plan with the layers named in ``keep_fp`` left in floating point."""
+        keep = set(keep_fp)
+        return QdqPlan(tuple(layer for layer in self.layers if layer.name not in keep))
+
+    def only(self, names: Iterable[str]) -> "QdqPlan":
+        """The plan restricted to the layers named (sensitivity analysis quantizes one at a time)."""
+        wanted = set(names)
+        return QdqPlan(tuple(layer for layer in self.layers if layer.name in wanted))
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(layer.name for layer in self.layers)
+
+
+def default_opset(model) -> int:
+    """The model's ai.onnx opset version."""
+    return max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+
+
+def layer_name(node, index: int) -> str:
+    return node.name or f"{node.op_type}#{index}"
+
+
+def plan_qdq(model) -> QdqPlan:
+    """Finds every layer TensorRT would run in INT8 given Q/DQ on its inputs.
+
+    Args:
+        model: onnx.ModelProto (FP32, without Q/DQ).
+
+    Returns:
+        QdqPlan in graph order.
+    """
+    graph = model.graph
+    initializers = {init.name: init for init in graph.initializer}
+    producers = {out: node for node in graph.node for out in node.output}
+    consumer_count: dict[str, int] = defaultdict(int)
+    for node in graph.node:
+        for name in node.input:
+            consumer_count[name] += 1
+    for output in graph.output:
+        consumer_count[output.name] += 1
+
+    layers = []
+    for index, node in enumerate(graph.node):
+        if node.op_type in QUANTIZED_OPS:
+            inputs = _matmul_like_inputs(node, initializers)
+        elif node.op_type == "Add":
+            inputs = _residual_inputs(node, initializers, producers, consumer_count)
+        else:
+            continue
+        if inputs:
+            layers.append(Layer(layer_name(node, index), node.op_type, index, tuple(inputs)))
+    return QdqPlan(tuple(layers))
+
+
+def _matmul_like_inputs(node, initializers) -> list[QuantizedInput]:
+    inputs = []
+    for position in _QUANTIZED_INPUTS[node.op_type]:
+        if position >= len(node.input) or not node.input[position]:
+            continue
+        tensor = node.input[position]
+        if tensor in initializers and position == 1:
+            inputs.append(QuantizedInput(position, tensor, True, _weight_axis(node, initializers[tensor])))
+        elif tensor not in initializers:
+            inputs.append(QuantizedInput(position, tensor, False))
+    if not any(not item.is_weight for item in inputs) and len(inputs) < 2:
+        return []  # constant-only inputs: TensorRT folds them, nothing to run in INT8
+    return inputs
+
+
+def _weight_axis(node, weight) -> int | None:
+    """Per-channel axis of a weight: the output channels TensorRT scales separately."""
+    rank = len(weight.dims)
+    if node.op_type == "Conv":
+        return 0
+    if node.op_type == "ConvTranspose":
+        group = next((a.i for a in node.attribute if a.name == "group"), 1)
+        return 1 if group == 1 else None  # grouped deconvolution: per-tensor
+    if node.op_type == "Gemm":
+        trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
+        return 0 if trans_b else 1
+    return rank - 1 if rank >= 2 else None  # MatMul: [.., K, N], channels along N
+
+
+def _residual_inputs(node, initializers, producers, consumer_count) -> list[QuantizedInput]:
+    """Quantizes the Add input TensorRT cannot fuse as a convolution's epilogue (the residual branch)."""
+    if len(node.input) != 2 or any(name in initializers for name in node.input):
+        return []
+    producer_ops = [producers[name].op_type if name in producers else None for name in node.input]
+    if producer_ops[0] == producer_ops[1] == "Constant":
+        return []
+    fusable = [
+        op in ("Conv", "ConvTranspose") and consumer_count[name] == 1
+        for name, op in zip(node.input, producer_ops)
+    ]
+    if not any(fusable):
+        return []  # no convolution to fuse into: TensorRT runs this add in floating point
+    position = 1 if fusable[0] else 0
+    return [QuantizedInput(position, node.input[position], False)]
+
+
+# ----------------------------------------------------------------------------------------------
+# Writing Q/DQ
+# ----------------------------------------------------------------------------------------------
+
+
+def quantize_weight(weight: np.ndarray, axis: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric INT8 weights: returns (int8 values, float32 scale per channel, or a scalar scale)."""
+    weight = weight.astype(np.float32)
+    if axis is None:
+        amax = np.float32(max(float(np.abs(weight).max(initial=0.0)), _MIN_AMAX))
+        scale = np.float32(amax / INT8_MAX)
+        return np.clip(np.rint(weight / scale), -INT8_MAX, INT8_MAX).astype(np.int8), np.asarray(scale)
+    reduce_axes = tuple(i for i in range(weight.ndim) if i != axis)
+    amax = np.maximum(np.abs(weight).max(axis=reduce_axes), _MIN_AMAX).astype(np.float32)
+    scale = (amax / INT8_MAX).astype(np.float32)
+    shape = [1] * weight.ndim
+    shape[axis] = -1
+    quantized = np.clip(np.rint(weight / scale.reshape(shape)), -INT8_MAX, INT8_MAX).astype(np.int8)
+    return quantized, scale
+
+
+def insert_qdq(model, plan: QdqPlan, amax: Mapping[str, float]):
+    """Returns a copy of ``model`` with Q/DQ written as ``plan`` says.
+
+    Args:
+        model: onnx.ModelProto (FP32).
+        plan: from :func:`plan_qdq`, possibly ``.without(keep_fp)``.
+        amax: calibrated absolute maximum of every activation in ``plan.activations``.
+
+    Raises:
+        KeyError: an activation of the plan has no range (a bug: calibrate the plan's activations).
+
+    The model's default-domain opset must be >= 13 (per-channel DequantizeLinear); see :func:`default_opset`.
+    """
+    from onnx import numpy_helper
+
+    model = _copy_model(model)
+    graph = model.graph
+    initializers = {init.name: init for init in graph.initializer}
+    new_initializers = []
+    # tensor -> name of its dequantized copy; pending Q/DQ nodes are emitted before their first consumer.
+    dequantized: dict[str, str] = {}
+    pending: dict[str, list] = {}
+    rewire: dict[int, dict[int, str]] = defaultdict(dict)
+
+    for layer in plan.layers:
+        for item in layer.inputs:
+            if item.tensor not in dequantized:
+                if item.is_weight:
+                    nodes, inits = _weight_dq(item, numpy_helper.to_array(initializers[item.tensor]))
+                else:
+                    nodes, inits = _activation_qdq(item.tensor, float(amax[item.tensor]))
+                dequantized[item.tensor] = nodes[-1].output[0]
+                pending[item.tensor] = nodes
+                new_initializers += inits
+            rewire[layer.node_index][item.index] = dequantized[item.tensor]
+
+    nodes = []
+    for index, node in enumerate(graph.node):
+        for position, name in rewire.get(index, {}).items():
+            source = node.input[position]
+            nodes.extend(pending.pop(source, []))
+            node.input[position] = name
+        nodes.append(node)
+    graph.ClearField("node")
+    graph.node.extend(nodes)
+    graph.initializer.extend(new_initializers)
+    _drop_unused_initializers(graph)
+    return model
+
+
+def _activation_qdq(tensor: str, amax: float):
+    from onnx import TensorProto, helper
+
+    scale = np.float32(max(amax, _MIN_AMAX) / INT8_MAX)
+    scale_name, zero_name = f"{tensor}_qdq_scale", f"{tensor}_qdq_zero_point"
+    inits = [
+        helper.make_tensor(scale_name, TensorProto.FLOAT, [], [float(scale)]),
+        helper.make_tensor(zero_name, TensorProto.INT8, [], [0]),
+    ]
+    quantized, dequantized = f"{tensor}_quantized", f"{tensor}_dequantized"
+    nodes = [
+        helper.make_node("QuantizeLinear", [tensor, scale_name, zero_name], [quantized], name=f"{tensor}_QuantizeLinear"),
+        helper.make_node(
+            "DequantizeLinear", [quantized, scale_name, zero_name], [dequantized], name=f"{tensor}_DequantizeLinear"
+        ),
+    ]
+    return nodes, inits
+
+
+def _weight_dq(item: QuantizedInput, weight: np.ndarray):
+    from onnx import helper, numpy_helper
+
+    values, scale = quantize_weight(weight, item.axis)
+    base = item.tensor
+    zero = np.zeros(scale.shape, np.int8)
+    inits = [
+        numpy_helper.from_array(values, f"{base}_quantized"),
+        numpy_helper.from_array(scale, f"{base}_scale"),
+        numpy_helper.from_array(zero, f"{base}_zero_point"),
+    ]
+    attributes = {"axis": item.axis} if item.axis is not None else {}
+    node = helper.make_node(
+        "DequantizeLinear",
+        [f"{base}_quantized", f"{base}_scale", f"{base}_zero_point"],
+        [f"{base}_dequantized"],
+        name=f"{base}_DequantizeLinear",
+        **attributes,
+    )
+    return [node], inits
+
+
+def _copy_model(model):
+    import onnx
+
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    return copy
+
+
+def _drop_unused_initializers(graph) -> None:
+    used = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+    kept = [init for init in graph.initializer if init.name in used]
+    graph.ClearField("initializer")
+    graph.initializer.extend(kept)
+
+
+# ----------------------------------------------------------------------------------------------
+# Checking a Q/DQ model
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QdqCounts:
+    """How much of a model runs in INT8, and whether its Q/DQ nodes are well formed."""
+
+    quantized_layers: int  # Conv/ConvTranspose/Gemm/MatMul whose multiplied inputs all come from DequantizeLinear
+    total_layers: int  # Conv/ConvTranspose/Gemm/MatMul in the graph
+    quantize_nodes: int
+    dequantize_nodes: int
+    dangling: tuple[str, ...]  # Q without a DQ consumer, DQ fed by neither Q nor an INT8 constant, unused outputs
+
+    def summary(self) -> str:
+        return (
+            f"{self.quantized_layers}/{self.total_layers} Conv/Gemm/MatMul quantized, "
+            f"{self.quantize_nodes} Q + {self.dequantize_nodes} DQ nodes, {len(self.dangling)} dangling"
+        )
+
+
+def count_qdq(model) -> QdqCounts:
+    """Counts quantized layers and Q/DQ nodes, and lists Q/DQ nodes not paired as TensorRT needs."""
+    graph = model.graph
+    producers = {out: node for node in graph.node for out in node.output}
+    consumers: dict[str, list] = defaultdict(list)
+    for node in graph.node:
+        for name in node.input:
+            consumers[name].append(node)
+    graph_outputs = {o.name for o in graph.output}
+    int8_constants = {init.name for init in graph.initializer if init.data_type == 3}  # TensorProto.INT8
+
+    quantized = total = 0
+    for node in graph.node:
+        if node.op_type in QUANTIZED_OPS:
+            total += 1
+            positions = [p for p in _QUANTIZED_INPUTS[node.op_type] if p < len(node.input)]
+            fed = [producers.get(node.input[p]) for p in positions]
+            quantized += all(n is not None and n.op_type == "DequantizeLinear" for n in fed)
+
+    dangling = []
+    for node in graph.node:
+        label = node.name or node.output[0]
+        users = consumers.get(node.output[0], [])
+        if node.op_type == "QuantizeLinear":
+            if not users or any(u.op_type != "DequantizeLinear" for u in users):
+                dangling.append(f"QuantizeLinear {label}")
+        elif node.op_type == "DequantizeLinear":
+            source = producers.get(node.input[0])
+            if (source is None or source.op_type != "QuantizeLinear") and node.input[0] not in int8_constants:
+                dangling.append(f"DequantizeLinear {label} (input is neither Q nor an INT8 constant)")
+            elif not users and node.output[0] not in graph_outputs:
+                dangling.append(f"DequantizeLinear {label} (output unused)")
+    count = lambda op: sum(n.op_type == op for n in graph.node)  # noqa: E731
+    return QdqCounts(quantized, total, count("QuantizeLinear"), count("DequantizeLinear"), tuple(dangling))
