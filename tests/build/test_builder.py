@@ -139,3 +139,35 @@ def test_mobilenetv2_builds_with_rtx_on_the_cpu(zoo_onnx, tmp_path):
     assert result.sidecar.weights == "random"
     assert result.sidecar.preprocess["model"] == "mobilenetv2"
     assert result.sidecar.profiles[0]["input"]["max"] == [32, 3, 224, 224]
+
+
+def _image_folder(folder, count=12):
+    import cv2
+    import numpy as np
+
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for index in range(count):
+        cv2.imwrite(str(folder / f"{index}.png"), rng.integers(0, 255, (40, 48, 3), dtype=np.uint8))
+    return folder
+
+
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_explicit_precision_engines_build_through_the_builder(tiny_onnx, tmp_path, precision):
+    onnx_path = tiny_onnx()
+    PreprocessSpec(model="tiny", height=32, width=32).save(preprocess_path_for(onnx_path))
+    images = str(_image_folder(tmp_path / "images")) if precision == "int8" else None
+    config = BuildConfig(flavor="tensorrt_rtx", precision=precision, calib_images=images, calib_max_images=12)
+    result = build_engine(onnx_path, tmp_path / f"tiny_{precision}.engine", config)
+    side = result.sidecar
+    assert side.precision == precision and side.engine_bytes > 10_000
+    assert ("FP16" in side.precision_realised) if precision == "fp16" else ("Q/DQ" in side.precision_realised)
+    if precision == "int8":
+        assert side.calibration_cache_sha256 and any("Q/DQ placement" in note for note in side.notes)
+    assert build_engine(onnx_path, tmp_path / f"tiny_{precision}.engine", config).skipped
+
+
+def test_int8_without_images_is_a_clear_error(tiny_onnx, tmp_path):
+    with pytest.raises(ConfigError, match="Hint: .*calib_data"):
+        build_engine(tiny_onnx(), tmp_path / "t.engine", BuildConfig(flavor="tensorrt_rtx", precision="int8"))
+    assert not (tmp_path / "t.engine").exists()

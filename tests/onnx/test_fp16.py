@@ -59,3 +59,13 @@ def test_fp16_onnx_builds_strongly_typed_with_tensorrt_rtx(tmp_path):
     parser = trt.OnnxParser(network, logger)
     assert parser.parse_from_file(str(path))
     assert builder.build_serialized_network(network, builder.create_builder_config()) is not None
+
+
+def test_fp16_onnx_is_topologically_sorted_and_passes_the_full_checker(tmp_path):
+    import onnx
+
+    from trtpipe.onnx.load import load_onnx
+
+    path = tmp_path / "m.fp16.onnx"
+    onnx.save(convert_to_fp16(_model()).model, str(path))
+    load_onnx(path)  # the builder's intake: full checker, which requires topological order

@@ -119,7 +119,7 @@ def build_engine(
 
     log.info("building %s from %s with %s (%s) ...", output.name, network_onnx, flavor.label, realised)
     build_started = time.perf_counter()
-    serialized = _build_serialized(flavor, network_onnx, ranges, config, spec, output)
+    serialized, build_notes = _build_serialized(flavor, network_onnx, ranges, config, spec, output)
     build_seconds = time.perf_counter() - build_started
 
     sidecar = EngineSidecar(
@@ -143,7 +143,7 @@ def build_engine(
         weights=spec.weights if spec else "unknown",
         preprocess=spec.to_dict() if spec else None,
         calibration_cache_sha256=calib_sha,
-        notes=tuple(profile_notes) + tuple(notes) + _weights_notes(spec),
+        notes=tuple(profile_notes) + tuple(notes) + tuple(build_notes) + _weights_notes(spec),
     )
     # Engine first, sidecar last: a sidecar only ever describes a complete engine beside it.
     atomic_write_bytes(output, serialized)
@@ -234,6 +234,7 @@ def _up_to_date_sidecar(output: Path, source_sha: str, fingerprint: dict, flavor
 
 
 def _build_serialized(flavor, network_onnx: Path, ranges: list[ShapeRange], config: BuildConfig, spec, output):
+    """Parses and builds; returns the serialized engine and notes from the build (classic calibration)."""
     trt = flavor.module
     logger = make_logger(flavor)
     builder = trt.Builder(logger)
@@ -266,10 +267,11 @@ def _build_serialized(flavor, network_onnx: Path, ranges: list[ShapeRange], conf
     timing_cache_path = Path(config.timing_cache) if config.timing_cache else output.parent / "timing.cache"
     if flavor.has_timing_cache:
         _load_timing_cache(builder_config, timing_cache_path)
+    notes: list[str] = []
     if classic:
         from trtpipe.build.classic import configure_classic
 
-        configure_classic(trt, builder, network, builder_config, config, spec, output.with_suffix(".calib.cache"))
+        notes = configure_classic(trt, builder, network, builder_config, config, spec, output.with_suffix(".calib.cache"))
 
     serialized = builder.build_serialized_network(network, builder_config)
     if serialized is None:
@@ -282,7 +284,7 @@ def _build_serialized(flavor, network_onnx: Path, ranges: list[ShapeRange], conf
         cache = builder_config.get_timing_cache()
         if cache is not None:
             atomic_write_bytes(timing_cache_path, memoryview(cache.serialize()))
-    return memoryview(serialized).tobytes()
+    return memoryview(serialized).tobytes(), notes
 
 
 def _load_timing_cache(builder_config, path: Path) -> None:

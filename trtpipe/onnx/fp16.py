@@ -57,7 +57,14 @@ def convert_to_fp16(model, keep_ops: Iterable[str] = SENSITIVE_OPS, keep_nodes: 
     converted = convert_float_to_float16(
         source, keep_io_types=True, op_block_list=block_ops, node_block_list=keep_nodes, disable_shape_infer=False
     )
-    return Fp16Result(converted, kept)
+    # The converter appends the Casts of the FP32 inputs at the end of the node list; the ONNX checker
+    # (and so the builder's intake) requires topological order.
+    import onnx_graphsurgeon as gs
+
+    sorted_model = gs.export_onnx(gs.import_onnx(converted).toposort())
+    sorted_model.ir_version = converted.ir_version
+    onnx.checker.check_model(sorted_model)
+    return Fp16Result(sorted_model, kept)
 
 
 def write_fp16_onnx(onnx_path: str | Path, output: str | Path, keep_nodes: Iterable[str] = ()) -> Fp16Result:
