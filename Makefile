@@ -24,7 +24,14 @@ ENGINE      := engines/$(ENGINE_STEM)_$(PRECISION).engine
 BUILD_FLAGS := --precision $(PRECISION) $(if $(BATCH),--batch $(BATCH)) $(if $(SHAPES),--shapes $(SHAPES)) \
                $(if $(filter int8,$(PRECISION)),--images $(CALIB)) $(if $(FORCE),--force)
 
-.PHONY: help venv engine onnx calib-data test test-gpu perf clean distclean
+BENCH_BATCH    ?= 1,8,32
+BENCH_WARMUP   ?= 200ms
+BENCH_DURATION ?= 3s
+THREADS        ?=
+BENCH_FLAGS    := --batch $(BENCH_BATCH) --warmup $(BENCH_WARMUP) --duration $(BENCH_DURATION) $(if $(THREADS),--threads $(THREADS))
+BENCH_JSON     := reports/$(ENGINE_STEM)
+
+.PHONY: help venv engine onnx calib-data bench test test-gpu perf clean distclean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -43,6 +50,17 @@ onnx: $(BIN)/.installed  ## export MODEL to engines/MODEL.onnx (skipped when up 
 
 engine: onnx $(if $(filter int8,$(PRECISION)),calib-data)  ## build engines/MODEL_PRECISION.engine (MODEL=, ONNX=, PRECISION=, BATCH=, SHAPES=, FORCE=1)
 	$(TRTPIPE) build $(SOURCE_ONNX) -o $(ENGINE) $(BUILD_FLAGS)
+
+bench: onnx calib-data  ## time MODEL: TensorRT fp32/fp16/int8 (with a GPU), ONNX Runtime fp32 + int8 Q/DQ, PyTorch eager -> reports/MODEL.md
+	@mkdir -p reports
+	$(if $(HAS_GPU),set -e; for p in fp32 fp16 int8; do \
+		$(MAKE) --no-print-directory engine PRECISION=$$p; \
+		$(TRTPIPE) bench engines/$(ENGINE_STEM)_$$p.engine $(BENCH_FLAGS) --json $(BENCH_JSON)_tensorrt_$$p.json; done)
+	$(MAKE) --no-print-directory engine PRECISION=int8
+	$(TRTPIPE) bench $(SOURCE_ONNX) --backend onnxruntime $(BENCH_FLAGS) --json $(BENCH_JSON)_onnxruntime_fp32.json
+	$(TRTPIPE) bench engines/$(ENGINE_STEM).int8.onnx --backend onnxruntime $(BENCH_FLAGS) --json $(BENCH_JSON)_onnxruntime_int8.json
+	$(if $(ONNX),,$(TRTPIPE) bench $(MODEL) --backend torch $(BENCH_FLAGS) --json $(BENCH_JSON)_torch_fp32.json)
+	$(TRTPIPE) report $(BENCH_JSON)_*.json -o reports/$(ENGINE_STEM).md --baseline $(BENCH_JSON)_onnxruntime_fp32.json
 
 calib-data: $(BIN)/.installed  ## fill calib_data/ with calibration images if it is empty
 	$(TRTPIPE) calib-data $(CALIB)

@@ -134,6 +134,12 @@ def _open_onnxruntime(path: Path, precision: str | None, name: str | None, threa
     spec = find_spec(path)
     engine = load_engine(path, backend="onnxruntime", threads=threads)
     device = "gpu" if engine.backend.endswith("cuda") else "cpu"
+    notes = []
+    if found == "int8" and device == "cpu":
+        # trtpipe places Q/DQ where TensorRT fuses them (inputs only); ONNX Runtime's CPU integer kernels
+        # need Q/DQ around outputs too, so it dequantizes and runs float convolutions.
+        notes.append(f"{path.name}: the Q/DQ model runs in ONNX Runtime on the CPU with float kernels after "
+                     "dequantizing; this row checks the INT8 model, it does not show INT8 speed (TensorRT's does)")
     return BenchTarget(
         engine=engine,
         model={"name": name or (spec.model if spec else _stem(path)), "file": str(path), "sha256": sha256_file(path),
@@ -141,6 +147,7 @@ def _open_onnxruntime(path: Path, precision: str | None, name: str | None, threa
                "source": spec.source if spec else "onnx"},
         backend={**_backend_block(engine, device=device), "threads": threads or "default (all cores)"},
         spec=spec,
+        notes=notes,
     )
 
 
