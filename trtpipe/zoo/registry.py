@@ -179,11 +179,11 @@ def get_model(name: str) -> ModelEntry:
                 f"model name {name!r} names no {prefix} model", f"write {prefix}:<name>, e.g. timm:resnet18"
             )
         return _FAMILIES[prefix].resolve(rest)
-    known = sorted(_MODELS) + [f"{p}:<name>" for p in sorted(_FAMILIES)]
     close = difflib.get_close_matches(name.lower(), list(_MODELS), n=1, cutoff=0.5)
+    families = ", ".join(f"{p}:<name>" for p in sorted(_FAMILIES))
     suggestion = f"did you mean {close[0]!r}? " if close else ""
     raise ModelNotFoundError(
-        f"unknown model {name!r}; the zoo has {', '.join(known)}",
+        f"unknown model {name!r}; the zoo has {len(_MODELS)} named models and {families}",
         f"{suggestion}`trtpipe zoo list` shows every model; any timm model works as timm:<name>",
     )
 
