@@ -7,7 +7,7 @@ VENV     ?= .venv
 BIN      := $(VENV)/bin
 TRTPIPE  := $(BIN)/trtpipe
 HAS_GPU  := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo yes)
-EXTRAS   ?= export,report,serve,dev,$(if $(HAS_GPU),trt,rtx)
+EXTRAS   ?= export,report,serve,coverage,dev,$(if $(HAS_GPU),trt,rtx)
 
 MODEL     ?= mobilenetv2
 PRECISION ?= fp32
@@ -31,7 +31,7 @@ THREADS        ?=
 BENCH_FLAGS    := --batch $(BENCH_BATCH) --warmup $(BENCH_WARMUP) --duration $(BENCH_DURATION) $(if $(THREADS),--threads $(THREADS))
 BENCH_JSON     := reports/$(ENGINE_STEM)
 
-.PHONY: help venv engine onnx calib-data bench test test-gpu perf clean distclean
+.PHONY: help venv engine onnx calib-data bench coverage test test-gpu perf clean distclean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -41,6 +41,7 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install --upgrade pip >/dev/null
 	$(BIN)/pip install -e '.[$(EXTRAS)]'
 	$(if $(findstring serve,$(EXTRAS)),$(BIN)/pip install --no-deps nvidia-pytriton==0.7.0)
+	$(if $(findstring coverage,$(EXTRAS)),$(BIN)/pip install --no-deps ultralytics==8.4.190)
 	@touch $@
 
 venv: $(BIN)/.installed  ## create .venv with trtpipe and its extras ($(EXTRAS))
@@ -61,6 +62,9 @@ bench: onnx calib-data  ## time MODEL: TensorRT fp32/fp16/int8 (with a GPU), ONN
 	$(TRTPIPE) bench engines/$(ENGINE_STEM).int8.onnx --backend onnxruntime $(BENCH_FLAGS) --json $(BENCH_JSON)_onnxruntime_int8.json
 	$(if $(ONNX),,$(TRTPIPE) bench $(MODEL) --backend torch $(BENCH_FLAGS) --json $(BENCH_JSON)_torch_fp32.json)
 	$(TRTPIPE) report $(BENCH_JSON)_*.json -o reports/$(ENGINE_STEM).md --baseline $(BENCH_JSON)_onnxruntime_fp32.json
+
+coverage: $(BIN)/.installed  ## model-coverage sweep of the zoo -> reports/coverage.md + .json (about 20 min on 2 cores)
+	nice -n 10 $(TRTPIPE) coverage --workdir engines/coverage --reports reports
 
 calib-data: $(BIN)/.installed  ## fill calib_data/ with calibration images if it is empty
 	$(TRTPIPE) calib-data $(CALIB)
