@@ -98,3 +98,30 @@ def test_help_works_without_importing_tensorrt():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ctrl_c_during_the_tensorrt_build_leaves_no_engine_and_exits_130(zoo_onnx, tmp_path):
+    """A real SIGINT sent to `trtpipe build` while TensorRT builds (the write phase: tests/build).
+
+    This moment matters: TensorRT swallows a KeyboardInterrupt raised in its callbacks and
+    would finish and write the engine anyway; trtpipe cancels the build instead.
+    """
+    import signal
+    import subprocess
+    import sys
+
+    out_dir = tmp_path / "out"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "trtpipe.cli.main", "build", str(zoo_onnx("mobilenetv2", weights="random")),
+         "-o", str(out_dir / "m.engine"), "--batch", "1:4:8"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    for line in process.stderr:  # "building m.engine from ... " is logged just before the build call
+        if line.startswith("building "):
+            break
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "interrupted; nothing partial was left on disk" in err
+    left = sorted(p.name for p in out_dir.iterdir()) if out_dir.exists() else []
+    assert left == [], left

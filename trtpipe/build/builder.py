@@ -8,8 +8,11 @@ with an implicit calibrator) is kept behind ``fp16_mode="flag"`` / ``int8_mode="
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -273,7 +276,10 @@ def _build_serialized(flavor, network_onnx: Path, ranges: list[ShapeRange], conf
 
         notes = configure_classic(trt, builder, network, builder_config, config, spec, output.with_suffix(".calib.cache"))
 
-    serialized = builder.build_serialized_network(network, builder_config)
+    with _ctrl_c_cancels_build(trt, builder_config) as interrupted:
+        serialized = builder.build_serialized_network(network, builder_config)
+    if interrupted():
+        raise KeyboardInterrupt
     if serialized is None:
         errors = "; ".join(logger.errors[-3:]) or "no error message from TensorRT"
         hint = "run with -v for TensorRT's full log"
@@ -285,6 +291,55 @@ def _build_serialized(flavor, network_onnx: Path, ranges: list[ShapeRange], conf
         if cache is not None:
             atomic_write_bytes(timing_cache_path, memoryview(cache.serialize()))
     return memoryview(serialized).tobytes(), notes
+
+
+@contextlib.contextmanager
+def _ctrl_c_cancels_build(trt, builder_config):
+    """Turns Ctrl-C during a build into a cancelled build, reported after TensorRT returns.
+
+    A KeyboardInterrupt raised inside a TensorRT callback (the logger, the progress monitor) is
+    caught and dropped by TensorRT, which then finishes the build: Ctrl-C would be lost. So the
+    signal only sets a flag; a progress monitor (where the flavour has one) asks TensorRT to stop
+    at its next step, and the caller raises KeyboardInterrupt once the build call has returned.
+    """
+    flag = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag.is_set
+        return
+
+    def on_sigint(signum, frame):
+        log.warning("interrupt received: cancelling the build (nothing will be written)")
+        flag.set()
+
+    monitor = _CancellingMonitor.create(trt, flag) if hasattr(trt, "IProgressMonitor") else None
+    if monitor is not None:
+        builder_config.progress_monitor = monitor
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield flag.is_set
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class _CancellingMonitor:
+    """Factory for a trt.IProgressMonitor that logs build phases and stops the build once ``flag`` is set."""
+
+    @staticmethod
+    def create(trt, flag: threading.Event):
+        class Monitor(trt.IProgressMonitor):
+            def __init__(self) -> None:
+                trt.IProgressMonitor.__init__(self)
+
+            def phase_start(self, phase_name, parent_phase, num_steps):
+                log.debug("build phase %s (%d steps)", phase_name, num_steps)
+
+            def step_complete(self, phase_name, step):
+                return not flag.is_set()  # False asks TensorRT to cancel the build
+
+            def phase_finish(self, phase_name):
+                pass
+
+        return Monitor()
 
 
 def _load_timing_cache(builder_config, path: Path) -> None:
