@@ -71,6 +71,15 @@ def test_preprocess_spec_round_trips_and_rejects_unknown_fields(tmp_path):
         PreprocessSpec(model="m", height=224, width=224, resize="squash")
 
 
+def test_preprocess_spec_head_defaults_to_the_task_head_and_old_json_loads(tmp_path):
+    old = {"model": "detr", "height": 512, "width": 512, "task": "detection", "weights": "random"}  # before `head`
+    path = tmp_path / "detr.preprocess.json"
+    path.write_text(json.dumps(old))
+    assert PreprocessSpec.load(path).head is None
+    spec = PreprocessSpec(model="rt_detr", height=640, width=640, task="detection", head="detr_sigmoid")
+    assert PreprocessSpec.load(spec.save(tmp_path / "rt_detr.preprocess.json")).head == "detr_sigmoid"
+
+
 def test_paths_beside_the_model():
     assert preprocess_path_for("engines/mobilenetv2.onnx").name == "mobilenetv2.preprocess.json"
     assert preprocess_path_for("engines/m.int8.onnx").name == "m.preprocess.json"

@@ -77,6 +77,7 @@ class PreprocessSpec:
     labels: str | None = None  # bundled label set ("imagenet1k") or None
     weights: str = "unknown"  # "pretrained:<tag>", "random", "checkpoint:<path>" or "unknown" (user ONNX)
     source: str = "onnx"  # where the model came from: torchvision, timm, efficientnet_lite, onnx
+    head: str | None = None  # registered task head variant, e.g. "detr_sigmoid"; None: the task's default head
 
     def __post_init__(self) -> None:
         _check_choice("task", self.task, TASKS)

@@ -87,20 +87,28 @@ def test_surgery_turns_float64_into_float32_and_folds_constants():
     assert not any(n.op_type == "Shape" for n in rewritten.graph.node)  # static shape folded
 
 
-def test_sigmoid_head_scores_with_sigmoid_and_keeps_every_class():
-    import trtpipe.pipeline.heads.detection_sigmoid  # noqa: F401
-    from trtpipe.pipeline.heads import create_head
-    from trtpipe.pipeline.preprocess import ResizeMeta
+def test_detectors_name_their_head_in_the_spec_and_every_named_head_exists():
+    from trtpipe.pipeline.heads import known_heads
+    from trtpipe.zoo.registry import list_models
 
-    logits = np.full((1, 3, 2), -10.0, np.float32)
-    logits[0, 0, 1] = 2.0  # query 0: the last class, which a softmax decode would drop as "no object"
-    boxes = np.tile(np.array([0.5, 0.5, 0.2, 0.2], np.float32), (1, 3, 1))
-    head = create_head("detection_sigmoid", input_size=(100, 100), score_threshold=0.5)
-    meta = ResizeMeta(100, 100, 1.0, 1.0, 0.0, 0.0)
-    (result,) = head({"logits": logits, "boxes": boxes}, [meta], [None])
-    assert result.class_ids.tolist() == [1]
-    assert result.scores[0] == pytest.approx(1 / (1 + np.exp(-2.0)))
-    assert result.boxes[0] == pytest.approx([40, 40, 60, 60])
+    sigmoid_detrs = ("conditional_detr", "dab_detr", "deformable_detr", "rt_detr", "rfdetr_nano", "grounding_dino")
+    assert [get_model(name).preprocess.head for name in sigmoid_detrs] == ["detr_sigmoid"] * len(sigmoid_detrs)
+    assert get_model("detr_resnet50").preprocess.head is None  # softmax with "no object": the detection default
+    assert {entry.preprocess.head for entry in list_models()} - {None} <= set(known_heads())
+
+
+def test_int8_stage_uses_the_build_hook_and_calibrates_a_dynamic_batch_on_a_full_batch(tiny_onnx, tmp_path):
+    from trtpipe.coverage.int8 import qdq_onnx_for_coverage
+    from trtpipe.coverage.sweep import PHOTOS
+    from trtpipe.spec import PreprocessSpec
+
+    path = tiny_onnx(name="tiny.onnx")  # Conv -> Relu, batch axis "N"
+    spec = PreprocessSpec(model="tiny", height=32, width=32)
+    outcome = qdq_onnx_for_coverage(path, spec, PHOTOS)
+    assert outcome.ok, outcome.summary
+    assert "1/1 Conv/Gemm/MatMul quantized" in outcome.summary and "(8 photos)" in outcome.summary
+    assert "ONNX Runtime ran it" in outcome.summary and "TensorRT-RTX built it" in outcome.summary
+    assert (path.parent / "tiny.int8.onnx").is_file() and (path.parent / "tiny.int8.calib.json").is_file()
 
 
 def test_report_has_exactly_the_issue_keys(tmp_path):

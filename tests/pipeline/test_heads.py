@@ -51,3 +51,44 @@ def test_segmentation_mask_maps_back_to_source_and_overlays():
     assert (result.mask[:16] == 0).all() and (result.mask[16:] == 2).all()
     overlay = result.overlay(np.full((32, 32, 3), 200, np.uint8))
     assert overlay.shape == (32, 32, 3) and not np.array_equal(overlay[0], overlay[-1])
+
+
+def _set_prediction():
+    """Two queries, two classes + DETR's "no object": query 0 says class 1, query 1 says "no object"."""
+    logits = np.array([[[0.0, 4.0, -2.0], [-4.0, -4.0, 3.0]]], np.float32)
+    boxes = np.array([[[0.5, 0.5, 0.25, 0.25], [0.25, 0.25, 0.5, 0.5]]], np.float32)
+    return logits, boxes
+
+
+def test_set_prediction_decode_is_shared_by_softmax_and_sigmoid_detr_heads():
+    from trtpipe.pipeline.heads.detection import decode_set_prediction, sigmoid, softmax
+
+    logits, boxes = _set_prediction()
+    (decoded,) = decode_set_prediction(softmax(logits)[..., :-1], boxes, (64, 128), 0.0, 10)
+    np.testing.assert_allclose(decoded[0][0], [48, 24, 80, 40])  # cx, cy, w, h in 0..1 -> xyxy input pixels
+    meta = ResizeMeta(64, 128, 1.0, 1.0, 0.0, 0.0)
+    for head, probs in (("detection", softmax(logits)[..., :-1]), ("detr_sigmoid", sigmoid(logits))):
+        (result,) = create_head(head, input_size=(64, 128), score_threshold=0.0)({"logits": logits, "boxes": boxes}, [meta], None)
+        (want,) = decode_set_prediction(probs, boxes, (64, 128), 0.0, 300)
+        np.testing.assert_allclose(result.boxes, want[0], rtol=1e-6)
+        np.testing.assert_allclose(result.scores, want[1], rtol=1e-6)
+        assert result.class_ids.tolist() == want[2].tolist()
+
+
+def test_sigmoid_detr_head_scores_every_class_independently():
+    logits, boxes = _set_prediction()
+    meta = ResizeMeta(64, 128, 1.0, 1.0, 0.0, 0.0)
+    head = create_head("detr_sigmoid", input_size=(64, 128), score_threshold=0.5)
+    (result,) = head({"logits": logits, "boxes": boxes}, [meta], None)
+    # The last class is a real class here (softmax DETR would drop it as "no object"): query 1 keeps it.
+    assert result.class_ids.tolist() == [1, 2]
+    np.testing.assert_allclose(result.scores, 1 / (1 + np.exp(-np.array([4.0, 3.0]))), rtol=1e-6)
+    (softmax_result,) = create_head("detection", input_size=(64, 128), score_threshold=0.5)(
+        {"logits": logits, "boxes": boxes}, [meta], None
+    )
+    assert softmax_result.class_ids.tolist() == [1]
+
+
+def test_unknown_head_variant_suggests_the_closest():
+    with pytest.raises(ConfigError, match="did you mean 'detr_sigmoid'"):
+        create_head("detr_sigmoi")

@@ -104,3 +104,35 @@ def test_deployment_path_imports_no_build_tooling():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+class _SetPredictionEngine:
+    """Stands in for a DETR-style engine: fixed logits and boxes whatever the image."""
+
+    backend = "fake"
+    max_batch = 1
+
+    def __init__(self):
+        from trtpipe.spec import TensorInfo
+
+        self.inputs = [TensorInfo("input", (1, 3, 8, 8), "float32")]
+
+    def infer_timed(self, feeds):
+        from trtpipe.runtime.base import StageTimes
+
+        logits = np.array([[[0.0, 4.0, -2.0], [-4.0, -4.0, 3.0]]], np.float32)  # query 1: last class (or "no object")
+        boxes = np.array([[[0.5, 0.5, 0.25, 0.25], [0.25, 0.25, 0.5, 0.5]]], np.float32)
+        return {"logits": logits, "boxes": boxes}, StageTimes(compute=0.1)
+
+    def close(self):
+        pass
+
+
+@pytest.mark.parametrize("head, expected", [(None, ("DetectionHead", [1])), ("detr_sigmoid", ("SigmoidDetrHead", [1, 2]))])
+def test_spec_head_picks_the_decode(head, expected):
+    from trtpipe.spec import PreprocessSpec
+
+    spec = PreprocessSpec(model="detr", height=8, width=8, task="detection", resize="stretch", head=head)
+    with Pipeline(_SetPredictionEngine(), spec, score_threshold=0.5) as pipe:
+        result = pipe(images(1)[0])
+        assert (type(pipe.head).__name__, result.class_ids.tolist()) == expected

@@ -16,7 +16,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from trtpipe.errors import ConfigError, InputError
+from trtpipe.errors import ConfigError, InputError, OnnxModelError
 from trtpipe.labels import load_labels
 from trtpipe.spec import PreprocessSpec, preprocess_path_for
 from trtpipe.zoo.export import METADATA_KEY, _up_to_date, default_output_path, export_model
@@ -144,3 +144,101 @@ def test_timm_model_exports_with_its_pretrained_config(tmp_path):
     assert result.spec.interpolation == "bicubic" and result.onnx_bytes == result.onnx_path.stat().st_size
     shape = [d.dim_value for d in onnx.load(result.onnx_path).graph.input[0].type.tensor_type.shape.dim]
     assert shape == [1, 3, 224, 224]
+
+
+# -- models with several outputs (detectors), the exporter fallback -----------------------------------------------
+
+
+def _two_output_module(output_names=("logits", "boxes")):
+    """A DETR-shaped toy: 16 queries with 3 class logits and 4 box coordinates each."""
+    import torch
+
+    class TwoOutputs(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.output_names = output_names
+            self.features = torch.nn.Conv2d(3, 12, kernel_size=8, stride=8)  # 32x32 -> 4x4 = 16 queries
+            self.classes = torch.nn.Linear(12, 3)
+            self.box = torch.nn.Linear(12, 4)
+
+        def forward(self, images):
+            queries = self.features(images).flatten(2).transpose(1, 2)
+            return self.classes(queries), self.box(queries).sigmoid()
+
+    return TwoOutputs().eval()
+
+
+@pytest.fixture
+def toy_detector(monkeypatch):
+    """Registers ``toy_detr`` (two outputs, spec head detr_sigmoid) for one test only; returns a setter for its outputs."""
+    from trtpipe.zoo import registry
+
+    registry.list_models()  # the real sources first, so the toy cannot collide with them
+    names = {"value": ("logits", "boxes")}
+    entry = registry.ModelEntry(
+        name="toy_detr", source="test", task="detection", description="toy DETR", pretrained_tag="none",
+        preprocess=PreprocessSpec(model="toy_detr", height=32, width=32, task="detection", resize="stretch",
+                                  source="test", head="detr_sigmoid"),
+        create=lambda weights: _two_output_module(names["value"]),
+    )
+    monkeypatch.setitem(registry._MODELS, "toy_detr", entry)
+    return names
+
+
+def test_multi_output_model_exports_every_output_with_a_dynamic_batch_axis(toy_detector, tmp_path):
+    result = export_model("toy_detr", tmp_path / "toy.onnx", weights="random", dynamic_batch=True)
+    assert (result.output_names, result.exporter, result.opset, result.notes) == (("logits", "boxes"), "torchscript", 17, ())
+    assert result.parity_max_abs < 1e-5 and result.parity_scale > 0
+    model = onnx.load(result.onnx_path)
+    dims = lambda v: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]  # noqa: E731
+    assert [(o.name, dims(o)[0], dims(o)[-1]) for o in model.graph.output] == [("logits", "batch", 3), ("boxes", "batch", 4)]
+    logits, boxes = _session(result.onnx_path).run(None, {"input": np.zeros((5, 3, 32, 32), np.float32)})
+    assert logits.shape == (5, 16, 3) and boxes.shape == (5, 16, 4)
+    assert result.spec.head == "detr_sigmoid" and PreprocessSpec.load(result.spec_path).head == "detr_sigmoid"
+    again = export_model("toy_detr", tmp_path / "toy.onnx", weights="random", dynamic_batch=True)
+    assert again.skipped and (again.output_names, again.exporter, again.opset) == (("logits", "boxes"), "torchscript", 17)
+
+
+def test_detectors_export_with_batch_1_by_default_and_run_with_their_spec_head(toy_detector, tmp_path):
+    from trtpipe.pipeline.pipeline import Pipeline
+
+    result = export_model("toy_detr", tmp_path / "toy.onnx", weights="random")
+    assert [d.dim_value for d in onnx.load(result.onnx_path).graph.input[0].type.tensor_type.shape.dim] == [1, 3, 32, 32]
+    with Pipeline.from_onnx(result.onnx_path, score_threshold=0.0) as pipe:
+        detections = pipe(np.full((40, 60, 3), 128, np.uint8))
+    assert type(pipe.head).__name__ == "SigmoidDetrHead" and len(detections) == 16
+    assert ((detections.scores > 0) & (detections.scores < 1)).all()
+
+
+def test_output_names_must_name_every_output(toy_detector, tmp_path):
+    toy_detector["value"] = ("logits",)
+    with pytest.raises(OnnxModelError, match="returns 2 outputs but names 1.*Hint: set output_names"):
+        export_model("toy_detr", tmp_path / "toy.onnx", weights="random", exporter="torchscript")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_torchscript_failure_falls_back_to_the_dynamo_exporter_at_opset_18(toy_detector, tmp_path, monkeypatch):
+    from trtpipe.zoo import export as exporter
+
+    real = exporter._torch_export
+
+    def torchscript_fails(module, sample, attempt, names, dynamic_batch):
+        if attempt.exporter == "torchscript":
+            raise OnnxModelError("torch.onnx.export (TorchScript exporter, opset 17) failed: simulated", "none")
+        return real(module, sample, attempt, names, dynamic_batch)
+
+    monkeypatch.setattr(exporter, "_torch_export", torchscript_fails)
+    result = export_model("toy_detr", tmp_path / "toy.onnx", weights="random")
+    assert (result.exporter, result.opset, result.output_names) == ("dynamo", 18, ("logits", "boxes"))
+    assert len(result.notes) == 1 and "TorchScript exporter, opset 17 failed" in result.notes[0]
+    metadata = {p.key: p.value for p in onnx.load(result.onnx_path).metadata_props}
+    assert metadata[exporter.EXPORTER_KEY] == "dynamo" and "simulated" in metadata[exporter.NOTES_KEY]
+    assert [(o.domain, o.version) for o in onnx.load(result.onnx_path).opset_import if o.domain == ""] == [("", 18)]
+
+
+def test_exporter_and_opset_combinations_are_checked_before_any_work(tmp_path):
+    with pytest.raises(ConfigError, match="TorchScript exporter stops at opset 20"):
+        export_model("mobilenetv2", tmp_path / "m.onnx", opset=21, exporter="torchscript")
+    with pytest.raises(ConfigError, match="dynamo exporter starts at opset 18"):
+        export_model("mobilenetv2", tmp_path / "m.onnx", opset=17, exporter="dynamo")
+    assert list(tmp_path.iterdir()) == []

@@ -19,8 +19,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "pretrained: fail instead; random; or a state_dict checkpoint file",
     )
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
-    parser.add_argument(
-        "--static-batch", action="store_true", help="fixed batch size 1 instead of a dynamic batch axis"
+    batch = parser.add_mutually_exclusive_group()
+    batch.add_argument(
+        "--static-batch", dest="dynamic_batch", action="store_const", const=False,
+        help="fixed batch size 1 (the default for detection and segmentation models)",
+    )
+    batch.add_argument(
+        "--dynamic-batch", dest="dynamic_batch", action="store_const", const=True,
+        help="a dynamic batch axis on the input and every output (the default for classifiers)",
     )
     parser.add_argument("--force", action="store_true", help="export even if an up-to-date ONNX exists")
 
@@ -33,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         args.output,
         weights=args.weights,
         opset=args.opset,
-        dynamic_batch=not args.static_batch,
+        dynamic_batch=args.dynamic_batch,
         force=args.force,
     )
     return 0

@@ -1,8 +1,8 @@
 """The coverage list of issue 6, in the issue's order: the zoo name of each network users deploy.
 
 Importing :data:`SOURCE_MODULES` registers the coverage models with the zoo (until the registry imports
-every module of ``trtpipe/zoo/sources`` by itself). :data:`HEAD_OPTIONS` says how a detector's outputs
-are scored where the detection head's defaults do not fit.
+every module of ``trtpipe/zoo/sources`` by itself). How a detector's outputs are scored is its zoo
+entry's business: ``PreprocessSpec.head`` (e.g. ``detr_sigmoid``), which Pipeline follows.
 """
 
 from __future__ import annotations
@@ -37,9 +37,6 @@ SEGMENTATION = (
 ALL = CLASSIFICATION + DETECTION + SEGMENTATION
 # A fast, representative subset for the default test run: one per task and source, small inputs.
 QUICK = ("repvgg_a0", "yolov8n", "pspnet_mobilenetv2")
-
-# Detectors whose class scores are independent sigmoids (no "no object" class): focal-loss DETRs.
-SIGMOID_DETECTORS = ("conditional_detr", "dab_detr", "deformable_detr", "rt_detr", "rfdetr_nano", "grounding_dino")
 
 
 def load_sources() -> None:

@@ -20,23 +20,17 @@ def run_on_photos(name: str, onnx_path: Path, photos: Sequence[str]) -> str:
     import cv2
     from skimage import data
 
-    from trtpipe.coverage.catalog import SIGMOID_DETECTORS
     from trtpipe.pipeline.pipeline import Pipeline
 
     images = [cv2.cvtColor(getattr(data, photo)(), cv2.COLOR_RGB2BGR) for photo in photos]
     # Random weights score every query alike; a zero threshold keeps boxes so that their form is checked.
+    # The head is the one the spec names (detr_sigmoid for focal-loss DETRs), as for any user of Pipeline.
     with Pipeline.from_onnx(onnx_path, score_threshold=0.0, max_detections=100) as pipe:
-        if name in SIGMOID_DETECTORS:
-            import trtpipe.pipeline.heads.detection_sigmoid  # noqa: F401 - registers the head
-            from trtpipe.pipeline.heads import create_head
-
-            pipe.head = create_head("detection_sigmoid", labels=pipe.labels, input_size=(pipe.spec.height, pipe.spec.width),
-                                    score_threshold=0.0, max_detections=100)
         results = pipe(images)
     for image, result in zip(images, results):
         _check(name, image, result)
     if pipe.spec.task == "detection":
-        return f"{sum(len(r) for r in results)} boxes (top score {max(float(r.scores.max()) for r in results if len(r)):.2f}), well formed"
+        return f"{pipe.head.head_name} head: {sum(len(r) for r in results)} boxes (top score {max(float(r.scores.max()) for r in results if len(r)):.2f}), well formed"
     classes = sorted({int(c) for r in results for c in np.unique(r.mask)})
     return f"masks {results[0].mask.shape[1]}x{results[0].mask.shape[0]}.. with {len(classes)} classes present, well formed"
 

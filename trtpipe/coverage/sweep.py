@@ -22,8 +22,7 @@ from trtpipe.errors import TrtpipeError
 
 log = logging.getLogger("trtpipe.coverage")
 
-EXPORT_ATTEMPTS = ((17, False), (20, False), (18, True))  # (opset, dynamo exporter), in order
-FALLBACK_OPSETS = ((18, True), (13, False))  # (opset, dynamo): other opsets to try when the parser rejects
+FALLBACK_OPSETS = ((18, "dynamo"), (13, "torchscript"))  # (opset, exporter): other opsets when the parser rejects
 PHOTOS = ("astronaut", "chelsea", "coffee")  # scikit-image's real photos
 MODEL_TIMEOUT_S = 1800
 
@@ -81,18 +80,14 @@ def _export_stage(row: CoverageRow, state: dict) -> bool:
 
     entry = state["entry"]
     path = state["workdir"] / f"{output_stem(entry.name)}.onnx"
-    dynamic = entry.task == "classification"  # detectors and segmenters: batch 1, as deployed
-    for attempt, (opset, dynamo) in enumerate(EXPORT_ATTEMPTS, 1):
-        try:
-            result = export_for_coverage(entry, path, opset=opset, dynamic_batch=dynamic, dynamo=dynamo)
-            break
-        except Exception as exc:  # exporter, checker or ONNX Runtime (an op it lacks at this opset): try the next
-            if attempt == len(EXPORT_ATTEMPTS):
-                raise
-            row.notes.append(f"{'dynamo' if dynamo else 'TorchScript'} exporter, opset {opset} failed ({_describe(exc)[:160]})")
+    # The zoo exporter's defaults: dynamic batch for classifiers, batch 1 for detectors and segmenters (as
+    # deployed); the TorchScript exporter at opset 17, then the dynamo exporter at opset 18 when it fails.
+    result = export_for_coverage(entry.name, path)
+    dynamic = entry.task == "classification"
     row.exported = True
     row.weights = result.spec.weights
     row.ort_parity_max_abs = _round(result.parity_max_abs)
+    row.notes.extend(note[:240] for note in result.notes)  # exporters that failed before the one used
     row.notes.append(f"{result.exporter} exporter, opset {result.opset}, {'dynamic' if dynamic else 'static'} batch; "
                      f"ONNX checker passed; parity {result.parity_max_abs:.2g} on outputs up to {result.parity_scale:.2g}")
     if not result.parity_max_abs <= 1e-3 * max(result.parity_scale, 1.0):
@@ -124,11 +119,10 @@ def _parser_stage(row: CoverageRow, state: dict) -> bool:
     if verdict.parsed:
         row.trt_parser_ok, state["onnx"] = True, candidate
         return True
-    for opset, dynamo in FALLBACK_OPSETS:
+    for opset, exporter in FALLBACK_OPSETS:
         other = original.with_name(f"{original.stem}.opset{opset}.onnx")
         try:
-            result = export_for_coverage(state["entry"], other, opset=opset, dynamic_batch=row.task == "classification",
-                                         dynamo=dynamo)
+            result = export_for_coverage(row.name, other, opset=opset, exporter=exporter)
         except TrtpipeError as exc:
             row.notes.append(f"opset {opset}: export failed ({exc.message[:120]})")
             continue

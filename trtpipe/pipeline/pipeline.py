@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from trtpipe.errors import InputError
-from trtpipe.pipeline.heads import create_head
+from trtpipe.pipeline.heads import create_head, head_name
 from trtpipe.pipeline.preprocess import preprocess_with_meta
 from trtpipe.pipeline.timing import TimingRecorder
 from trtpipe.runtime.base import ClosedError, Engine, StageTimes
@@ -35,7 +35,8 @@ class Pipeline:
 
     Args:
         engine: an open Engine (the Pipeline closes it).
-        spec: how images become the network input; its task picks the head, its labels name classes.
+        spec: how images become the network input; its head (else its task's default head) decodes the
+            outputs, its labels name classes.
         topk: classes kept per image (classification). Defaults to 5.
         warmup: calls left out of ``timings``. Defaults to 1.
         head_options: passed to the task head (score/IoU thresholds, layout ...).
@@ -45,7 +46,7 @@ class Pipeline:
         self.engine = engine
         self.spec = spec
         self.labels = _load_labels(spec.labels)
-        self.head = create_head(spec.task, labels=self.labels, topk=topk, input_size=(spec.height, spec.width), **head_options)
+        self.head = create_head(head_name(spec), labels=self.labels, topk=topk, input_size=(spec.height, spec.width), **head_options)
         self.timings = TimingRecorder(warmup=warmup)
         self._input = engine.inputs[0]
         if len(engine.inputs) != 1:

@@ -94,7 +94,7 @@ class TritonPythonModel:
     """Triton's entry points: ``initialize``, ``execute``, ``finalize``."""
 
     def initialize(self, args: dict) -> None:
-        from trtpipe.pipeline.heads import create_head
+        from trtpipe.pipeline.heads import create_head, head_name
         from trtpipe.spec import PreprocessSpec
 
         folder = Path(args["model_repository"]) / args["model_version"]
@@ -106,7 +106,7 @@ class TritonPythonModel:
 
             labels = load_labels(str(folder / self.spec.labels))
         self._create_head = lambda topk: create_head(
-            self.spec.task, labels=labels, topk=topk, input_size=(self.spec.height, self.spec.width)
+            head_name(self.spec), labels=labels, topk=topk, input_size=(self.spec.height, self.spec.width)
         )
         self.heads = {}  # top-k -> head; classification heads differ only in k
         self.input_dtype = np.dtype(self.settings["input_dtype"])

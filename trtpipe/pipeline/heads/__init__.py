@@ -1,7 +1,9 @@
-"""Task heads: turn raw network outputs into results, one registered class per task.
+"""Task heads: turn raw network outputs into results, one registered class per task or head variant.
 
-A head is registered with ``@register_head("classification")`` and built by :func:`create_head`;
-an unknown task lists the known ones and suggests the closest.
+A head is registered with ``@register_head("classification")`` and built by :func:`create_head`.
+A task's default head is registered under the task's name; variants under their own name
+(``"detr_sigmoid"``: DETR set prediction scored with sigmoids). A PreprocessSpec picks its head with
+``spec.head or spec.task`` (:func:`head_name`); an unknown name lists the known ones and suggests the closest.
 """
 
 from __future__ import annotations
@@ -13,38 +15,46 @@ from typing import Callable
 from trtpipe.errors import ConfigError
 
 _HEADS: dict[str, type] = {}
-_BUILTIN = ("classification", "detection", "segmentation")
+_BUILTIN = ("classification", "detection", "segmentation")  # modules; detection also registers detr_sigmoid
 
 
-def register_head(task: str) -> Callable[[type], type]:
-    """Class decorator: makes ``cls`` the head for ``task``."""
+def register_head(name: str) -> Callable[[type], type]:
+    """Class decorator: makes ``cls`` the head called ``name`` (a task, or a variant such as detr_sigmoid)."""
 
     def decorate(cls: type) -> type:
-        cls.task = task
-        _HEADS[task] = cls
+        cls.head_name = name
+        _HEADS[name] = cls
         return cls
 
     return decorate
 
 
-def known_tasks() -> list[str]:
+def known_heads() -> list[str]:
     _load_builtin()
     return sorted(_HEADS)
 
 
-def create_head(task: str, **options):
-    """Builds the head registered for ``task`` with ``options`` (labels, topk, thresholds ...)."""
+known_tasks = known_heads  # the name this function had before head variants existed
+
+
+def head_name(spec) -> str:
+    """The head a PreprocessSpec asks for: its ``head`` variant, else its task's default head."""
+    return spec.head or spec.task
+
+
+def create_head(name: str, **options):
+    """Builds the head registered as ``name`` (a task or a head variant) with ``options`` (labels, topk, thresholds ...)."""
     _load_builtin()
-    cls = _HEADS.get(task)
+    cls = _HEADS.get(name)
     if cls is None:
-        close = difflib.get_close_matches(task, _HEADS, n=1)
+        close = difflib.get_close_matches(name, _HEADS, n=1)
         raise ConfigError(
-            f"no head for task {task!r}; known tasks: {', '.join(sorted(_HEADS))}",
-            f"did you mean {close[0]!r}?" if close else "set the preprocess spec's task to a known one",
+            f"no head named {name!r}; known heads: {', '.join(sorted(_HEADS))}",
+            f"did you mean {close[0]!r}?" if close else "set the preprocess spec's head (or task) to a known one",
         )
     return cls(**options)
 
 
 def _load_builtin() -> None:
-    for name in _BUILTIN:
-        importlib.import_module(f"trtpipe.pipeline.heads.{name}")
+    for module in _BUILTIN:
+        importlib.import_module(f"trtpipe.pipeline.heads.{module}")

@@ -1,5 +1,9 @@
 """Detection: YOLOv5/v8-style dense heads (decode + class-wise NMS) and DETR-style set predictions.
 
+Two heads: ``detection`` (YOLO layouts, and DETR with softmax scores over classes + "no object") and
+``detr_sigmoid`` (Conditional/DAB/Deformable DETR, RT-DETR, RF-DETR: an independent sigmoid per class,
+no "no object" class). Both DETR paths share :func:`decode_set_prediction`; only the class scoring differs.
+
 Boxes come back in source-image pixels: the letterbox (or crop/stretch) applied by preprocessing is
 undone with each image's ResizeMeta.
 """
@@ -45,6 +49,48 @@ class Detections:
 def cxcywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
     cx, cy, w, h = boxes[..., 0], boxes[..., 1], boxes[..., 2], boxes[..., 3]
     return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=-1)
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """Element-wise logistic function, without overflow warnings for large negative logits."""
+    return 0.5 * (np.tanh(0.5 * logits) + 1.0)
+
+
+def split_set_prediction(outputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(logits (N, Q, C), boxes (N, Q, 4)) of a DETR-style model, told apart by the boxes' last axis of 4."""
+    arrays = list(outputs.values())
+    boxes = next((a for a in arrays if a.ndim == 3 and a.shape[-1] == 4), None)
+    logits = next((a for a in arrays if a is not boxes and a.ndim == 3), None)
+    if boxes is None or logits is None:
+        raise InputError(
+            f"DETR-style outputs have shapes {[a.shape for a in arrays]}; expected logits (N, Q, C) and boxes (N, Q, 4)",
+            "check the spec's head: detr_sigmoid and DETR decoding need a set-prediction model",
+        )
+    return logits, boxes
+
+
+def decode_set_prediction(
+    probs: np.ndarray, boxes: np.ndarray, input_size: tuple[int, int], score_threshold: float, max_detections: int
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """DETR-style set prediction -> per image (xyxy boxes in input pixels, scores, class ids), best first.
+
+    Args:
+        probs: (N, Q, C) class probabilities of each query, however the model scores them.
+        boxes: (N, Q, 4) cx, cy, w, h normalised to 0..1.
+        input_size: (height, width) of the network input, which the normalised boxes are scaled to.
+        score_threshold: minimum score of a query's best class.
+        max_detections: queries kept per image.
+    """
+    class_ids = probs.argmax(axis=-1)
+    scores = probs.max(axis=-1)
+    height, width = input_size
+    xyxy = cxcywh_to_xyxy(boxes.astype(np.float32)) * np.array([width, height, width, height], np.float32)
+    per_image = []
+    for b, s, c in zip(xyxy, scores, class_ids):
+        order = np.argsort(-s, kind="stable")
+        order = order[s[order] >= score_threshold][:max_detections]
+        per_image.append((b[order], s[order], c[order]))
+    return per_image
 
 
 def nms_per_class(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, iou: float, max_det: int) -> np.ndarray:
@@ -136,20 +182,32 @@ class DetectionHead:
         return per_image
 
     def _decode_detr(self, outputs: dict[str, np.ndarray]):
-        arrays = list(outputs.values())
-        boxes = next(a for a in arrays if a.ndim == 3 and a.shape[-1] == 4)
-        logits = next(a for a in arrays if a is not boxes)
-        probs = softmax(logits.astype(np.float32))[..., :-1]  # drop "no object"
-        class_ids = probs.argmax(axis=-1)
-        scores = probs.max(axis=-1)
-        height, width = self.input_size
-        xyxy = cxcywh_to_xyxy(boxes.astype(np.float32)) * np.array([width, height, width, height], np.float32)
-        per_image = []
-        for b, s, c in zip(xyxy, scores, class_ids):
-            order = np.argsort(-s, kind="stable")
-            order = order[s[order] >= self.score_threshold][: self.max_detections]
-            per_image.append((b[order], s[order], c[order]))
-        return per_image
+        logits, boxes = split_set_prediction(outputs)
+        probs = self._class_probabilities(logits.astype(np.float32))
+        return decode_set_prediction(probs, boxes, self.input_size, self.score_threshold, self.max_detections)
+
+    @staticmethod
+    def _class_probabilities(logits: np.ndarray) -> np.ndarray:
+        """DETR: softmax over the classes and "no object" (the last), which is then dropped."""
+        return softmax(logits)[..., :-1]
 
     def _name(self, index: int) -> str:
         return self.labels[index] if self.labels and 0 <= index < len(self.labels) else str(index)
+
+
+@register_head("detr_sigmoid")
+class SigmoidDetrHead(DetectionHead):
+    """DETR set prediction scored with independent sigmoids (Conditional/DAB/Deformable DETR, RT-DETR, RF-DETR).
+
+    These models have no "no object" class: the softmax of plain DETR would both mis-score them and drop
+    their last real class. Same outputs as DETR: logits ``(N, Q, C)`` and boxes ``(N, Q, 4)``. The
+    arguments are DetectionHead's; the layout is always "detr".
+    """
+
+    def __init__(self, **options):
+        options["layout"] = "detr"
+        super().__init__(**options)
+
+    @staticmethod
+    def _class_probabilities(logits: np.ndarray) -> np.ndarray:
+        return sigmoid(logits)

@@ -29,6 +29,7 @@ def _rfdetr_nano():
 register_config_model(
     "rfdetr_nano", source="rfdetr", task="detection",
     description="RF-DETR Nano (DINOv2-S backbone, LW-DETR decoder), 300 queries",
-    preprocess=PreprocessSpec(model="rfdetr_nano", height=SIZE, width=SIZE, task="detection", resize="stretch"),
+    preprocess=PreprocessSpec(model="rfdetr_nano", height=SIZE, width=SIZE, task="detection", resize="stretch",
+                              head="detr_sigmoid"),
     build=_rfdetr_nano,
 )

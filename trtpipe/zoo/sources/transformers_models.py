@@ -5,7 +5,8 @@ at the size and class count users deploy: 80 COCO classes for detectors, 150 ADE
 segmenters. Each network is wrapped to return what trtpipe's heads read:
 
 - DETR-style detectors: ``logits (N, Q, C[+1])`` and ``boxes (N, Q, 4)`` (cx, cy, w, h in 0..1);
-  DETR's logits end with a "no object" class (softmax), the others score each class with a sigmoid.
+  DETR's logits end with a "no object" class (softmax: the detection head's default), the others score
+  each class with a sigmoid (their spec names the ``detr_sigmoid`` head).
 - segmenters: per-pixel class logits ``(N, C, h, w)``; MaskFormer's mask classification is turned
   into them as its semantic inference does (softmax class probabilities x sigmoid masks).
 """
@@ -33,9 +34,9 @@ def _transformers():
     return import_or_explain("transformers", "this model", "transformers")
 
 
-def _detection_spec(size: int) -> PreprocessSpec:
+def _detection_spec(size: int, head: str | None = None) -> PreprocessSpec:
     return PreprocessSpec(model="", height=size, width=size, task="detection", resize="letterbox",
-                          interpolation="bilinear", antialias=False)
+                          interpolation="bilinear", antialias=False, head=head)
 
 
 def _segmentation_spec(size: int) -> PreprocessSpec:
@@ -70,21 +71,22 @@ def _detector(model_class: str, config_class: str, **config):
     return build
 
 
+SIGMOID = "detr_sigmoid"  # focal-loss DETRs: an independent sigmoid per class, no "no object" class
 DETECTORS = (
-    # name, model class, config class, input size, description
-    ("detr_resnet50", "DetrForObjectDetection", "DetrConfig", 512, "DETR, ResNet-50 backbone, 100 queries"),
-    ("conditional_detr", "ConditionalDetrForObjectDetection", "ConditionalDetrConfig", 512,
+    # name, model class, config class, input size, head (None: softmax DETR), description
+    ("detr_resnet50", "DetrForObjectDetection", "DetrConfig", 512, None, "DETR, ResNet-50 backbone, 100 queries"),
+    ("conditional_detr", "ConditionalDetrForObjectDetection", "ConditionalDetrConfig", 512, SIGMOID,
      "Conditional DETR, ResNet-50 backbone, 300 queries"),
-    ("dab_detr", "DabDetrForObjectDetection", "DabDetrConfig", 512, "DAB-DETR, ResNet-50 backbone, 300 queries"),
-    ("deformable_detr", "DeformableDetrForObjectDetection", "DeformableDetrConfig", 512,
+    ("dab_detr", "DabDetrForObjectDetection", "DabDetrConfig", 512, SIGMOID, "DAB-DETR, ResNet-50 backbone, 300 queries"),
+    ("deformable_detr", "DeformableDetrForObjectDetection", "DeformableDetrConfig", 512, SIGMOID,
      "Deformable DETR, ResNet-50 backbone, multi-scale deformable attention"),
-    ("rt_detr", "RTDetrForObjectDetection", "RTDetrConfig", 640, "RT-DETR, ResNet-50-vd backbone, 300 queries"),
+    ("rt_detr", "RTDetrForObjectDetection", "RTDetrConfig", 640, SIGMOID, "RT-DETR, ResNet-50-vd backbone, 300 queries"),
 )
 
-for _name, _model, _config, _size, _description in DETECTORS:
+for _name, _model, _config, _size, _head, _description in DETECTORS:
     register_config_model(
         _name, source="transformers", task="detection", description=_description,
-        preprocess=_detection_spec(_size), build=_detector(_model, _config),
+        preprocess=_detection_spec(_size, _head), build=_detector(_model, _config),
     )
 
 
@@ -106,7 +108,7 @@ def _grounding_dino():
 register_config_model(
     "grounding_dino", source="transformers", task="detection",
     description="GroundingDINO, Swin-T + BERT, fixed prompt 'a person. a cat. a dog.' (logits per prompt token)",
-    preprocess=_detection_spec(512), build=_grounding_dino,
+    preprocess=_detection_spec(512, SIGMOID), build=_grounding_dino,
 )
 
 
