@@ -86,14 +86,6 @@ class TorchEngine(Engine):
         self._closed = False
 
     @property
-    def inputs(self) -> tuple[TensorInfo, ...]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> tuple[TensorInfo, ...]:
-        return self._outputs
-
-    @property
     def device_timed(self) -> bool:
         """True when stage times come from CUDA events (bench reports them as device stages)."""
         return self.device.type == "cuda"

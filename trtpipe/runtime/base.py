@@ -47,15 +47,19 @@ class Engine(abc.ABC):
     #: times are a fake clock, and every result must say so.
     simulated: bool = False
 
-    @property
-    @abc.abstractmethod
-    def inputs(self) -> tuple[TensorInfo, ...]:
-        """Input tensors, shapes with -1 for dynamic dimensions."""
+    # Set by each backend when it has loaded its model.
+    _inputs: tuple[TensorInfo, ...] = ()
+    _outputs: tuple[TensorInfo, ...] = ()
 
     @property
-    @abc.abstractmethod
+    def inputs(self) -> tuple[TensorInfo, ...]:
+        """Input tensors, shapes with -1 for dynamic dimensions."""
+        return self._inputs
+
+    @property
     def outputs(self) -> tuple[TensorInfo, ...]:
         """Output tensors, shapes with -1 for dynamic dimensions."""
+        return self._outputs
 
     @property
     def max_batch(self) -> int | None:

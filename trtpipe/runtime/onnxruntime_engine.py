@@ -73,14 +73,6 @@ class OnnxRuntimeEngine(Engine):
         self._output_names = [o.name for o in self._outputs]
 
     @property
-    def inputs(self) -> tuple[TensorInfo, ...]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> tuple[TensorInfo, ...]:
-        return self._outputs
-
-    @property
     def max_batch(self) -> int | None:
         first = self._inputs[0].shape if self._inputs else ()
         return first[0] if first and first[0] > 0 else None

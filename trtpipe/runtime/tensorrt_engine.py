@@ -169,14 +169,6 @@ class TensorRTEngine(Engine):
     # -- Engine interface ----------------------------------------------------------------------
 
     @property
-    def inputs(self) -> tuple[TensorInfo, ...]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> tuple[TensorInfo, ...]:
-        return self._outputs
-
-    @property
     def max_batch(self) -> int | None:
         return min(high[0] for _, high in self._limits.values()) if self._limits else None
 
