@@ -52,8 +52,22 @@ def _from_mapping(cls, data: Mapping[str, Any], source: str):
     return cls(**values)
 
 
+class _JsonFile:
+    """``save``/``load`` for a record with ``to_dict``/``from_dict``; writes are atomic."""
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path):
+        path = Path(path)
+        return cls.from_dict(read_json(path), source=str(path))
+
+
 @dataclass(frozen=True)
-class PreprocessSpec:
+class PreprocessSpec(_JsonFile):
     """How an image becomes the network's input, plus what the model is (task, labels, weights).
 
     One record serves calibration, fidelity checks, the runtime and the benchmarks, so the
@@ -112,16 +126,6 @@ class PreprocessSpec:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "preprocess spec") -> "PreprocessSpec":
         return _from_mapping(cls, data, source)
-
-    def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
-        return path
-
-    @classmethod
-    def load(cls, path: str | Path) -> "PreprocessSpec":
-        path = Path(path)
-        return cls.from_dict(read_json(path), source=str(path))
 
     def replace(self, **changes: Any) -> "PreprocessSpec":
         return dataclasses.replace(self, **changes)
@@ -345,7 +349,7 @@ class TensorInfo:
 
 
 @dataclass(frozen=True)
-class EngineSidecar:
+class EngineSidecar(_JsonFile):
     """What an engine is and how it was built; written as ``ENGINE.json`` beside every engine."""
 
     engine_file: str  # engine file name (the sidecar sits beside it)
@@ -395,16 +399,6 @@ class EngineSidecar:
                 f"{source}: sidecar is incomplete or malformed ({exc})",
                 "rebuild the engine with trtpipe build ... --force",
             ) from None
-
-    def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
-        return path
-
-    @classmethod
-    def load(cls, path: str | Path) -> "EngineSidecar":
-        path = Path(path)
-        return cls.from_dict(read_json(path), source=str(path))
 
     @property
     def preprocess_spec(self) -> PreprocessSpec | None:
