@@ -10,10 +10,13 @@ Imports of TensorRT happen here, lazily, and nowhere else decides what a flavour
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import importlib
 from dataclasses import dataclass
 from types import ModuleType
+from typing import Iterator
 
 from packaging.version import Version
 
@@ -102,6 +105,27 @@ def get_flavor(name: str | None = None) -> Flavor:
     if not flavors:
         raise DependencyError("no TensorRT is installed (looked for tensorrt and tensorrt_rtx)", INSTALL_HINT)
     return flavors[0]
+
+
+@contextlib.contextmanager
+def no_gc_inside_tensorrt() -> Iterator[None]:
+    """Keeps Python's cyclic garbage collector out of TensorRT calls that call back into Python.
+
+    TensorRT calls the Python logger (and progress monitor, calibrator) while holding internal
+    locks. A garbage collection that starts inside such a callback may free a TensorRT object left
+    in a reference cycle (a builder held by an old traceback, say), whose destructor then waits for
+    the lock its own thread holds: a deadlock, seen here in createInferBuilder. So: collect first,
+    outside any TensorRT lock, and keep the collector off until TensorRT returns (reference counting
+    still frees memory as usual).
+    """
+    was_enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def make_logger(flavor: Flavor):

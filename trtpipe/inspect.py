@@ -66,8 +66,11 @@ def inspect_onnx(path: str | Path, flavor_name: str | None = None) -> OnnxReport
     except DependencyError as exc:
         return OnnxReport(path, opset_of(model), model.producer_name, inputs, outputs, dict(histogram), None,
                           parser_missing=exc.message)
-    return OnnxReport(path, opset_of(model), model.producer_name, inputs, outputs, dict(histogram),
-                      _ask_parser(flavor, path, model))
+    from trtpipe.flavors import no_gc_inside_tensorrt
+
+    with no_gc_inside_tensorrt():
+        verdict = _ask_parser(flavor, path, model)
+    return OnnxReport(path, opset_of(model), model.producer_name, inputs, outputs, dict(histogram), verdict)
 
 
 def _ask_parser(flavor, path: Path, model) -> ParserVerdict:
@@ -142,7 +145,10 @@ def inspect_engine(path: str | Path) -> EngineReport:
     reason = gpu_unavailable_reason()
     if reason is not None:
         return EngineReport(path, sidecar, problem, None, f"deserializing needs a GPU; {reason}")
-    return _load_and_describe(path, sidecar, problem)
+    from trtpipe.flavors import no_gc_inside_tensorrt
+
+    with no_gc_inside_tensorrt():
+        return _load_and_describe(path, sidecar, problem)
 
 
 def _load_and_describe(path: Path, sidecar: EngineSidecar | None, problem: str | None) -> EngineReport:

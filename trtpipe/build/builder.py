@@ -19,7 +19,7 @@ from pathlib import Path
 
 import trtpipe
 from trtpipe.errors import BuildError, ConfigError
-from trtpipe.flavors import Flavor, get_flavor, make_logger
+from trtpipe.flavors import Flavor, get_flavor, make_logger, no_gc_inside_tensorrt
 from trtpipe.io import atomic_output, atomic_write_bytes, ensure_writable_dir, sha256_bytes, sha256_file
 from trtpipe.onnx.load import check_onnx_path, graph_io, load_onnx, onnx_sha256
 from trtpipe.spec import (
@@ -122,7 +122,8 @@ def build_engine(
 
     log.info("building %s from %s with %s (%s) ...", output.name, network_onnx, flavor.label, realised)
     build_started = time.perf_counter()
-    serialized, build_notes = _build_serialized(flavor, network_onnx, ranges, config, spec, output)
+    with no_gc_inside_tensorrt():
+        serialized, build_notes = _build_serialized(flavor, network_onnx, ranges, config, spec, output)
     build_seconds = time.perf_counter() - build_started
 
     sidecar = EngineSidecar(
