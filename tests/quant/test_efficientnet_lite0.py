@@ -36,3 +36,27 @@ def test_efficientnet_lite0_fp16_builds(zoo_onnx, tmp_path, rtx_build):
 
     prepared = prepare_precision_onnx(zoo_onnx("efficientnet_lite0"), BuildConfig(precision="fp16"), None, tmp_path)
     assert rtx_build(prepared.path, (1, 3, 224, 224)) > 0
+
+
+@pytest.mark.slow
+def test_efficientnet_lite0_bias_correction_and_kept_layers_raise_fidelity(zoo_onnx, tmp_path_factory):
+    """The recommended INT8 (percentile, bias correction, auto-keep) beats plain INT8 on held-out crops."""
+    pytest.importorskip("skimage")
+    from trtpipe.quant.calib_data import make_calib_data
+    from trtpipe.quant.fidelity import measure_fidelity
+
+    root = tmp_path_factory.mktemp("fidelity")
+    calib = make_calib_data(root / "calib", count=96, seed=0).folder
+    evaluation = make_calib_data(root / "eval", count=48, seed=1).folder
+    onnx_path = zoo_onnx("efficientnet_lite0")
+
+    def cosine(**options):
+        results, overlap = measure_fidelity(onnx_path, ["int8"], evaluation, calib, root, method="percentile", **options)
+        assert overlap == 0
+        return results[0].cosine_mean
+
+    plain = cosine(bias_correction=False)
+    corrected = cosine(bias_correction=True)
+    kept = cosine(bias_correction=True, auto_keep=8)
+    assert plain < corrected < kept
+    assert kept >= 0.995

@@ -77,3 +77,34 @@ def test_cli_verbs(tiny_onnx, image_dir, tmp_path, capsys):
     assert len(json.loads(report.read_text())) == 2
     assert main(["calibrate", str(tiny_onnx), "--images", str(tmp_path / "none")]) == 2
     assert "Hint:" in capsys.readouterr().err
+
+
+def test_cli_verbs_switch_bias_correction_off(tiny_onnx, image_dir, tmp_path, capsys):
+    from trtpipe.cli.main import main
+
+    out = tmp_path / "q.int8.onnx"
+    assert main(["calibrate", str(tiny_onnx), "--images", str(image_dir), "-o", str(out)]) == 0
+    assert "bias-corrected" in capsys.readouterr().out
+    assert main(["calibrate", str(tiny_onnx), "--images", str(image_dir), "-o", str(out), "--no-bias-correction"]) == 0
+    assert "bias-corrected" not in capsys.readouterr().out
+    assert main(["sensitivity", str(tiny_onnx), "--images", str(image_dir), "--no-bias-correction"]) == 0
+    assert main(["fidelity", str(tiny_onnx), "--precisions", "int8", "--images", str(image_dir), "--calib",
+                 str(image_dir), "--work-dir", str(tmp_path), "--no-bias-correction"]) == 0
+    assert "bias correction" not in capsys.readouterr().out
+
+
+def test_sensitivity_with_bias_shifts_ranks_the_corrected_layers(make_tiny_model):
+    from trtpipe.quant.bias_correction import measure_bias_shifts
+    from trtpipe.quant.calibrate import collect_histograms
+    from trtpipe.quant.qdq import plan_qdq
+    from trtpipe.quant.sensitivity import rank_layers
+
+    model = make_tiny_model()
+    plan = plan_qdq(model)
+    data = [np.random.default_rng(0).standard_normal((8, 3, 32, 32)).astype(np.float32)]
+    ranges = collect_histograms(model, plan.activations, data).ranges("max")
+    plain = {r.name: r.error for r in rank_layers(model, plan, ranges, data)}
+    shifts = measure_bias_shifts(model, plan, ranges, data)
+    corrected = {r.name: r.error for r in rank_layers(model, plan, ranges, data, shifts=shifts)}
+    assert corrected["residual_add"] == pytest.approx(plain["residual_add"])  # no bias to correct
+    assert corrected["fc"] < plain["fc"]  # on the images it was measured on, the Gemm's mean error is removed

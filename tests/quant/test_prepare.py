@@ -70,8 +70,41 @@ def test_keep_fp_and_auto_keep_are_reported(tiny_onnx, image_dir, tmp_path):
     note = next(n for n in kept.notes if n.startswith("kept in floating point"))
     assert "fc" in note and "(2)" in note
     cache = json.loads((work / "tiny.int8.calib.json").read_text())
-    assert [entry["name"] for entry in cache["sensitivity"]][0] in note
+    assert cache["sensitivity"]["bias_corrected"] is True
+    assert [entry["name"] for entry in cache["sensitivity"]["layers"]][0] in note
     assert "2/4" in kept.precision_realised or "3/4" in kept.precision_realised
+
+
+def test_bias_correction_is_on_by_default_cached_and_can_be_switched_off(tiny_onnx, image_dir, tmp_path):
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    from trtpipe.quant.prepare import Int8Options, prepare_int8
+
+    def biases(path):
+        model = onnx.load(str(path))
+        by_name = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
+        return {node.name: by_name[node.input[2]] for node in model.graph.node if node.op_type in ("Conv", "Gemm")}
+
+    work = tmp_path / "engines"
+    first = prepare_int8(tiny_onnx, Int8Options(image_dir, max_images=64), None, work / "a.int8.onnx")
+    assert "bias-corrected" in first.precision_realised
+    assert any(n.startswith("bias correction: ") and "24 calibration images" in n for n in first.notes)
+    cache = json.loads((work / "tiny.int8.calib.json").read_text())
+    assert set(cache["bias_correction"]["shifts"]) == {"stem_conv", "block_conv_a", "block_conv_b", "fc"}
+    mtime = (work / "tiny.int8.calib.json").stat().st_mtime_ns
+    again = prepare_int8(tiny_onnx, Int8Options(image_dir, max_images=64), None, work / "b.int8.onnx")
+    assert again.notes[0].startswith("calibration skipped")
+    assert (work / "tiny.int8.calib.json").stat().st_mtime_ns == mtime  # shifts reused, nothing rewritten
+    off = prepare_int8(tiny_onnx, Int8Options(image_dir, max_images=64, bias_correction=False), None, work / "c.int8.onnx")
+    assert "bias" not in off.precision_realised and not any(n.startswith("bias correction") for n in off.notes)
+    trained = biases(tiny_onnx)
+    for name, values in biases(work / "c.int8.onnx").items():
+        np.testing.assert_array_equal(values, trained[name])
+    shifted = biases(work / "a.int8.onnx")
+    for name, shift in cache["bias_correction"]["shifts"].items():
+        np.testing.assert_allclose(shifted[name], trained[name] - np.asarray(shift, np.float32), rtol=1e-6, atol=1e-7)
 
 
 def test_unknown_keep_fp_name_suggests_the_close_one(tiny_onnx, image_dir, tmp_path):

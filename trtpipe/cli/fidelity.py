@@ -20,6 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-images", type=int, default=1000, help="evaluation images used at most (default 1000)")
     parser.add_argument("--keep-fp", type=csv_list, default=(), metavar="NODE,...", help="int8: layers kept in FP")
     parser.add_argument("--auto-keep", type=int, default=0, metavar="K", help="int8: keep the K most sensitive layers in FP")
+    parser.add_argument("--no-bias-correction", dest="bias_correction", action="store_false",
+                        help="int8: leave biases as trained (default: correct the INT8 layers' mean rounding shift)")
     parser.add_argument("--work-dir", metavar="DIR", help="where the FP16/INT8 ONNX go (default: beside the ONNX)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON (one object per precision)")
 
@@ -33,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
     results, overlap = measure_fidelity(
         onnx_path, args.precisions, args.images, args.calib, Path(args.work_dir or onnx_path.parent),
         args.method, args.max_images, args.eval_images, tuple(args.keep_fp), args.auto_keep,
+        bias_correction=args.bias_correction,
     )
     print(format_table(results))
     if "int8" in args.precisions:

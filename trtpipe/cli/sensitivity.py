@@ -15,6 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-images", type=int, default=256, help="calibration images used at most (default 256)")
     parser.add_argument("--eval-images", type=int, default=32, help="images each layer is measured on (default 32)")
     parser.add_argument("--top", type=int, default=20, help="rows shown (default 20; 0 for all)")
+    parser.add_argument("--no-bias-correction", dest="bias_correction", action="store_false",
+                        help="rank layers without correcting their biases for INT8 rounding (the build corrects them)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,7 +30,8 @@ def run(args: argparse.Namespace) -> int:
     spec = require_spec(onnx_path, None)
     model = load_onnx(onnx_path, check=False)
     calibration = calibrate_model(
-        onnx_path, model, spec, Int8Options(Path(args.images), args.method, args.max_images), onnx_path.parent
+        onnx_path, model, spec, Int8Options(Path(args.images), args.method, args.max_images, bias_correction=args.bias_correction),
+        onnx_path.parent,
     )
     print(f"note: {calibration.note}")
     from trtpipe.quant.images import load_images
@@ -36,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     images = load_images(args.images, spec, args.max_images, progress=False)
     held = images.split(0.25)[1][: args.eval_images]
     batches = list(images.batches(_batch_size(model), held if len(held) else None))
-    ranking = rank_layers(model, calibration.plan, calibration.ranges, batches)
+    ranking = rank_layers(model, calibration.plan, calibration.ranges, batches, shifts=calibration.shifts)
     print(format_table(ranking, args.top or None))
     worst = ",".join(r.name for r in ranking[:3])
     print(f"ranked {len(ranking)} layers on {sum(len(b) for b in batches)} images; "

@@ -97,6 +97,7 @@ def measure_fidelity(
     eval_images: int = 1000,
     keep_fp: tuple[str, ...] = (),
     auto_keep: int = 0,
+    bias_correction: bool = True,
 ) -> tuple[list[FidelityResult], int]:
     """Prepares each precision's ONNX under ``work_dir`` and compares it with FP32 on ``images``.
 
@@ -127,7 +128,7 @@ def measure_fidelity(
         else:
             if calib is None:
                 raise ConfigError("int8 fidelity needs calibration images", "add --calib calib_data/ (make calib-data fills it)")
-            options = Int8Options(Path(calib), method, max_images, keep_fp, auto_keep)
+            options = Int8Options(Path(calib), method, max_images, keep_fp, auto_keep, bias_correction=bias_correction)
             prepared = prepare_int8(onnx_path, options, spec, work_dir / f"{stem_of(onnx_path)}.int8.onnx")
             overlap = _overlap(evaluation.paths, Path(calib))
         try:

@@ -3,7 +3,8 @@
 ``prepare_precision_onnx`` is what the builder calls for ``--precision fp16`` (explicit) and
 ``--precision int8`` (explicit). The INT8 path is: read the calibration images with the model's
 preprocess spec -> reuse the calibration cache or calibrate (histograms in ONNX Runtime) -> optionally
-rank layers by sensitivity and keep the worst in floating point -> write Q/DQ -> check the placement.
+rank layers by sensitivity and keep the worst in floating point -> correct the quantized layers'
+biases for INT8's mean rounding shift (``bias_correction.py``) -> write Q/DQ -> check the placement.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ log = logging.getLogger("trtpipe")
 
 CALIBRATION_BATCH = 8  # measured fastest on two cores: bigger batches spill the caches
 SENSITIVITY_IMAGES = 32  # enough to rank layers; each layer costs one pass over them
+BIAS_CORRECTION_IMAGES = 128  # per-channel means settle well before this; one FP32 pass over them
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class Int8Options:
     keep_fp: tuple[str, ...] = ()
     auto_keep: int = 0
     cache: Path | None = None  # an explicit cache file (must belong to this model); None: beside the output
+    bias_correction: bool = True  # subtract each INT8 layer's mean rounding shift from its bias
 
     @classmethod
     def from_config(cls, config: BuildConfig) -> "Int8Options":
@@ -52,7 +55,11 @@ class Int8Options:
                 "--precision int8 needs calibration images, none given",
                 "add --images calib_data/ (make calib-data fills it)",
             )
-        return cls(Path(config.calib_images), config.calib_method, config.calib_max_images, config.keep_fp, config.auto_keep)
+        return cls(
+            Path(config.calib_images), config.calib_method, config.calib_max_images, config.keep_fp, config.auto_keep,
+            # BuildConfig has no bias_correction field yet (spec.py); correct by default until it does
+            bias_correction=getattr(config, "bias_correction", True),
+        )
 
 
 def stem_of(onnx_path: str | Path) -> str:
@@ -118,6 +125,15 @@ def prepare_int8(onnx_path: Path, options: Int8Options, spec: PreprocessSpec | N
     model = load_onnx(onnx_path, check=False)
     calibration = calibrate_model(onnx_path, model, spec, options, output.parent)
     plan = calibration.plan.without(calibration.kept)
+    corrected = ""
+    if calibration.shifts is not None and calibration.shifts.shifts:
+        from trtpipe.quant.bias_correction import apply_bias_shifts
+
+        model = apply_bias_shifts(model, plan, calibration.shifts)
+        corrected = (
+            f"bias correction: biases of the INT8 layers adjusted for their mean rounding shift "
+            f"(measured on {calibration.shifts.images} calibration images)"
+        )
     qdq_model = insert_qdq(model, plan, calibration.ranges)
     counts = count_qdq(qdq_model)
     if counts.dangling:
@@ -128,14 +144,16 @@ def prepare_int8(onnx_path: Path, options: Int8Options, spec: PreprocessSpec | N
     with atomic_output(output) as tmp:
         onnx.save(qdq_model, str(tmp))
     notes = [calibration.note, f"Q/DQ placement: {counts.summary()}"]
+    if corrected:
+        notes.append(corrected)
     if calibration.kept:
         notes.append(f"kept in floating point ({len(calibration.kept)}): {', '.join(calibration.kept)}")
     log.info(
         "wrote %s (Q/DQ INT8, %s) in %.1f s", output, counts.summary(), time.perf_counter() - start
     )
     realised = (
-        f"Q/DQ ONNX ({options.method} calibration, {counts.quantized_layers}/{counts.total_layers} "
-        f"Conv/Gemm/MatMul INT8)"
+        f"Q/DQ ONNX ({options.method} calibration{', bias-corrected' if corrected else ''}, "
+        f"{counts.quantized_layers}/{counts.total_layers} Conv/Gemm/MatMul INT8)"
     )
     return PreparedOnnx(output, realised, tuple(notes), sha256_file(calibration.cache_path))
 
@@ -149,6 +167,7 @@ class Calibration:
     kept: tuple[str, ...]  # layers kept in floating point (--keep-fp plus --auto-keep)
     cache_path: Path
     note: str
+    shifts: object = None  # BiasShifts of every quantizable layer (None without bias correction)
 
 
 def calibrate_model(onnx_path: Path, model, spec: PreprocessSpec, options: Int8Options, work_dir: Path) -> Calibration:
@@ -187,33 +206,68 @@ def calibrate_model(onnx_path: Path, model, spec: PreprocessSpec, options: Int8O
     hit = cached is not None and set(plan.activations) <= set(cached["ranges"])
     if hit:
         ranges = {k: float(v) for k, v in cached["ranges"].items()}
-        sensitivity = cached.get("sensitivity")
         note = f"calibration skipped: ranges reused from {cache_path} ({options.method}, {len(images)} images)"
     else:
+        cached = {}
         result = collect_histograms(model, plan.activations, images.batches(batch), _progress(len(images), "calibrating"))
         ranges = result.ranges(options.method)
-        sensitivity = None
         note = f"calibrated {len(ranges)} activations on {len(images)} images ({options.method}) in {result.seconds:.1f} s"
+    extra = {name: cached[name] for name in ("sensitivity", "bias_correction") if name in cached}
+    changed = not hit
+    shifts = None
+    if options.bias_correction:
+        shifts = _cached_shifts(model, plan, extra.get("bias_correction"))
+        if shifts is None:
+            shifts = _measure_shifts(model, plan, ranges, images, batch)
+            extra["bias_correction"] = shifts.to_json()
+            extra.pop("sensitivity", None)  # ranked with other biases: rank again when asked
+            changed = True
+    sensitivity = extra.get("sensitivity")
+    if not isinstance(sensitivity, dict) or sensitivity.get("bias_corrected") != options.bias_correction:
+        sensitivity = None  # a ranking made with(out) bias correction does not rank the other way
     if options.auto_keep > 0 and sensitivity is None:
-        sensitivity = _rank(model, plan, ranges, images, batch)
-        hit = False  # the ranking is new: store it with the ranges
-    if not hit:
-        save_cache(cache_path, key, ranges, **({"sensitivity": sensitivity} if sensitivity else {}))
+        sensitivity = {"bias_corrected": options.bias_correction, "layers": _rank(model, plan, ranges, images, batch, shifts)}
+        extra["sensitivity"] = sensitivity
+        changed = True
+    if changed:
+        save_cache(cache_path, key, ranges, **extra)
     kept = list(options.keep_fp)
     # --auto-keep K: the K worst layers besides those --keep-fp already names
-    extra = [entry["name"] for entry in sensitivity or [] if entry["name"] not in kept]
-    kept += extra[: max(0, options.auto_keep)]
-    return Calibration(plan, ranges, tuple(kept), cache_path, note)
+    ranking = (sensitivity or {}).get("layers", [])
+    kept += [entry["name"] for entry in ranking if entry["name"] not in kept][: max(0, options.auto_keep)]
+    return Calibration(plan, ranges, tuple(kept), cache_path, note, shifts)
 
 
-def _rank(model, plan, ranges, images, batch) -> list[dict]:
+def _cached_shifts(model, plan, entry):
+    """The cached BiasShifts when they cover every layer of ``plan`` a bias can correct, else None."""
+    from trtpipe.quant.bias_correction import BiasShifts, correction_targets
+
+    try:
+        shifts = BiasShifts.from_json(entry)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None  # absent or damaged: measure again
+    return shifts if {t.layer for t in correction_targets(model, plan)} <= set(shifts.shifts) else None
+
+
+def _measure_shifts(model, plan, ranges, images, batch):
+    """Every quantized layer's mean INT8 output shift, on up to BIAS_CORRECTION_IMAGES spread over the set."""
+    import numpy as np
+
+    from trtpipe.quant.bias_correction import measure_bias_shifts
+
+    indices = np.unique(np.linspace(0, len(images) - 1, min(len(images), BIAS_CORRECTION_IMAGES)).round().astype(int))
+    batches = images.batches(batch, indices)
+    return measure_bias_shifts(model, plan, ranges, batches, _progress(len(indices), "bias correction"))
+
+
+def _rank(model, plan, ranges, images, batch, shifts=None) -> list[dict]:
     from trtpipe.quant.sensitivity import rank_layers
 
     held = images.split(0.25)[1][:SENSITIVITY_IMAGES]
     if len(held) == 0:
         held = list(range(min(len(images), SENSITIVITY_IMAGES)))
     batches = list(images.batches(batch * 2, held))
-    ranking = rank_layers(model, plan, ranges, batches, _progress(len(plan.layers), "ranking layers"))
+    ranking = rank_layers(model, plan, ranges, batches, _progress(len(plan.layers), "ranking layers"), shifts)
     return [{"name": r.name, "op_type": r.op_type, "error": r.error} for r in ranking]
 
 

@@ -53,6 +53,7 @@ def rank_layers(
     ranges: Mapping[str, float],
     batches: Sequence[np.ndarray],
     progress: Callable[[int], None] | None = None,
+    shifts=None,
 ) -> list[LayerSensitivity]:
     """Ranks the layers of ``plan`` by the error each causes alone, worst first.
 
@@ -62,12 +63,17 @@ def rank_layers(
         ranges: calibrated amax per activation.
         batches: preprocessed held-back images (a few dozen are enough to rank).
         progress: called with 1 after each layer.
+        shifts: BiasShifts (``bias_correction.py``): rank each layer with its bias corrected, as it will be built.
     """
+    from trtpipe.quant.bias_correction import apply_bias_shifts
+
     start = time.perf_counter()
     reference = run_model(model, batches)
     results = []
     for layer in plan.layers:
-        output = run_model(insert_qdq(model, plan.only([layer.name]), ranges), batches)
+        alone = plan.only([layer.name])
+        source = model if shifts is None else apply_bias_shifts(model, alone, shifts)
+        output = run_model(insert_qdq(source, alone, ranges), batches)
         error = float(np.mean(1.0 - cosine_rows(reference, output)))
         agreement = (
             float(np.mean(output.argmax(1) == reference.argmax(1))) if reference.ndim == 2 else float("nan")
