@@ -272,6 +272,7 @@ class BuildConfig:
     calib_max_images: int = 256
     keep_fp: tuple[str, ...] = ()  # node names kept in floating point (int8 mixed precision)
     auto_keep: int = 0  # keep the K most sensitive layers in floating point
+    bias_correction: bool = True  # int8: cancel each layer's mean rounding shift through its bias
 
     def __post_init__(self) -> None:
         _check_choice("precision", self.precision, PRECISIONS)
@@ -321,6 +322,7 @@ class BuildConfig:
                 calib_max_images=self.calib_max_images,
                 keep_fp=sorted(self.keep_fp),
                 auto_keep=self.auto_keep,
+                bias_correction=self.bias_correction,
             )
         if self.precision == "fp16":
             data.update(fp16_mode=self.fp16_mode)

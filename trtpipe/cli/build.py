@@ -31,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="explicit: FP16 ONNX, strongly typed (default); flag: TensorRT 10 BuilderFlag.FP16")
     parser.add_argument("--keep-fp", type=csv_list, default=(), metavar="NODE,...", help="int8: nodes kept in floating point")
     parser.add_argument("--auto-keep", type=int, default=0, metavar="K", help="int8: keep the K most sensitive layers in FP")
+    parser.add_argument("--no-bias-correction", dest="bias_correction", action="store_false",
+                        help="int8: do not correct the biases for INT8's mean rounding shift")
     add_flavor_argument(parser)
     parser.add_argument("--force", action="store_true", help="rebuild even when the engine is up to date")
 
@@ -54,6 +56,7 @@ def config_from_args(args: argparse.Namespace):
         calib_max_images=args.max_images,
         keep_fp=tuple(args.keep_fp),
         auto_keep=args.auto_keep,
+        bias_correction=args.bias_correction,
     )
 
 

@@ -57,8 +57,7 @@ class Int8Options:
             )
         return cls(
             Path(config.calib_images), config.calib_method, config.calib_max_images, config.keep_fp, config.auto_keep,
-            # BuildConfig has no bias_correction field yet (spec.py); correct by default until it does
-            bias_correction=getattr(config, "bias_correction", True),
+            bias_correction=config.bias_correction,
         )
 
 
