@@ -263,7 +263,8 @@ class TritonServer:
             self._log = open(self.log_path, "ab")
             # A session of its own: Ctrl-C in the terminal reaches us, and we stop Triton and its stubs in order.
             self._process = subprocess.Popen(
-                command, env=env, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+                command, env=env, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True, preexec_fn=_terminate_with_parent,
             )
             self.wait_ready(self.startup_timeout)
         except BaseException:
@@ -387,3 +388,16 @@ class TritonServer:
         if installation.library_dir is not None:
             env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (env.get("LD_LIBRARY_PATH"), str(installation.library_dir)) if p)
         return env
+
+
+def _terminate_with_parent() -> None:
+    """In the child before exec (Linux): SIGTERM when the process that started Triton dies.
+
+    stop() covers every orderly exit; this covers the parent being killed outright (SIGKILL, a CI
+    timeout), which would otherwise leave Triton and its stubs running with the ports taken.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
