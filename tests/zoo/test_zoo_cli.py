@@ -68,3 +68,13 @@ def test_pretrained_torchvision_weights_offline_exit_2_and_leave_nothing(tmp_pat
     line = _error_line(capsys)
     assert "ResNet18_Weights.IMAGENET1K_V1 could not be loaded" in line and "Hint:" in line
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("flag, strict", [([], True), (["--parity", "warn"], False)])
+def test_parity_flag_reaches_the_exporter(flag, strict, monkeypatch, tmp_path):
+    import trtpipe.zoo.export
+
+    seen = {}
+    monkeypatch.setattr(trtpipe.zoo.export, "export_model", lambda *args, **kwargs: seen.update(kwargs))
+    assert main(["export", "mobilenetv2", "-o", str(tmp_path / "m.onnx"), *flag]) == 0
+    assert seen["strict_parity"] is strict

@@ -29,6 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a dynamic batch axis on the input and every output (the default for classifiers)",
     )
     parser.add_argument("--force", action="store_true", help="export even if an up-to-date ONNX exists")
+    parser.add_argument(
+        "--parity", choices=("strict", "warn"), default="strict",
+        help="ONNX Runtime vs torch check: strict refuses a difference above 1e-3 of an output's scale (default); "
+        "warn exports anyway and logs the difference",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,5 +46,6 @@ def run(args: argparse.Namespace) -> int:
         opset=args.opset,
         dynamic_batch=args.dynamic_batch,
         force=args.force,
+        strict_parity=args.parity == "strict",
     )
     return 0
