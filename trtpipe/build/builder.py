@@ -122,8 +122,8 @@ def build_engine(
 
     log.info("building %s from %s with %s (%s) ...", output.name, network_onnx, flavor.label, realised)
     build_started = time.perf_counter()
-    with no_gc_inside_tensorrt():
-        serialized, build_notes = _build_serialized(flavor, network_onnx, ranges, config, spec, output)
+    with no_gc_inside_tensorrt(), _ctrl_c_deferred() as interrupted:
+        serialized, build_notes = _build_serialized(flavor, network_onnx, ranges, config, spec, output, interrupted)
     build_seconds = time.perf_counter() - build_started
 
     sidecar = EngineSidecar(
@@ -237,8 +237,13 @@ def _up_to_date_sidecar(output: Path, source_sha: str, fingerprint: dict, flavor
     return sidecar if same else None
 
 
-def _build_serialized(flavor, network_onnx: Path, ranges: list[ShapeRange], config: BuildConfig, spec, output):
-    """Parses and builds; returns the serialized engine and notes from the build (classic calibration)."""
+def _build_serialized(
+    flavor, network_onnx: Path, ranges: list[ShapeRange], config: BuildConfig, spec, output, interrupted: threading.Event
+):
+    """Parses and builds; returns the serialized engine and notes from the build (classic calibration).
+
+    Raises KeyboardInterrupt when ``interrupted`` was set (Ctrl-C) during parsing or building.
+    """
     trt = flavor.module
     logger = make_logger(flavor)
     builder = trt.Builder(logger)
@@ -250,7 +255,10 @@ def _build_serialized(flavor, network_onnx: Path, ranges: list[ShapeRange], conf
     flags = 0 if classic else 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(network_onnx)):
+    parsed = parser.parse_from_file(str(network_onnx))
+    if interrupted.is_set():
+        raise KeyboardInterrupt
+    if not parsed:
         raise BuildError(f"{network_onnx}: the TensorRT ONNX parser rejected the model: {describe_parser_errors(parser)}",
                          "run `trtpipe inspect MODEL.onnx` to list unsupported ops; rewrite them with "
                          "onnx-graphsurgeon or re-export with another opset")
@@ -277,9 +285,12 @@ def _build_serialized(flavor, network_onnx: Path, ranges: list[ShapeRange], conf
 
         notes = configure_classic(trt, builder, network, builder_config, config, spec, output.with_suffix(".calib.cache"))
 
-    with _ctrl_c_cancels_build(trt, builder_config) as interrupted:
-        serialized = builder.build_serialized_network(network, builder_config)
-    if interrupted():
+    # A progress monitor lets Ctrl-C stop TensorRT at its next step instead of after the whole build.
+    monitor = _CancellingMonitor.create(trt, interrupted) if hasattr(trt, "IProgressMonitor") else None
+    if monitor is not None:
+        builder_config.progress_monitor = monitor
+    serialized = builder.build_serialized_network(network, builder_config)
+    if interrupted.is_set():
         raise KeyboardInterrupt
     if serialized is None:
         errors = "; ".join(logger.errors[-3:]) or "no error message from TensorRT"
@@ -295,29 +306,26 @@ def _build_serialized(flavor, network_onnx: Path, ranges: list[ShapeRange], conf
 
 
 @contextlib.contextmanager
-def _ctrl_c_cancels_build(trt, builder_config):
-    """Turns Ctrl-C during a build into a cancelled build, reported after TensorRT returns.
+def _ctrl_c_deferred():
+    """Turns Ctrl-C during parsing and building into a flag, acted on when TensorRT has returned.
 
     A KeyboardInterrupt raised inside a TensorRT callback (the logger, the progress monitor) is
-    caught and dropped by TensorRT, which then finishes the build: Ctrl-C would be lost. So the
-    signal only sets a flag; a progress monitor (where the flavour has one) asks TensorRT to stop
-    at its next step, and the caller raises KeyboardInterrupt once the build call has returned.
+    caught and dropped by TensorRT, which then carries on and finishes the build: Ctrl-C would be
+    lost and the engine written. So while TensorRT works the signal only sets the yielded flag;
+    the build code checks it after each TensorRT call and raises KeyboardInterrupt itself.
     """
     flag = threading.Event()
     if threading.current_thread() is not threading.main_thread():
-        yield flag.is_set
+        yield flag  # signals are delivered to the main thread only
         return
 
     def on_sigint(signum, frame):
         log.warning("interrupt received: cancelling the build (nothing will be written)")
         flag.set()
 
-    monitor = _CancellingMonitor.create(trt, flag) if hasattr(trt, "IProgressMonitor") else None
-    if monitor is not None:
-        builder_config.progress_monitor = monitor
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
-        yield flag.is_set
+        yield flag
     finally:
         signal.signal(signal.SIGINT, previous)
 
