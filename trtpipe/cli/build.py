@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from trtpipe.cli.common import add_flavor_argument, csv_list, shape_ranges
+from trtpipe.cli.common import add_flavor_argument, add_int8_arguments, csv_list, shape_ranges
 
 VERB = "build"
 HELP = "build a TensorRT engine (FP32/FP16/INT8) and its sidecar from an ONNX file"
@@ -23,16 +23,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="TensorRT-RTX ahead-of-time targets (default: the flavour's, Ampere and newer)")
     parser.add_argument("--timing-cache", metavar="FILE", help="timing cache file (default: timing.cache beside the engine)")
     parser.add_argument("--images", metavar="DIR", help="calibration images for --precision int8 (e.g. calib_data/)")
-    parser.add_argument("--calib-method", choices=("entropy", "max", "percentile"), default="entropy")
-    parser.add_argument("--max-images", type=int, default=256, help="calibration images used at most (default 256)")
+    add_int8_arguments(parser, method_flag="--calib-method")
     parser.add_argument("--int8-mode", choices=("explicit", "implicit"), default="explicit",
                         help="explicit: Q/DQ ONNX, every flavour (default); implicit: TensorRT 10 calibrator")
     parser.add_argument("--fp16-mode", choices=("explicit", "flag"), default="explicit",
                         help="explicit: FP16 ONNX, strongly typed (default); flag: TensorRT 10 BuilderFlag.FP16")
-    parser.add_argument("--keep-fp", type=csv_list, default=(), metavar="NODE,...", help="int8: nodes kept in floating point")
-    parser.add_argument("--auto-keep", type=int, default=0, metavar="K", help="int8: keep the K most sensitive layers in FP")
-    parser.add_argument("--no-bias-correction", dest="bias_correction", action="store_false",
-                        help="int8: do not correct the biases for INT8's mean rounding shift")
     add_flavor_argument(parser)
     parser.add_argument("--force", action="store_true", help="rebuild even when the engine is up to date")
 

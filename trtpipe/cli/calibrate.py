@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from trtpipe.cli.common import csv_list
+from trtpipe.cli.common import add_int8_arguments
 
 VERB = "calibrate"
 HELP = "calibrate INT8 activation ranges on images (ONNX Runtime, CPU) and write a Q/DQ ONNX"
@@ -13,15 +13,7 @@ HELP = "calibrate INT8 activation ranges on images (ONNX Runtime, CPU) and write
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("onnx", help="the FP32 ONNX model (its <stem>.preprocess.json must sit beside it)")
     parser.add_argument("--images", required=True, metavar="DIR", help="calibration images (make calib-data fills calib_data/)")
-    parser.add_argument(
-        "--method", choices=("entropy", "max", "percentile"), default="entropy",
-        help="default: entropy (percentile measured best on EfficientNet-Lite0, see tests/perf/bench_fidelity.py)",
-    )
-    parser.add_argument("--max-images", type=int, default=256, help="calibration images used at most (default 256)")
-    parser.add_argument("--keep-fp", type=csv_list, default=(), metavar="NODE,...", help="layers kept in floating point")
-    parser.add_argument("--auto-keep", type=int, default=0, metavar="K", help="keep the K most sensitive layers in FP")
-    parser.add_argument("--no-bias-correction", dest="bias_correction", action="store_false",
-                        help="leave biases as trained (default: correct the INT8 layers' mean rounding shift)")
+    add_int8_arguments(parser)
     parser.add_argument("--cache", metavar="FILE", help="calibration cache to reuse (must be this model's)")
     parser.add_argument("-o", "--output", help="Q/DQ ONNX path (default: <stem>.int8.onnx beside the ONNX)")
 
@@ -36,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     onnx_path = Path(args.onnx)
     output = Path(args.output) if args.output else onnx_path.with_name(f"{stem_of(onnx_path)}.int8.onnx")
     options = Int8Options(
-        Path(args.images), args.method, args.max_images, tuple(args.keep_fp), args.auto_keep,
+        Path(args.images), args.calib_method, args.max_images, tuple(args.keep_fp), args.auto_keep,
         Path(args.cache) if args.cache else None, args.bias_correction,
     )
     prepared = prepare_int8(onnx_path, options, None, output)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from trtpipe.cli.common import csv_list
+from trtpipe.cli.common import add_int8_arguments, csv_list
 
 VERB = "fidelity"
 HELP = "measure FP16/INT8 fidelity against FP32 (top-1/top-5 agreement, cosine, max error) on the CPU"
@@ -15,13 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precisions", type=csv_list, default=("fp32", "fp16", "int8"), help="default: fp32,fp16,int8")
     parser.add_argument("--images", required=True, metavar="DIR", help="evaluation images")
     parser.add_argument("--calib", default="calib_data", metavar="DIR", help="calibration images for int8 (default calib_data/)")
-    parser.add_argument("--method", choices=("entropy", "max", "percentile"), default="entropy", help="int8 calibration method")
-    parser.add_argument("--max-images", type=int, default=256, help="calibration images used at most (default 256)")
+    add_int8_arguments(parser)
     parser.add_argument("--eval-images", type=int, default=1000, help="evaluation images used at most (default 1000)")
-    parser.add_argument("--keep-fp", type=csv_list, default=(), metavar="NODE,...", help="int8: layers kept in FP")
-    parser.add_argument("--auto-keep", type=int, default=0, metavar="K", help="int8: keep the K most sensitive layers in FP")
-    parser.add_argument("--no-bias-correction", dest="bias_correction", action="store_false",
-                        help="int8: leave biases as trained (default: correct the INT8 layers' mean rounding shift)")
     parser.add_argument("--work-dir", metavar="DIR", help="where the FP16/INT8 ONNX go (default: beside the ONNX)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON (one object per precision)")
 
@@ -34,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     onnx_path = Path(args.onnx)
     results, overlap = measure_fidelity(
         onnx_path, args.precisions, args.images, args.calib, Path(args.work_dir or onnx_path.parent),
-        args.method, args.max_images, args.eval_images, tuple(args.keep_fp), args.auto_keep,
+        args.calib_method, args.max_images, args.eval_images, tuple(args.keep_fp), args.auto_keep,
         bias_correction=args.bias_correction,
     )
     print(format_table(results))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from trtpipe.cli.common import add_int8_arguments
+
 VERB = "sensitivity"
 HELP = "rank layers by the INT8 error each causes alone (ONNX Runtime, CPU); feeds --keep-fp / --auto-keep"
 
@@ -11,12 +13,9 @@ HELP = "rank layers by the INT8 error each causes alone (ONNX Runtime, CPU); fee
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("onnx", help="the FP32 ONNX model (its <stem>.preprocess.json must sit beside it)")
     parser.add_argument("--images", required=True, metavar="DIR", help="calibration images (make calib-data fills calib_data/)")
-    parser.add_argument("--method", choices=("entropy", "max", "percentile"), default="entropy")
-    parser.add_argument("--max-images", type=int, default=256, help="calibration images used at most (default 256)")
+    add_int8_arguments(parser, keep=False)
     parser.add_argument("--eval-images", type=int, default=32, help="images each layer is measured on (default 32)")
     parser.add_argument("--top", type=int, default=20, help="rows shown (default 20; 0 for all)")
-    parser.add_argument("--no-bias-correction", dest="bias_correction", action="store_false",
-                        help="rank layers without correcting their biases for INT8 rounding (the build corrects them)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     spec = require_spec(onnx_path, None)
     model = load_onnx(onnx_path, check=False)
     calibration = calibrate_model(
-        onnx_path, model, spec, Int8Options(Path(args.images), args.method, args.max_images, bias_correction=args.bias_correction),
+        onnx_path, model, spec, Int8Options(Path(args.images), args.calib_method, args.max_images, bias_correction=args.bias_correction),
         onnx_path.parent,
     )
     print(f"note: {calibration.note}")
