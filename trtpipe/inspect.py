@@ -102,15 +102,13 @@ class EngineReport:
     layers: tuple[str, ...] = field(default=())
 
     def format(self) -> str:
-        from trtpipe.build.builder import describe_target
-
         lines = [f"engine {self.path}  ({self.path.stat().st_size / 1e6:.1f} MB)"]
         side = self.sidecar
         if side is None:
             lines.append(f"  sidecar: {self.sidecar_problem}")
         else:
             lines += [
-                f"  built by {side.trt_flavor} {side.trt_version} for {describe_target(side.target)}",
+                f"  {side.built_by}",
                 f"  precision {side.precision} ({side.precision_realised}); weights {side.weights}",
                 f"  from {side.onnx_path} (sha256 {side.onnx_sha256[:12]}), {side.build_seconds:.2f} s on {side.built_at}",
             ]

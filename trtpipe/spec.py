@@ -24,6 +24,8 @@ RESIZE_MODES = ("resize_crop", "stretch", "letterbox")
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "area")
 TASKS = ("classification", "detection", "segmentation")
 SIDECAR_SCHEMA_VERSION = 1
+# What TensorRT-RTX targets when no compute capability is set (its documentation: Ampere and later).
+RTX_DEFAULT_TARGETS = "RTX GPUs SM80/SM86/SM89/SM120 and later (TensorRT-RTX's default; Turing needs --compute-capability SM75)"
 
 
 def _check_choice(field_name: str, value: str, choices: tuple[str, ...]) -> None:
@@ -401,6 +403,27 @@ class EngineSidecar(_JsonFile):
                 f"{source}: sidecar is incomplete or malformed ({exc})",
                 "rebuild the engine with trtpipe build ... --force",
             ) from None
+
+    @property
+    def flavor_label(self) -> str:
+        """``"TensorRT-RTX 1.7.1.116"`` or ``"TensorRT 10.3.0"``."""
+        return f"{'TensorRT-RTX' if self.trt_flavor == 'tensorrt_rtx' else 'TensorRT'} {self.trt_version}"
+
+    @property
+    def target_description(self) -> str:
+        """The GPU the engine was built for, e.g. "NVIDIA A100 (compute capability 8.0)", or its RTX AOT targets."""
+        target = self.target or {}
+        if target.get("kind") == "gpu":
+            return f"{target.get('gpu_name', 'an unknown GPU')} (compute capability {target.get('compute_capability', '?')})"
+        capabilities = target.get("compute_capabilities")
+        if capabilities:
+            return "RTX GPUs " + "/".join(capabilities) + " (ahead-of-time build, kernels compiled on first run)"
+        return RTX_DEFAULT_TARGETS + ", ahead-of-time build, kernels compiled on first run"
+
+    @property
+    def built_by(self) -> str:
+        """``"built by TensorRT-RTX 1.7.1.116 for RTX GPUs ..."``: the one wording every message uses."""
+        return f"built by {self.flavor_label} for {self.target_description}"
 
     @property
     def preprocess_spec(self) -> PreprocessSpec | None:

@@ -34,9 +34,6 @@ from trtpipe.build.profiles import resolve_profile
 
 log = logging.getLogger("trtpipe.build")
 
-# What TensorRT-RTX targets when no compute capability is set (its documentation: Ampere and later).
-RTX_DEFAULT_TARGETS = "RTX GPUs SM80/SM86/SM89/SM120 and later (TensorRT-RTX's default; Turing needs --compute-capability SM75)"
-
 
 @dataclass(frozen=True)
 class BuildResult:
@@ -55,15 +52,14 @@ class BuildResult:
         """One line: what was made, where, how big, how long, by what, for which GPUs."""
         side = self.sidecar
         size_mb = side.engine_bytes / 1e6
-        target = describe_target(side.target)
         if self.skipped:
             return (
-                f"{self.engine_path} is up to date ({side.precision}, {size_mb:.1f} MB, built by "
-                f"{_flavor_label(side)} for {target}); nothing to do (--force rebuilds)"
+                f"{self.engine_path} is up to date ({side.precision}, {size_mb:.1f} MB, {side.built_by}); "
+                "nothing to do (--force rebuilds)"
             )
         return (
             f"built {self.engine_path} ({side.precision}, {size_mb:.1f} MB) in {side.build_seconds:.1f} s "
-            f"with {_flavor_label(side)}, for {target}"
+            f"with {side.flavor_label}, for {side.target_description}"
         )
 
 
@@ -153,16 +149,6 @@ def build_engine(
     atomic_write_bytes(output, serialized)
     sidecar.save(sidecar_path_for(output))
     return BuildResult(output, sidecar, skipped=False, seconds=time.perf_counter() - started)
-
-
-def describe_target(target: dict) -> str:
-    """Human words for a sidecar's target, e.g. "NVIDIA A100 (SM80)" or the RTX AOT targets."""
-    if target.get("kind") == "gpu":
-        return f"{target.get('gpu_name')} (compute capability {target.get('compute_capability')})"
-    capabilities = target.get("compute_capabilities")
-    if capabilities:
-        return "RTX GPUs " + "/".join(capabilities) + " (ahead-of-time build, kernels compiled on first run)"
-    return RTX_DEFAULT_TARGETS + ", ahead-of-time build, kernels compiled on first run"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -377,6 +363,3 @@ def _weights_notes(spec: PreprocessSpec | None) -> tuple[str, ...]:
         return ("RANDOM WEIGHTS: this engine's outputs are meaningless; its timings are real",)
     return ()
 
-
-def _flavor_label(sidecar: EngineSidecar) -> str:
-    return f"{'TensorRT-RTX' if sidecar.trt_flavor == 'tensorrt_rtx' else 'TensorRT'} {sidecar.trt_version}"

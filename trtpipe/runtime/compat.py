@@ -43,13 +43,13 @@ def load_sidecar(engine_path: str | Path) -> EngineSidecar:
 
 
 def _built_by(sidecar: EngineSidecar) -> str:
-    flavor = "TensorRT-RTX" if sidecar.trt_flavor == "tensorrt_rtx" else "TensorRT"
+    """The compact form mismatch errors use ("ahead-of-time targets SM75,SM86"), unlike the sidecar's long one."""
     target = sidecar.target or {}
     if target.get("kind") == "aot":
         where = "ahead-of-time targets " + ",".join(target.get("compute_capabilities", []) or ["(default)"])
     else:
         where = f"{target.get('gpu_name', 'an unknown GPU')} (compute capability {target.get('compute_capability', '?')})"
-    return f"built by {flavor} {sidecar.trt_version} for {where}"
+    return f"built by {sidecar.flavor_label} for {where}"
 
 
 def _rebuild_hint(sidecar: EngineSidecar) -> str:
