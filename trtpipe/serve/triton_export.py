@@ -31,7 +31,7 @@ from typing import Any
 from trtpipe.errors import ConfigError, InputError
 from trtpipe.io import ensure_writable_dir
 from trtpipe.serve.pbtxt import Enum, to_pbtxt
-from trtpipe.spec import EngineSidecar, PreprocessSpec, TensorInfo, preprocess_path_for, sidecar_path_for
+from trtpipe.spec import PreprocessSpec, TensorInfo, preprocess_path_for
 
 # numpy dtype names (as sidecars and graph_io give them) -> Triton data types.
 TRITON_DTYPES = {
@@ -192,13 +192,9 @@ def describe_model(model_path: Path, max_batch: int | None = None) -> NetworkMod
 
 
 def _describe_engine(path: Path, max_batch: int | None) -> NetworkModel:
-    sidecar_path = sidecar_path_for(path)
-    if not sidecar_path.is_file():
-        raise InputError(
-            f"engine {path} has no sidecar {sidecar_path.name} beside it",
-            "build the engine with `trtpipe build` (it writes the sidecar), or export the ONNX instead",
-        )
-    sidecar = EngineSidecar.load(sidecar_path)
+    from trtpipe.runtime.compat import load_sidecar
+
+    sidecar = load_sidecar(path)  # also refuses an engine whose size disagrees with its sidecar
     batched = all(t.shape and t.shape[0] == -1 for t in sidecar.inputs)
     notes = [
         f"the engine was built with {sidecar.trt_flavor} {sidecar.trt_version}: Triton's TensorRT backend must run the "
