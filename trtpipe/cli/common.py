@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from trtpipe.spec import BatchRange, ShapeRange
-
-
-def batch_range(text: str) -> BatchRange:
-    return BatchRange.parse(text)
+from trtpipe.spec import ShapeRange
 
 
 def shape_ranges(values: list[str] | None) -> tuple[ShapeRange, ...]:

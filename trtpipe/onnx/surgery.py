@@ -34,10 +34,6 @@ def register_rewrite(name: str) -> Callable[[Rewrite], Rewrite]:
     return decorator
 
 
-def known_rewrites() -> list[str]:
-    return list(_REWRITES)
-
-
 def apply_surgery(model: onnx.ModelProto, rewrites: list[str] | None = None) -> tuple[onnx.ModelProto, list[str]]:
     """Runs the rewrites on a copy of ``model``.
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -233,7 +233,3 @@ def collect_histograms(
         if progress is not None:
             progress(len(batch))
     return CalibrationResult(histograms, images, time.perf_counter() - start)
-
-
-def ranges_from_mapping(data: Mapping[str, float]) -> dict[str, float]:
-    return {str(name): float(value) for name, value in data.items()}
