@@ -19,7 +19,7 @@ _LAZY = {
     "BatchRange": "trtpipe.spec",
     "ShapeRange": "trtpipe.spec",
     "EngineSidecar": "trtpipe.spec",
-    "build_engine": "trtpipe.build.builder",
+    "build_engine": "trtpipe.builder.builder",
     "export_model": "trtpipe.zoo.export",
     "Pipeline": "trtpipe.pipeline.pipeline",
 }

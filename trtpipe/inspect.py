@@ -74,7 +74,7 @@ def inspect_onnx(path: str | Path, flavor_name: str | None = None) -> OnnxReport
 
 
 def _ask_parser(flavor, path: Path, model) -> ParserVerdict:
-    from trtpipe.build.builder import describe_parser_errors
+    from trtpipe.builder.builder import describe_parser_errors
     from trtpipe.flavors import make_logger
 
     trt = flavor.module

@@ -85,7 +85,7 @@ def test_backend_auto_falls_back_to_the_cpu_and_says_so(simulation, tmp_path, mo
 def test_bench_simulate_runs_a_real_engine_file_labelled_simulated(classifier_onnx, tmp_path, capsys):
     """A TensorRT-RTX engine built here on the CPU, benched through the simulation: labelled in every output."""
     pytest.importorskip("tensorrt_rtx", reason="TensorRT-RTX builds engines on the CPU; pip install 'trtpipe[rtx]'")
-    from trtpipe.build.builder import build_engine
+    from trtpipe.builder.builder import build_engine
     from trtpipe.spec import BatchRange, BuildConfig, EngineSidecar, sidecar_path_for
 
     engine = build_engine(classifier_onnx, tmp_path / "tinynet_fp32.engine", BuildConfig(flavor="tensorrt_rtx", batch=BatchRange(1, 2, 4))).engine_path

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.gpu
 
 @pytest.fixture
 def engine(classifier_onnx):
-    from trtpipe.build.builder import build_engine
+    from trtpipe.builder.builder import build_engine
     from trtpipe.spec import BatchRange, BuildConfig
 
     return build_engine(classifier_onnx, config=BuildConfig(batch=BatchRange(1, 4, 8))).engine_path

@@ -101,7 +101,7 @@ def test_help_works_without_importing_tensorrt():
 
 
 def test_ctrl_c_during_the_tensorrt_build_leaves_no_engine_and_exits_130(zoo_onnx, tmp_path):
-    """A real SIGINT sent to `trtpipe build` while TensorRT builds (the write phase: tests/build).
+    """A real SIGINT sent to `trtpipe build` while TensorRT builds (the write phase: tests/builder).
 
     This moment matters: TensorRT swallows a KeyboardInterrupt raised in its callbacks and
     would finish and write the engine anyway; trtpipe cancels the build instead.

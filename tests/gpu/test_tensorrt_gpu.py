@@ -18,7 +18,7 @@ TOLERANCE = {"fp32": 1e-4, "fp16": 2e-2}  # max abs difference of softmax scores
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_engine_matches_onnxruntime(tmp_path, precision):
-    from trtpipe.build.builder import build_engine
+    from trtpipe.builder.builder import build_engine
     from trtpipe.pipeline.pipeline import Pipeline
     from trtpipe.spec import BatchRange, BuildConfig
 

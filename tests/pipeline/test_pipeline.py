@@ -100,7 +100,7 @@ def test_deployment_path_imports_no_build_tooling():
         "import sys, trtpipe; trtpipe.Pipeline; import trtpipe.runtime.tensorrt_engine, trtpipe.runtime.onnxruntime_engine, "
         "trtpipe.cuda, trtpipe.pipeline.heads.detection, trtpipe.pipeline.heads.segmentation, trtpipe.cli.infer; "
         "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'onnx_graphsurgeon', 'timm') "
-        "or m.startswith(('trtpipe.zoo', 'trtpipe.quant', 'trtpipe.build'))]; print(bad); sys.exit(bool(bad))"
+        "or m.startswith(('trtpipe.zoo', 'trtpipe.quant', 'trtpipe.builder'))]; print(bad); sys.exit(bool(bad))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -156,7 +156,7 @@ def test_device_timed_and_simulated_say_where_times_come_from(sim_engine, sim_fl
 def test_the_simulation_imports_no_build_tooling():
     code = (
         "import sys, trtpipe.runtime.simulation, trtpipe.runtime.tensorrt_engine\n"
-        "heavy = [m for m in ('torch', 'onnx', 'onnxruntime', 'onnx_graphsurgeon', 'tensorrt', 'tensorrt_rtx', 'trtpipe.build', 'trtpipe.quant') if m in sys.modules]\n"
+        "heavy = [m for m in ('torch', 'onnx', 'onnxruntime', 'onnx_graphsurgeon', 'tensorrt', 'tensorrt_rtx', 'trtpipe.builder', 'trtpipe.quant') if m in sys.modules]\n"
         "print(heavy)"
     )
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"

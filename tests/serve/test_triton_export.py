@@ -77,7 +77,7 @@ def test_onnx_in_the_python_backend_is_labelled(tiny_with_spec, tmp_path):
 
 def test_engine_repository(tiny_with_spec, tmp_path):
     pytest.importorskip("tensorrt_rtx", reason="TensorRT-RTX builds engines on the CPU; pip install 'trtpipe[rtx]'")
-    from trtpipe.build.builder import build_engine
+    from trtpipe.builder.builder import build_engine
 
     engine = build_engine(tiny_with_spec, tmp_path / "tiny_fp32.engine", BuildConfig(flavor="tensorrt_rtx", batch=BatchRange(1, 4, 16))).engine_path
     result = export_repository(engine, tmp_path / "repo", max_batch=8)

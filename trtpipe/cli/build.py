@@ -56,7 +56,7 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from trtpipe.build.builder import build_engine
+    from trtpipe.builder.builder import build_engine
 
     result = build_engine(args.onnx, args.output, config_from_args(args), force=args.force)
     for note in result.sidecar.notes:

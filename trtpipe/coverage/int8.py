@@ -53,7 +53,7 @@ def qdq_onnx_for_coverage(onnx_path: Path, spec, photos: Sequence[str]) -> Int8O
     """Writes ``<stem>.int8.onnx`` beside ``onnx_path`` with the builder's hook, runs it in ONNX Runtime, builds it."""
     import onnx
 
-    from trtpipe.build.builder import build_engine
+    from trtpipe.builder.builder import build_engine
     from trtpipe.errors import TrtpipeError
     from trtpipe.quant.prepare import CALIBRATION_BATCH, prepare_precision_onnx
     from trtpipe.spec import BuildConfig

@@ -136,7 +136,7 @@ def _parser_stage(row: CoverageRow, state: dict) -> bool:
 
 
 def _build_stage(row: CoverageRow, state: dict) -> bool:
-    from trtpipe.build.builder import build_engine
+    from trtpipe.builder.builder import build_engine
     from trtpipe.spec import BuildConfig
 
     onnx_path = state["onnx"]

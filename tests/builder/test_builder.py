@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from trtpipe.build.builder import build_engine, default_engine_path
+from trtpipe.builder.builder import build_engine, default_engine_path
 from trtpipe.errors import BuildError, ConfigError, DependencyError, InputError
 from trtpipe.spec import BatchRange, BuildConfig, EngineSidecar, PreprocessSpec, preprocess_path_for, sidecar_path_for
 

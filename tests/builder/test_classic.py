@@ -8,7 +8,7 @@ import types
 import numpy as np
 import pytest
 
-from trtpipe.build.classic import configure_classic, make_entropy_calibrator
+from trtpipe.builder.classic import configure_classic, make_entropy_calibrator
 from trtpipe.errors import ConfigError
 from trtpipe.spec import BuildConfig, PreprocessSpec
 

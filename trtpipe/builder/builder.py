@@ -30,9 +30,9 @@ from trtpipe.spec import (
     preprocess_path_for,
     sidecar_path_for,
 )
-from trtpipe.build.profiles import resolve_profile
+from trtpipe.builder.profiles import resolve_profile
 
-log = logging.getLogger("trtpipe.build")
+log = logging.getLogger("trtpipe.builder")
 
 
 @dataclass(frozen=True)
@@ -267,7 +267,7 @@ def _build_serialized(
         _load_timing_cache(builder_config, timing_cache_path)
     notes: list[str] = []
     if classic:
-        from trtpipe.build.classic import configure_classic
+        from trtpipe.builder.classic import configure_classic
 
         notes = configure_classic(trt, builder, network, builder_config, config, spec, output.with_suffix(".calib.cache"))
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from trtpipe.build.profiles import resolve_profile
+from trtpipe.builder.profiles import resolve_profile
 from trtpipe.errors import ConfigError
 from trtpipe.spec import BatchRange, BuildConfig, ShapeRange, TensorInfo
 
