@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="TensorRT-RTX ahead-of-time targets (default: the flavour's, Ampere and newer)")
     parser.add_argument("--timing-cache", metavar="FILE", help="timing cache file (default: timing.cache beside the engine)")
     parser.add_argument("--images", metavar="DIR", help="calibration images for --precision int8 (e.g. calib_data/)")
-    add_int8_arguments(parser, method_flag="--calib-method")
+    add_int8_arguments(parser)
     parser.add_argument("--int8-mode", choices=("explicit", "implicit"), default="explicit",
                         help="explicit: Q/DQ ONNX, every flavour (default); implicit: TensorRT 10 calibrator")
     parser.add_argument("--fp16-mode", choices=("explicit", "flag"), default="explicit",

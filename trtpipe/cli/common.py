@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from trtpipe.spec import ShapeRange
 
@@ -28,18 +29,34 @@ def add_flavor_argument(parser: argparse.ArgumentParser) -> None:
 CALIB_METHODS = ("entropy", "max", "percentile")
 
 
-def add_int8_arguments(parser: argparse.ArgumentParser, *, method_flag: str = "--method", keep: bool = True) -> None:
+class _DeprecatedAlias(argparse.Action):
+    """Stores like the option it stands for, and says once which spelling to use instead."""
+
+    def __init__(self, option_strings, dest, preferred: str, **kwargs):
+        self.preferred = preferred
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"note: {option_string} is deprecated; use {self.preferred}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def add_int8_arguments(parser: argparse.ArgumentParser, *, keep: bool = True) -> None:
     """The INT8 calibration options shared by build, calibrate, fidelity and sensitivity.
 
+    One spelling in every verb: ``--calib-method`` (``--method``, the old spelling of calibrate, fidelity and
+    sensitivity, still works and says it is deprecated).
+
     Args:
-        method_flag: the method option's name (``build`` says ``--calib-method``); its dest is ``calib_method``.
         keep: add ``--keep-fp`` / ``--auto-keep`` (mixed precision).
     """
     parser.add_argument(
-        method_flag, dest="calib_method", choices=CALIB_METHODS, default="entropy",
+        "--calib-method", dest="calib_method", choices=CALIB_METHODS, default="entropy",
         help="int8 calibration method (default: entropy; percentile measured best on EfficientNet-Lite0, "
         "see tests/perf/bench_fidelity.py)",
     )
+    parser.add_argument("--method", dest="calib_method", choices=CALIB_METHODS, action=_DeprecatedAlias,
+                        preferred="--calib-method", help=argparse.SUPPRESS)
     parser.add_argument("--max-images", type=int, default=256, help="calibration images used at most (default 256)")
     if keep:
         parser.add_argument("--keep-fp", type=csv_list, default=(), metavar="NODE,...", help="int8: layers kept in floating point")
