@@ -19,6 +19,7 @@ When an image is enlarged, both use ``spec.interpolation`` (antialiasing only ma
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,7 +141,7 @@ def _resample(
     With ``spec.antialias`` and a shrink, the region is first halved with 2x2 box averages (``INTER_LINEAR`` at
     exactly 1/2 is one) while it is at least twice the target, then finished with ``INTER_AREA`` when a shrink of
     1.25x or more remains. A direct ``INTER_AREA`` from 1080p matches torchvision as well but costs ~2 ms at a
-    fractional scale; the halving chain costs ~0.2 ms. Fractional boxes (centre crops) end with ``warpAffine``
+    fractional scale; the halving chain costs ~0.2 ms. Fractional boxes (centre crops) end with ``cv2.remap`` on cached maps
     so that the geometry is exactly torchvision's.
     """
     x0, y0, x1, y1 = box
@@ -161,11 +162,28 @@ def _resample(
     whole = abs(x0) < 1e-6 and abs(y0) < 1e-6 and abs(x1 - rw) < 1e-3 and abs(y1 - rh) < 1e-3
     if whole:
         return region if (rh, rw) == (height, width) else cv2.resize(region, (width, height), interpolation=interpolation)
+    map_xy, map_fraction = _crop_maps(round(x0, 6), round(y0, 6), round(x1, 6), round(y1, 6), width, height)
+    interpolation = cv2.INTER_LINEAR if interpolation == cv2.INTER_AREA else interpolation
+    return cv2.remap(region, map_xy, map_fraction, interpolation, borderMode=cv2.BORDER_REPLICATE)
+
+
+@functools.lru_cache(maxsize=64)
+def _crop_maps(x0: float, y0: float, x1: float, y1: float, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fixed-point ``cv2.remap`` maps that resample the box ``(x0, y0, x1, y1)`` to ``width x height``.
+
+    A stream of frames of one size has one crop box, so the maps are made once: ``remap`` with fixed-point
+    maps (1/32 pixel, the precision ``warpAffine`` itself works at) takes 0.17 ms for 224x224 where
+    ``warpAffine``, which recomputes its coordinates on every call, takes 0.27 ms (measured on a 1080p frame).
+    """
     # dst pixel centre (u + 0.5) maps to source edge coordinate x0 + (u + 0.5) * sx; cv2 pixel centres are at +0.5.
     sx, sy = (x1 - x0) / width, (y1 - y0) / height
-    matrix = np.array([[sx, 0, x0 + 0.5 * sx - 0.5], [0, sy, y0 + 0.5 * sy - 0.5]], np.float64)
-    flags = (cv2.INTER_LINEAR if interpolation == cv2.INTER_AREA else interpolation) | cv2.WARP_INVERSE_MAP
-    return cv2.warpAffine(region, matrix, (width, height), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+    xs = (x0 + (np.arange(width) + 0.5) * sx - 0.5).astype(np.float32)
+    ys = (y0 + (np.arange(height) + 0.5) * sy - 0.5).astype(np.float32)
+    map_x = np.ascontiguousarray(np.broadcast_to(xs[None, :], (height, width)))
+    map_y = np.ascontiguousarray(np.broadcast_to(ys[:, None], (height, width)))
+    map_xy, map_fraction = cv2.convertMaps(map_x, map_y, cv2.CV_16SC2)
+    map_xy.flags.writeable = map_fraction.flags.writeable = False  # shared by every caller: never written
+    return map_xy, map_fraction
 
 
 def resize_one(image: np.ndarray, spec: PreprocessSpec) -> tuple[np.ndarray, ResizeMeta]:
@@ -226,7 +244,8 @@ def _letterbox(image: np.ndarray, spec: PreprocessSpec) -> tuple[np.ndarray, Res
 def normalize_batch(resized: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     """uint8 BGR ``(N, H, W, 3)`` -> float32 in ``spec.layout`` and ``spec.channel_order``, normalized.
 
-    ``(pixel * pixel_scale - mean) / std`` is folded into one multiply-add per channel.
+    ``(pixel * pixel_scale - mean) / std`` is folded into one multiply-add per channel (float32, so results agree
+    with a float64 reference to about 1e-6 of the normalized range).
     """
     scale = np.float32(spec.pixel_scale) / np.asarray(spec.std, np.float32)
     shift = np.asarray(spec.mean, np.float32) / np.asarray(spec.std, np.float32)
@@ -235,9 +254,13 @@ def normalize_batch(resized: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     n, h, w, _ = resized.shape
     if spec.layout == "NCHW":
         out = np.empty((n, 3, h, w), np.float32)
-        for c, src in enumerate(source):
-            np.multiply(resized[..., src], scale[c], out=out[:, c], casting="unsafe")
-            out[:, c] -= shift[c]
+        for i in range(n):
+            # cv2.split gives contiguous planes and addWeighted does scale * x - shift with the uint8 -> float32
+            # conversion in one SIMD pass into the output plane: 0.05 ms for 3x224x224, where numpy on the
+            # strided channel views takes 0.09 ms.
+            planes = cv2.split(resized[i])
+            for c, src in enumerate(source):
+                cv2.addWeighted(planes[src], float(scale[c]), planes[src], 0.0, float(-shift[c]), dst=out[i, c], dtype=cv2.CV_32F)
         return out
     out = resized[..., list(source)] if source != (0, 1, 2) else resized
     out = out.astype(np.float32)
