@@ -94,6 +94,10 @@ class PreprocessSpec(_JsonFile):
     weights: str = "unknown"  # "pretrained:<tag>", "random", "checkpoint:<path>" or "unknown" (user ONNX)
     source: str = "onnx"  # where the model came from: torchvision, timm, efficientnet_lite, onnx
     head: str | None = None  # registered task head variant, e.g. "detr_sigmoid"; None: the task's default head
+    # None: the host preprocesses and the network takes float tensors. "HxW" (e.g. "1080x1920") or "dynamic": the
+    # network itself takes uint8 NHWC BGR frames of that size (or any size within its profile) and does the resize,
+    # channel order, normalisation and layout above on the GPU (export/build --fuse-preprocess).
+    fused_preprocess: str | None = None
 
     def __post_init__(self) -> None:
         _check_choice("task", self.task, TASKS)
@@ -111,6 +115,8 @@ class PreprocessSpec(_JsonFile):
                 f"crop_fraction is {self.crop_fraction}, expected a value in (0, 1]",
                 "use 0.875 for the usual ImageNet resize-256/crop-224, or 1.0 for no crop",
             )
+        if self.fused_preprocess is not None and self.fused_preprocess != "dynamic":
+            parse_frame_size(self.fused_preprocess)  # raises for anything but HxW
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             raise ConfigError(
                 f"mean {self.mean} / std {self.std} are not three values with positive std",
@@ -120,6 +126,13 @@ class PreprocessSpec(_JsonFile):
     @property
     def random_weights(self) -> bool:
         return self.weights == "random"
+
+    @property
+    def fused_frame_size(self) -> tuple[int, int] | None:
+        """(height, width) of the frames a fused-preprocessing network takes; None when dynamic or not fused."""
+        if self.fused_preprocess in (None, "dynamic"):
+            return None
+        return parse_frame_size(self.fused_preprocess)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (lists, not tuples), equal to what ``load`` reads back."""
@@ -131,6 +144,21 @@ class PreprocessSpec(_JsonFile):
 
     def replace(self, **changes: Any) -> "PreprocessSpec":
         return dataclasses.replace(self, **changes)
+
+
+def parse_frame_size(text: str) -> tuple[int, int]:
+    """``"1080x1920"`` -> (1080, 1920): a frame's height and width, as numpy and TensorRT shapes order them.
+
+    Raises:
+        ConfigError: anything but two positive whole numbers joined by ``x``.
+    """
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", str(text))
+    if not match or min(int(match[1]), int(match[2])) < 1:
+        raise ConfigError(
+            f"frame size {text!r} is not HEIGHTxWIDTH",
+            "write the camera's frame size height first, e.g. 1080x1920, or 'dynamic' for any size within the profile",
+        )
+    return int(match[1]), int(match[2])
 
 
 def preprocess_path_for(onnx_path: str | Path) -> Path:
@@ -275,6 +303,7 @@ class BuildConfig:
     keep_fp: tuple[str, ...] = ()  # node names kept in floating point (int8 mixed precision)
     auto_keep: int = 0  # keep the K most sensitive layers in floating point
     bias_correction: bool = True  # int8: cancel each layer's mean rounding shift through its bias
+    fuse_preprocess: str | None = None  # "HxW" | "dynamic": the engine takes uint8 NHWC BGR frames, preprocesses on the GPU
 
     def __post_init__(self) -> None:
         _check_choice("precision", self.precision, PRECISIONS)
@@ -300,6 +329,8 @@ class BuildConfig:
                 "--precision int8 --int8-mode implicit needs calibration images, none given",
                 "add --images calib_data/ (make calib-data fills it)",
             )
+        if self.fuse_preprocess is not None and self.fuse_preprocess != "dynamic":
+            parse_frame_size(self.fuse_preprocess)
         for cc in self.compute_capabilities:
             if not re.fullmatch(r"SM\d{2,3}", cc):
                 raise ConfigError(
@@ -328,6 +359,8 @@ class BuildConfig:
             )
         if self.precision == "fp16":
             data.update(fp16_mode=self.fp16_mode)
+        if self.fuse_preprocess is not None:  # only when set: sidecars written before the option still match
+            data.update(fuse_preprocess=self.fuse_preprocess)
         return data
 
 

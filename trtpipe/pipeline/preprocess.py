@@ -190,50 +190,59 @@ def resize_one(image: np.ndarray, spec: PreprocessSpec) -> tuple[np.ndarray, Res
     """Resizes one BGR uint8 image to ``spec.height x spec.width`` by ``spec.resize``; returns it and its meta."""
     h, w = image.shape[:2]
     th, tw = spec.height, spec.width
-    if spec.resize == "stretch":
-        out = _resample(image, (0, 0, w, h), tw, th, spec)
-        return out, ResizeMeta(h, w, tw / w, th / h, 0.0, 0.0)
+    meta = resize_meta(h, w, spec)
     if spec.resize == "letterbox":
-        return _letterbox(image, spec)
-    return _resize_crop(image, spec)
+        nh, nw = letterbox_size(h, w, spec)
+        resized = _resample(image, (0, 0, w, h), nw, nh, spec)
+        top, left = int(meta.offset_y), int(meta.offset_x)
+        out = cv2.copyMakeBorder(
+            resized, top, th - nh - top, left, tw - nw - left, cv2.BORDER_CONSTANT, value=(spec.pad_value,) * 3
+        )
+        return out, meta
+    # stretch and resize_crop: the network input is the source rectangle that maps onto 0..tw x 0..th.
+    box = (-meta.offset_x / meta.scale_x, -meta.offset_y / meta.scale_y,
+           (tw - meta.offset_x) / meta.scale_x, (th - meta.offset_y) / meta.scale_y)
+    return _resample(image, box, tw, th, spec), meta
 
 
-def _resize_crop(image: np.ndarray, spec: PreprocessSpec) -> tuple[np.ndarray, ResizeMeta]:
-    """Resize so the image covers ``target / crop_fraction``, then take the centre ``target``.
+def resize_meta(height: int, width: int, spec: PreprocessSpec) -> ResizeMeta:
+    """Where a ``height x width`` source lands on the network input under ``spec.resize``, without resizing.
 
-    For square targets this is torchvision's ``Resize(floor(224 / 0.875) = 256)`` + ``CenterCrop(224)``,
-    with the same rounding. Rather than resizing the whole frame and throwing most of it away, only the
-    crop window (in source coordinates) is resampled: a 1080p frame costs a third of the work.
+    resize_crop: resize so the image covers ``target / crop_fraction``, then take the centre ``target``. For
+    square targets this is torchvision's ``Resize(floor(224 / 0.875) = 256)`` + ``CenterCrop(224)``, with the
+    same rounding (the resized size truncated, the crop offset rounded half to even). letterbox: scale to fit
+    inside the target keeping the aspect ratio, centred (YOLO). stretch: scale each axis to the target.
+    The fused-preprocessing graph (``trtpipe.onnx.fuse_preprocess``) uses the same geometry.
     """
-    h, w = image.shape[:2]
+    h, w = height, width
+    th, tw = spec.height, spec.width
+    if spec.resize == "stretch":
+        return ResizeMeta(h, w, tw / w, th / h, 0.0, 0.0)
+    if spec.resize == "letterbox":
+        nh, nw = letterbox_size(h, w, spec)
+        return ResizeMeta(h, w, nw / w, nh / h, float((tw - nw) // 2), float((th - nh) // 2))
+    rh, rw = crop_resize_size(h, w, spec)
+    top, left = int(round((rh - th) / 2.0)), int(round((rw - tw) / 2.0))  # torchvision's CenterCrop
+    return ResizeMeta(h, w, rw / w, rh / h, -float(left), -float(top))
+
+
+def crop_resize_size(height: int, width: int, spec: PreprocessSpec) -> tuple[int, int]:
+    """resize_crop: the (height, width) the whole source is resized to before the centre crop."""
+    h, w = height, width
     th, tw = spec.height, spec.width
     if th == tw:
         # torchvision: short side -> floor(size / crop_pct); long side -> int(short * long / short_src).
         short = math.floor(th / spec.crop_fraction)
-        rh, rw = (int(short * h / w), short) if w <= h else (short, int(short * w / h))
-    else:
-        rh, rw = math.floor(th / spec.crop_fraction), math.floor(tw / spec.crop_fraction)
-        cover = max(rh / h, rw / w)
-        rh, rw = max(th, round(h * cover)), max(tw, round(w * cover))
-    sy, sx = rh / h, rw / w
-    top, left = int(round((rh - th) / 2.0)), int(round((rw - tw) / 2.0))  # torchvision's CenterCrop
-    box = (left / sx, top / sy, (left + tw) / sx, (top + th) / sy)
-    out = _resample(image, box, tw, th, spec)
-    return out, ResizeMeta(h, w, sx, sy, -float(left), -float(top))
+        return (int(short * h / w), short) if w <= h else (short, int(short * w / h))
+    rh, rw = math.floor(th / spec.crop_fraction), math.floor(tw / spec.crop_fraction)
+    cover = max(rh / h, rw / w)
+    return max(th, round(h * cover)), max(tw, round(w * cover))
 
 
-def _letterbox(image: np.ndarray, spec: PreprocessSpec) -> tuple[np.ndarray, ResizeMeta]:
-    """Scale to fit inside the target keeping the aspect ratio, pad the rest with ``spec.pad_value`` (YOLO)."""
-    h, w = image.shape[:2]
-    th, tw = spec.height, spec.width
-    scale = min(th / h, tw / w)
-    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-    resized = _resample(image, (0, 0, w, h), nw, nh, spec)
-    top, left = (th - nh) // 2, (tw - nw) // 2
-    out = cv2.copyMakeBorder(
-        resized, top, th - nh - top, left, tw - nw - left, cv2.BORDER_CONSTANT, value=(spec.pad_value,) * 3
-    )
-    return out, ResizeMeta(h, w, nw / w, nh / h, float(left), float(top))
+def letterbox_size(height: int, width: int, spec: PreprocessSpec) -> tuple[int, int]:
+    """letterbox: the (height, width) the source is scaled to inside the target (the rest is padding)."""
+    scale = min(spec.height / height, spec.width / width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -301,3 +310,65 @@ def preprocess_batch(images: Sequence[np.ndarray], spec: PreprocessSpec) -> np.n
         InputError: for an empty batch, None/empty images or wrong channel counts.
     """
     return preprocess_with_meta(images, spec)[0]
+
+
+# ----------------------------------------------------------------------------------------------
+# Raw frames, for networks that preprocess themselves (export/build --fuse-preprocess)
+# ----------------------------------------------------------------------------------------------
+
+
+def check_frame(image: np.ndarray, spec: PreprocessSpec, frame_size: tuple[int, int] | None, name: str = "image") -> np.ndarray:
+    """One image as the uint8 BGR ``(H, W, 3)`` frame a fused-preprocessing network takes.
+
+    Args:
+        image: a BGR image as cv2 gives it (grayscale, BGRA and 16-bit are converted).
+        spec: the network's preprocess spec (its ``fused_preprocess`` says what frames it takes).
+        frame_size: (height, width) the network's input is fixed at; None when its height and width are dynamic.
+
+    Raises:
+        InputError: for what :func:`as_bgr_uint8` refuses, and for a frame of another size than a fixed one.
+    """
+    frame = as_bgr_uint8(image, name=name)
+    if frame_size is not None and frame.shape[:2] != tuple(frame_size):
+        h, w = frame_size
+        raise InputError(
+            f"{name} is {frame.shape[0]}x{frame.shape[1]}, but the network preprocesses {h}x{w} frames itself "
+            f"(built with --fuse-preprocess {h}x{w})",
+            f"feed {h}x{w} frames (cv2.resize them), or build the engine with --fuse-preprocess dynamic and a "
+            "--shapes range that covers your frame sizes",
+        )
+    return frame
+
+
+def prepare_frames(
+    images: Sequence[np.ndarray], spec: PreprocessSpec, frame_size: tuple[int, int] | None
+) -> tuple[np.ndarray, list[ResizeMeta]]:
+    """BGR images -> one uint8 NHWC batch for a fused-preprocessing network, and each image's :class:`ResizeMeta`.
+
+    The host only checks and stacks the frames: the resize, normalisation and layout happen in the network.
+
+    Raises:
+        InputError: an empty batch, a bad image, a frame of another size than a fixed ``frame_size``, or frames
+            of different sizes in one batch (a tensor has one height and width).
+    """
+    if isinstance(images, np.ndarray) and images.ndim in (2, 3):
+        images = [images]
+    if len(images) == 0:
+        raise InputError("the batch is empty, expected at least one image", "pass one image or a non-empty list")
+    frames = [check_frame(image, spec, frame_size, f"image {i}" if len(images) > 1 else "image") for i, image in enumerate(images)]
+    sizes = sorted({f.shape[:2] for f in frames})
+    if len(sizes) > 1:
+        raise InputError(
+            f"one batch holds frames of {len(sizes)} sizes ({', '.join(f'{h}x{w}' for h, w in sizes)}); the network "
+            "preprocesses frames itself and a batch tensor has one height and width",
+            "pass frames of one size per call, or use Pipeline.stream, which batches frames of equal size together",
+        )
+    metas = [resize_meta(f.shape[0], f.shape[1], spec) for f in frames]
+    return np.stack(frames), metas
+
+
+def prepare_inputs(
+    images: Sequence[np.ndarray], spec: PreprocessSpec, *, frames: bool, frame_size: tuple[int, int] | None = None
+) -> tuple[np.ndarray, list[ResizeMeta]]:
+    """The network input for ``images``: host-preprocessed float tensors, or raw uint8 frames when ``frames``."""
+    return prepare_frames(images, spec, frame_size) if frames else preprocess_with_meta(images, spec)
