@@ -49,9 +49,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "bookkeeping; the ONNX runs in ONNX Runtime), NOT GPU speed. Every row, table and JSON "
                              "is labelled tensorrt-simulated")
     parser.add_argument("--json", metavar="FILE", help="report path (default: reports/<model>_<backend>_<precision>.json)")
+    pipeline = parser.add_argument_group("end to end from image files (--pipeline)")
+    pipeline.add_argument("--pipeline", action="store_true",
+                          help="images/s from encoded files to results: Pipeline.stream against a sequential loop, and "
+                               "each stage alone (read, preprocess, infer, postprocess) to show which one bounds it; "
+                               "needs --images; batch = the largest --batch (default report: reports/<model>_pipeline.json)")
+    pipeline.add_argument("--images", metavar="DIR", help="--pipeline: a folder of JPEG/PNG images")
+    pipeline.add_argument("--workers", type=int, default=1, metavar="W",
+                          help="--pipeline: decode/preprocess/postprocess threads (default 1; on a CPU backend give the "
+                               "engine the other cores with --threads)")
+    pipeline.add_argument("--max-images", type=int, metavar="N", help="--pipeline: the first N images only")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.pipeline:
+        from trtpipe.pipeline.stream_bench import run_cli
+
+        return run_cli(args)
     from trtpipe.bench.measure import MeasureSettings, StderrProgress
     from trtpipe.bench.runner import run_bench
     from trtpipe.bench.stats import parse_duration

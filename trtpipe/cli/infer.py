@@ -1,57 +1,281 @@
-"""``trtpipe infer MODEL IMAGES...``: run an engine or ONNX on images and print each one's top-k with the backend."""
+"""``trtpipe infer MODEL SOURCE...``: run an engine or ONNX model on images, folders, a video or a camera.
+
+Images stream through ``Pipeline.stream`` (decode and preprocess on --workers threads, batches of --batch on the
+engine); one table row per result (header first), the stage times, and one summary line at the end.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
+import time
 from pathlib import Path
 
 VERB = "infer"
-HELP = "run an engine (.engine) or ONNX model on images and print the top-k labels, scores and backend"
+HELP = "run an engine (.engine) or ONNX model on images, folders, a video file or a camera and print its results"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="a TensorRT engine (with its .json sidecar) or an .onnx with its .preprocess.json")
-    parser.add_argument("images", nargs="+", help="image files (JPEG, PNG, ...)")
-    parser.add_argument("--topk", type=int, default=5, help="classes to print per image (default: 5)")
-    parser.add_argument(
-        "--backend",
-        choices=("tensorrt", "onnxruntime"),
-        help="default: tensorrt for engines, onnxruntime for .onnx; onnxruntime with an engine runs its ONNX",
-    )
-    parser.add_argument("--batch", type=int, default=1, help="images per call, split to the profile max (default: 1)")
+    parser.add_argument("sources", nargs="+", metavar="SOURCE",
+                        help="image files, folders of images, a video file, a camera index (0) or a stream URL (rtsp://...)")
+    parser.add_argument("--topk", type=int, default=5,
+                        help="classes per image (classification), detections printed per image, classes by area "
+                             "(segmentation) (default: 5)")
+    parser.add_argument("--conf", type=float, metavar="SCORE", help="detection: minimum score kept (default: the head's, 0.25)")
+    parser.add_argument("--iou", type=float, metavar="IOU", help="detection: NMS IoU threshold (default: the head's, 0.45)")
+    parser.add_argument("--labels", metavar="FILE|SET", help="class names: a text file with one name per line, or a bundled "
+                                                             "set (default: the model's)")
+    parser.add_argument("--save", metavar="DIR", help="write annotated images (classification, detection) or colour masks "
+                                                      "(segmentation) to DIR; a video source gives one annotated video")
+    parser.add_argument("--backend", choices=("tensorrt", "onnxruntime", "auto"),
+                        help="default: tensorrt for engines, onnxruntime for .onnx; onnxruntime with an engine runs its "
+                             "ONNX; auto: tensorrt where a GPU is, else ONNX Runtime (labelled CPU fallback)")
+    parser.add_argument("--batch", type=int, metavar="N", help="images per engine call, at most the profile max "
+                                                               "(default: the profile max, 8 without one)")
+    parser.add_argument("--workers", type=int, metavar="W", help="decode/preprocess threads (default: the CPU cores)")
+    parser.add_argument("--max-frames", type=int, metavar="N", help="stop after N images or frames (a camera never ends)")
     parser.add_argument("--json", metavar="OUT", help="also write the results to this JSON file")
+    parser.add_argument("--force", action="store_true", help="overwrite files that --save or --json would replace")
 
 
 def run(args: argparse.Namespace) -> int:
-    from trtpipe.io import atomic_write_text
+    from trtpipe.errors import ConfigError, InputError
     from trtpipe.pipeline.pipeline import Pipeline
-    from trtpipe.pipeline.preprocess import load_image
+    from trtpipe.pipeline.sources import open_source
     from trtpipe.runtime.loader import default_backend
 
+    for name in ("topk", "batch", "workers", "max_frames"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} is {value}, expected at least 1", f"give --{name.replace('_', '-')} 1 or more")
+    sources = [_source_argument(s) for s in args.sources]
+    if any(isinstance(s, int) for s in sources) and len(sources) > 1:
+        raise InputError("a camera index must be the only SOURCE", "run one infer per camera")
+    source = open_source(sources[0] if len(sources) == 1 else sources, max_frames=args.max_frames)
+    saver = _Saver(Path(args.save), source, args.force) if args.save else None
+    if args.json:
+        _check_output(Path(args.json), args.force)
     is_onnx = default_backend(args.model) == "onnxruntime"
+    backend, fallback = _backend(args.backend, is_onnx)
+    options = {"topk": args.topk}
+    for option, value in (("score_threshold", args.conf), ("iou_threshold", args.iou), ("labels", args.labels)):
+        if value is not None:
+            options[option] = value
     opener = Pipeline.from_onnx if is_onnx else Pipeline.from_engine
-    backend = args.backend or ("onnxruntime" if is_onnx else "tensorrt")
-    records = []
-    with opener(args.model, backend=backend, topk=args.topk) as pipe:
-        for start in range(0, len(args.images), max(1, args.batch)):
-            paths = args.images[start : start + max(1, args.batch)]
-            for path, result in zip(paths, pipe([load_image(p) for p in paths])):
-                _print(path, result)
-                records.append({"image": str(path), **result.to_dict()})
+    records, counts = [], {"ok": 0, "errors": 0}
+    started = time.perf_counter()
+    interrupted = False
+    with opener(args.model, backend=backend, **options) as pipe:
+        if fallback:
+            print(f"note: CPU fallback: no GPU here ({fallback}), so the engine's ONNX runs on {pipe.backend}")
+        table = _Table(pipe.spec.task, args.topk)
+        stream = pipe.stream(source, batch_size=args.batch, workers=args.workers, keep_images=saver is not None)
+        try:
+            with stream:
+                print(table.header())
+                for item in stream:
+                    counts["ok" if item.ok else "errors"] += 1
+                    print(table.rows(item))
+                    if saver is not None and item.ok:
+                        saver.write(item)
+                    if args.json:
+                        records.append(_record(item))
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            if saver is not None:
+                saver.close(keep=not interrupted)
+        stats = stream.stats
+        print(_stage_table(stats))
         if pipe.spec.random_weights:
             print("note: this model has RANDOM weights; its labels are meaningless")
-        print(f"backend: {pipe.backend}; timings (warm-up excluded):\n{pipe.timings.summary()}")
+        seconds = time.perf_counter() - started
+        if args.json and not interrupted:
+            from trtpipe.io import atomic_write_text
+
+            payload = {"model": str(args.model), "backend": pipe.backend, "source": stream.source, "results": records}
+            atomic_write_text(Path(args.json), json.dumps(payload, indent=2) + "\n")
+        print(_summary(args, stream, stats, pipe.backend, counts, seconds, saver, interrupted))
+    return 130 if interrupted else 0
+
+
+def _source_argument(text: str):
+    """A SOURCE as given: digits that are not a file name are a camera index."""
+    return int(text) if text.isdigit() and not Path(text).exists() else text
+
+
+def _backend(choice: str | None, is_onnx: bool) -> tuple[str, str | None]:
+    """The backend to open and, for ``auto`` without a GPU, why it fell back to ONNX Runtime."""
+    if choice != "auto":
+        return choice or ("onnxruntime" if is_onnx else "tensorrt"), None
+    if is_onnx:
+        return "onnxruntime", None
+    from trtpipe.testing import gpu_unavailable_reason
+
+    reason = gpu_unavailable_reason()
+    return ("tensorrt", None) if reason is None else ("onnxruntime", reason)
+
+
+def _check_output(path: Path, force: bool) -> None:
+    from trtpipe.errors import InputError
+    from trtpipe.io import ensure_writable_dir
+
+    if path.is_dir():
+        raise InputError(f"{path} is a folder, expected a file to write", "give a file name, e.g. --json results.json")
+    if path.exists() and not force:
+        raise InputError(f"{path} exists; infer does not overwrite it", "choose another name, or add --force")
+    ensure_writable_dir(path.parent)
+
+
+def _record(item) -> dict:
+    record = {"index": item.index, "source": item.source}
+    if not item.ok:
+        return {**record, "error": str(item.error)}
+    times = item.times
+    return {**record, **item.result.to_dict(), "batch": times.batch,
+            "times_ms": {k: round(v, 3) for k, v in (("read", times.read), ("preprocess", times.preprocess),
+                         ("infer", times.infer), ("postprocess", times.postprocess), ("latency", times.latency)) if v is not None}}
+
+
+class _Table:
+    """One row per result (several per image for top-k), under one header row."""
+
+    def __init__(self, task: str, topk: int):
+        self.task = task
+        self.topk = topk
+        self.columns = {
+            "classification": ("class", "score", "label"),
+            "detection": ("class", "score", "label", "box x1,y1,x2,y2"),
+            "segmentation": ("class", "area", "label"),
+        }[task]
+
+    def header(self) -> str:
+        return f"{'#':>5}  {'source':<32} {'ms':>8}  " + self._cells(self.columns)
+
+    def _cells(self, cells) -> str:
+        widths = (6, 7, 24, 0)
+        return "  ".join(f"{c:>{w}}" if i < 2 else f"{c:<{w}}" for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    def rows(self, item) -> str:
+        source = item.source if len(item.source) <= 32 else "..." + item.source[-29:]
+        lead = f"{item.index:>5}  {source:<32}"
+        if not item.ok:
+            return f"{lead} {'-':>8}  error: {item.error}"
+        entries = self._entries(item.result)
+        first = f"{lead} {item.times.latency:>8.1f}  "
+        if not entries:
+            return first + ("no detections" if self.task == "detection" else "-")
+        blank = " " * (len(first))
+        lines = [(first if i == 0 else blank) + self._cells(e) for i, e in enumerate(entries)]
+        return "\n".join(lines)
+
+    def _entries(self, result) -> list[tuple[str, ...]]:
+        if self.task == "classification":
+            return [(str(i), f"{s:.4f}", l) for i, l, s in zip(result.indices, result.labels, result.scores)]
+        if self.task == "detection":
+            shown = [(str(int(c)), f"{s:.3f}", l, ",".join(f"{v:.0f}" for v in b))
+                     for b, s, c, l in list(zip(result.boxes, result.scores, result.class_ids, result.labels))[: self.topk]]
+            if len(result) > self.topk:
+                shown.append(("", "", f"... {len(result) - self.topk} more", ""))
+            return shown
+        classes = sorted(result.to_dict()["classes"], key=lambda c: -c["fraction"])[: self.topk]  # ranked by area
+        return [(str(c["class_id"]), f"{c['fraction'] * 100:.1f}%", c["label"]) for c in classes]
+
+
+def _stage_table(stats) -> str:
+    rows = [("read", stats.read_ms, "per image"), ("preprocess", stats.preprocess_ms, "per image"),
+            ("infer", stats.infer_ms, "per batch"), ("postprocess", stats.postprocess_ms, "per batch"),
+            ("latency", stats.latency_ms, "per image, read to result")]
+    lines = [f"{'stage':<12} {'mean ms':>9}  per"]
+    lines += [f"{name:<12} {value:>9.2f}  {per}" for name, value, per in rows if value is not None]
+    return "\n".join(lines)
+
+
+def _summary(args, stream, stats, backend: str, counts: dict, seconds: float, saver, interrupted: bool) -> str:
+    done = counts["ok"]
+    rate = f"{done / stats.seconds:,.1f} images/s" if stats.seconds > 0 and done else "no images/s"
+    parts = [
+        f"infer: {done} results, {counts['errors']} errors from {stream.source} in {seconds:.1f} s ({rate} streaming)",
+        f"{backend}, batch up to {stream.batch_size}, {stream.workers} workers",
+    ]
+    if saver is not None:
+        parts.append(f"saved {saver.summary()}")
     if args.json:
-        atomic_write_text(Path(args.json), json.dumps({"model": str(args.model), "results": records}, indent=2) + "\n")
-        print(f"wrote {args.json}")
-    return 0
+        parts.append(f"results {'NOT written (interrupted)' if interrupted else 'written to ' + args.json}")
+    return "; ".join(parts) + ("; INTERRUPTED" if interrupted else "")
 
 
-def _print(path: str, result) -> None:
-    print(f"{path}  [{result.backend}, {result.times.end_to_end:.2f} ms]")
-    if hasattr(result, "indices"):
-        for index, label, score in zip(result.indices, result.labels, result.scores):
-            print(f"  {score:7.4f}  {index:5d}  {label}")
-    else:
-        print("  " + json.dumps(result.to_dict())[:400])
+class _Saver:
+    """Writes annotated images (one file per image) or, for a video or camera, one annotated video."""
+
+    def __init__(self, folder: Path, source, force: bool):
+        from trtpipe.io import ensure_writable_dir
+
+        self.folder = ensure_writable_dir(folder)  # before the work: a bad --save fails at once
+        self.force = force
+        self.video = source.kind in ("video", "camera")
+        self.written = 0
+        self._names: set[str] = set()
+        self._writer = None
+        self._video_tmp: Path | None = None
+        if self.video:
+            stem = "camera" + source.description.split()[-1] if source.kind == "camera" else Path(source.description.split(" ", 1)[1]).stem
+            self.video_path = folder / f"{stem}_annotated.mp4"
+            self._check(self.video_path)
+
+    def _check(self, path: Path) -> None:
+        from trtpipe.errors import InputError
+
+        if path.exists() and not self.force:
+            raise InputError(f"{path} exists; infer --save does not overwrite it", "choose another --save folder, or add --force")
+
+    def write(self, item) -> None:
+        import cv2
+
+        from trtpipe.pipeline.annotate import annotate
+
+        picture = annotate(item.image, item.result)
+        if self.video:
+            self._write_frame(picture)
+            return
+        is_mask = hasattr(item.result, "mask")
+        stem = Path(item.source).stem if item.source != "image" else "image"
+        name = f"{stem}{'_mask' if is_mask else ''}{'.png' if is_mask else '.jpg'}"
+        if name in self._names:
+            name = f"{Path(name).stem}_{item.index}{Path(name).suffix}"
+        self._names.add(name)
+        path = self.folder / name
+        self._check(path)
+        ok, encoded = cv2.imencode(path.suffix, picture)
+        from trtpipe.io import atomic_write_bytes
+
+        atomic_write_bytes(path, encoded.tobytes())
+        self.written += 1
+
+    def _write_frame(self, picture) -> None:
+        import cv2
+
+        if self._writer is None:
+            self._video_tmp = self.video_path.with_name(f".{self.video_path.stem}.{os.getpid()}.partial.mp4")
+            height, width = picture.shape[:2]
+            self._writer = cv2.VideoWriter(str(self._video_tmp), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (width, height))
+        self._writer.write(picture)
+        self.written += 1
+
+    def close(self, keep: bool) -> None:
+        """Finishes the video; an interrupted one is kept too (its frames are complete), others are removed."""
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+            if keep or self.written:
+                os.replace(self._video_tmp, self.video_path)
+            else:
+                self._video_tmp.unlink(missing_ok=True)
+
+    def summary(self) -> str:
+        if self.video:
+            return f"{self.written} annotated frames to {self.video_path}" if self.written else "nothing (no frames)"
+        return f"{self.written} files to {self.folder}/"

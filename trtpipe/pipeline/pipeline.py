@@ -24,7 +24,7 @@ import numpy as np
 
 from trtpipe.errors import InputError
 from trtpipe.pipeline.heads import create_head, head_name
-from trtpipe.pipeline.preprocess import preprocess_with_meta
+from trtpipe.pipeline.preprocess import prepare_inputs
 from trtpipe.pipeline.timing import TimingRecorder
 from trtpipe.runtime.base import ClosedError, Engine, StageTimes
 from trtpipe.spec import PreprocessSpec, preprocess_path_for
@@ -39,13 +39,27 @@ class Pipeline:
             outputs, its labels name classes.
         topk: classes kept per image (classification). Defaults to 5.
         warmup: calls left out of ``timings``. Defaults to 1.
+        labels: class names instead of the spec's: a bundled set ("imagenet1k", ...), a text file with one name per
+            line, or a list of names. Defaults to the spec's label set.
         head_options: passed to the task head (score/IoU thresholds, layout ...).
+
+    An engine built with ``--fuse-preprocess`` (its spec's ``fused_preprocess`` set, its input uint8) preprocesses
+    on the GPU: the Pipeline then feeds it the BGR frames as they are, and only maps its outputs back.
     """
 
-    def __init__(self, engine: Engine, spec: PreprocessSpec, *, topk: int = 5, warmup: int = 1, **head_options: Any):
+    def __init__(
+        self,
+        engine: Engine,
+        spec: PreprocessSpec,
+        *,
+        topk: int = 5,
+        warmup: int = 1,
+        labels: str | Sequence[str] | None = None,
+        **head_options: Any,
+    ):
         self.engine = engine
         self.spec = spec
-        self.labels = _load_labels(spec.labels)
+        self.labels = _load_labels(spec.labels if labels is None else labels)
         self.head = create_head(head_name(spec), labels=self.labels, topk=topk, input_size=(spec.height, spec.width), **head_options)
         self.timings = TimingRecorder(warmup=warmup)
         self._input = engine.inputs[0]
@@ -55,6 +69,11 @@ class Pipeline:
                 "use the Engine directly (trtpipe.runtime.load_engine) for multi-input models",
             )
         self._dtype = np.dtype(self._input.dtype)
+        # A fused-preprocessing network takes uint8 NHWC frames; run on ONNX Runtime from the unfused ONNX, the same
+        # spec takes float tensors, and the host preprocesses as usual.
+        self.feeds_frames = spec.fused_preprocess is not None and self._dtype == np.uint8
+        shape = self._input.shape
+        self.frame_size = tuple(shape[1:3]) if self.feeds_frames and min(shape[1:3]) > 0 else None
         self._closed = False
 
     @property
@@ -121,7 +140,7 @@ class Pipeline:
         if self._closed:
             raise ClosedError("Pipeline")
         start = time.perf_counter()
-        batch, metas = preprocess_with_meta(images, self.spec)
+        batch, metas = prepare_inputs(images, self.spec, frames=self.feeds_frames, frame_size=self.frame_size)
         if batch.dtype != self._dtype:
             batch = batch.astype(self._dtype)
         preprocessed = time.perf_counter()
@@ -152,6 +171,31 @@ class Pipeline:
         }
         return outputs, StageTimes(**summed)
 
+    def stream(self, source: Any, *, batch_size: int | None = None, workers: int | None = None, **options: Any):
+        """Runs ``source`` through the Pipeline with every stage busy at once; results come back in input order.
+
+        ``source`` is a folder, image files, a video file, a camera index, a stream URL, or an iterable of BGR
+        images / paths (see :func:`trtpipe.pipeline.sources.open_source`). Decoding and preprocessing run on
+        ``workers`` threads, batches of up to ``batch_size`` run on the engine's execution contexts, post-processing
+        runs on the workers. Iterate the returned :class:`~trtpipe.pipeline.stream.Stream` (and close it, or use
+        ``with``); each item is a :class:`~trtpipe.pipeline.stream.StreamResult`.
+
+            with pipe.stream("photos/", batch_size=8, workers=4) as results:
+                for item in results:
+                    print(item.source, item.result.labels[0] if item.ok else item.error)
+
+        Args:
+            batch_size: images per engine call. Defaults to the engine's profile max (8 when it has none), at most 32.
+            workers: decode/preprocess/post-process threads. Defaults to the number of CPU cores.
+            options: see :class:`~trtpipe.pipeline.stream.Stream` (``inference_threads``, ``max_frames``,
+                ``keep_images``, ``in_flight``).
+        """
+        from trtpipe.pipeline.stream import Stream
+
+        if self._closed:
+            raise ClosedError("Pipeline")
+        return Stream(self, source, batch_size=batch_size, workers=workers, **options)
+
     # -- lifecycle -----------------------------------------------------------------------------
 
     def close(self) -> None:
@@ -167,7 +211,7 @@ class Pipeline:
         self.close()
 
 
-_PIPELINE_OPTIONS = ("topk", "warmup", "score_threshold", "iou_threshold", "max_detections", "layout")
+_PIPELINE_OPTIONS = ("topk", "warmup", "labels", "score_threshold", "iou_threshold", "max_detections", "layout")
 
 
 def _split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -175,9 +219,18 @@ def _split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, A
     return {k: v for k, v in options.items() if k not in pipe}, pipe
 
 
-def _load_labels(name: str | None) -> list[str] | None:
-    if not name:
+def _load_labels(labels: str | Path | Sequence[str] | None) -> list[str] | None:
+    """A label set's name or file -> its class names; a list of names is taken as it is."""
+    if labels is None or (isinstance(labels, str) and not labels):
         return None
+    if not isinstance(labels, (str, Path)):
+        names = list(labels)
+        if not all(isinstance(n, str) for n in names):
+            raise InputError(
+                f"labels is a list of {sorted({type(n).__name__ for n in names})}, expected class names (str)",
+                "pass labels=['cat', 'dog', ...], a label set name such as 'imagenet1k', or a text file path",
+            )
+        return names
     from trtpipe.labels import load_labels  # lazily: only classification/detection with names need it
 
-    return load_labels(name)
+    return load_labels(str(labels))
