@@ -161,6 +161,14 @@ def parse_frame_size(text: str) -> tuple[int, int]:
     return int(match[1]), int(match[2])
 
 
+def parse_fuse_preprocess(text: str) -> str:
+    """A ``--fuse-preprocess`` value: "dynamic", or a frame size normalised to ``HxW`` (" 1080X1920" -> "1080x1920")."""
+    if str(text).strip().lower() == "dynamic":
+        return "dynamic"
+    height, width = parse_frame_size(text)
+    return f"{height}x{width}"
+
+
 def preprocess_path_for(onnx_path: str | Path) -> Path:
     """``engines/mobilenetv2.onnx`` -> ``engines/mobilenetv2.preprocess.json``."""
     onnx_path = Path(onnx_path)

@@ -106,6 +106,9 @@ def build_engine(
     source_model = load_onnx(onnx_path)
     source_sha = onnx_sha256(onnx_path, source_model)
     network_onnx, realised, notes, calib_sha = _prepare_network_onnx(onnx_path, source_model, config, spec, output)
+    if config.fuse_preprocess is not None:
+        network_onnx, spec, fuse_notes = _fuse_preprocess(network_onnx, spec, config, output)
+        notes = list(notes) + fuse_notes
     network_model = source_model if network_onnx == onnx_path else load_onnx(network_onnx)
     inputs, outputs = graph_io(network_model)
     ranges, profile_notes = resolve_profile(inputs, config)
@@ -178,6 +181,12 @@ def _prepare_network_onnx(onnx_path, source_model, config, spec, output):
         return onnx_path, "fp32", [], None
     if config.precision == "int8" and has_qdq:
         return onnx_path, "Q/DQ ONNX as given (no calibration)", [], None
+    if config.precision == "int8" and spec is not None and spec.fused_preprocess is not None:
+        raise ConfigError(
+            f"{onnx_path} takes uint8 frames (its preprocessing is fused in, {spec.fused_preprocess}); INT8 calibration "
+            "feeds preprocessed float tensors",
+            "build INT8 from the unfused ONNX with --fuse-preprocess: calibration runs first, then the preprocessing is fused",
+        )
     if (config.precision == "int8" and config.int8_mode == "implicit") or (
         config.precision == "fp16" and config.fp16_mode == "flag"
     ):
@@ -187,6 +196,27 @@ def _prepare_network_onnx(onnx_path, source_model, config, spec, output):
 
     prepared = prepare_precision_onnx(onnx_path, config, spec, output.parent)
     return Path(prepared.path), prepared.precision_realised, list(prepared.notes), prepared.calibration_cache_sha256
+
+
+def _fuse_preprocess(network_onnx: Path, spec: PreprocessSpec | None, config: BuildConfig, output: Path):
+    """``--fuse-preprocess``: the network ONNX with the spec's preprocessing prepended, written beside the engine
+    as ``<engine stem>.fused.onnx`` (+ its spec); returns it, the fused spec and notes for the sidecar."""
+    from trtpipe.onnx.fuse_preprocess import parity_note, write_fused_onnx
+
+    if spec is None:
+        raise ConfigError(
+            f"--fuse-preprocess needs the model's preprocess spec, and {network_onnx} has none beside it",
+            "export with trtpipe export (which writes <stem>.preprocess.json), or write one with PreprocessSpec(...).save()",
+        )
+    if config.precision == "int8" and config.int8_mode == "implicit":
+        raise ConfigError(
+            "--fuse-preprocess with --int8-mode implicit: TensorRT's calibrator would feed float tensors to a network "
+            "that takes uint8 frames",
+            "use the default --int8-mode explicit (calibration happens before the preprocessing is fused)",
+        )
+    fused_path = output.with_name(output.name.split(".")[0] + ".fused.onnx")
+    fused = write_fused_onnx(network_onnx, spec, config.fuse_preprocess, fused_path)
+    return fused_path, fused.spec, [fused.note, parity_note(fused)]
 
 
 def _target(flavor: Flavor, config: BuildConfig) -> dict:

@@ -28,12 +28,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="explicit: Q/DQ ONNX, every flavour (default); implicit: TensorRT 10 calibrator")
     parser.add_argument("--fp16-mode", choices=("explicit", "flag"), default="explicit",
                         help="explicit: FP16 ONNX, strongly typed (default); flag: TensorRT 10 BuilderFlag.FP16")
+    parser.add_argument("--fuse-preprocess", metavar="HxW|dynamic",
+                        help="preprocess on the GPU: the engine takes uint8 NHWC BGR frames of this size (e.g. 1080x1920, "
+                             "antialiased as the spec asks) or any size within --shapes frames:... (dynamic: not "
+                             "antialiased); writes <engine stem>.fused.onnx beside the engine")
     add_flavor_argument(parser)
     parser.add_argument("--force", action="store_true", help="rebuild even when the engine is up to date")
 
 
 def config_from_args(args: argparse.Namespace):
-    from trtpipe.spec import BatchRange, BuildConfig
+    from trtpipe.spec import BatchRange, BuildConfig, parse_fuse_preprocess
 
     return BuildConfig(
         precision=args.precision,
@@ -52,7 +56,9 @@ def config_from_args(args: argparse.Namespace):
         keep_fp=tuple(args.keep_fp),
         auto_keep=args.auto_keep,
         bias_correction=args.bias_correction,
+        fuse_preprocess=parse_fuse_preprocess(args.fuse_preprocess) if args.fuse_preprocess else None,
     )
+
 
 
 def run(args: argparse.Namespace) -> int:

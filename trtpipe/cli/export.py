@@ -30,6 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--force", action="store_true", help="export even if an up-to-date ONNX exists")
     parser.add_argument(
+        "--fuse-preprocess", metavar="HxW|dynamic",
+        help="put the preprocessing in the ONNX: it takes uint8 NHWC BGR frames of this size (e.g. 1080x1920: "
+        "antialiased as the spec asks) or any size (dynamic: not antialiased), so engines preprocess on the GPU",
+    )
+    parser.add_argument(
         "--parity", choices=("strict", "warn"), default="strict",
         help="ONNX Runtime vs torch check: strict refuses a difference above 1e-3 of an output's scale (default); "
         "warn exports anyway and logs the difference",
@@ -47,5 +52,6 @@ def run(args: argparse.Namespace) -> int:
         dynamic_batch=args.dynamic_batch,
         force=args.force,
         strict_parity=args.parity == "strict",
+        fuse_preprocess=args.fuse_preprocess,
     )
     return 0

@@ -141,8 +141,8 @@ def _resample(
     With ``spec.antialias`` and a shrink, the region is first halved with 2x2 box averages (``INTER_LINEAR`` at
     exactly 1/2 is one) while it is at least twice the target, then finished with ``INTER_AREA`` when a shrink of
     1.25x or more remains. A direct ``INTER_AREA`` from 1080p matches torchvision as well but costs ~2 ms at a
-    fractional scale; the halving chain costs ~0.2 ms. Fractional boxes (centre crops) end with ``cv2.remap`` on cached maps
-    so that the geometry is exactly torchvision's.
+    fractional scale; the halving chain costs ~0.2 ms. Fractional boxes (centre crops) end with ``cv2.remap`` on
+    cached maps so that the geometry is exactly torchvision's.
     """
     x0, y0, x1, y1 = box
     h, w = image.shape[:2]
@@ -162,6 +162,13 @@ def _resample(
     whole = abs(x0) < 1e-6 and abs(y0) < 1e-6 and abs(x1 - rw) < 1e-3 and abs(y1 - rh) < 1e-3
     if whole:
         return region if (rh, rw) == (height, width) else cv2.resize(region, (width, height), interpolation=interpolation)
+    if interpolation == cv2.INTER_AREA:
+        # A fractional box still 1.25x+ too large (a 720p frame's crop after one halving): INTER_AREA the region at the
+        # box's exact scale (fx, fy given, so OpenCV keeps them exact), leaving only a sub-pixel shift for remap;
+        # remap alone would sample it bilinearly, aliased.
+        fx, fy = width / (x1 - x0), height / (y1 - y0)
+        region = cv2.resize(region, None, fx=fx, fy=fy, interpolation=cv2.INTER_AREA)
+        x0, x1, y0, y1 = x0 * fx, x1 * fx, y0 * fy, y1 * fy
     map_xy, map_fraction = _crop_maps(round(x0, 6), round(y0, 6), round(x1, 6), round(y1, 6), width, height)
     interpolation = cv2.INTER_LINEAR if interpolation == cv2.INTER_AREA else interpolation
     return cv2.remap(region, map_xy, map_fraction, interpolation, borderMode=cv2.BORDER_REPLICATE)

@@ -35,7 +35,7 @@ import onnx
 
 from trtpipe.errors import ConfigError, OnnxModelError
 from trtpipe.io import atomic_output, ensure_writable_dir, sha256_file
-from trtpipe.spec import PreprocessSpec, preprocess_path_for
+from trtpipe.spec import PreprocessSpec, parse_fuse_preprocess, preprocess_path_for
 from trtpipe.zoo.registry import ModelEntry, WeightsRequest, get_model, load_model, output_stem
 
 log = logging.getLogger("trtpipe.zoo")
@@ -99,6 +99,7 @@ def export_model(
     exporter: str | None = None,
     strict_parity: bool = True,
     force: bool = False,
+    fuse_preprocess: str | None = None,
 ) -> ExportResult:
     """Exports zoo model ``name`` to ONNX and writes its PreprocessSpec beside it.
 
@@ -114,6 +115,9 @@ def export_model(
         strict_parity: raise when ONNX Runtime and torch differ by more than 1e-3 of an output's scale;
             False logs a warning and returns the figures (the coverage sweep records them). Defaults to True.
         force: export even when an up-to-date export exists.
+        fuse_preprocess: "HxW" or "dynamic": prepend the model's preprocessing, so that the ONNX (and engines built
+            from it) take uint8 NHWC BGR frames of that size (see ``trtpipe.onnx.fuse_preprocess``); the parity check
+            with torch runs on the model before fusing. Defaults to None (float tensors in).
 
     Returns:
         The ExportResult; ``skipped`` says whether an existing export was reused.
@@ -130,7 +134,10 @@ def export_model(
     entry = get_model(name)  # registry only: no torch
     if dynamic_batch is None:
         dynamic_batch = entry.task == "classification"
+    fuse_preprocess = parse_fuse_preprocess(fuse_preprocess) if fuse_preprocess is not None else None
     fingerprint = _fingerprint(name, request, opset, dynamic_batch, exporter)
+    if fuse_preprocess is not None:
+        fingerprint["fuse_preprocess"] = fuse_preprocess
 
     if not force:
         existing = _up_to_date(onnx_path, spec_path, fingerprint)
@@ -145,6 +152,8 @@ def export_model(
     ensure_writable_dir(onnx_path.parent)  # fail before the slow part, with a clear message
     try:
         made = _export(entry, request, attempts, dynamic_batch, fingerprint, strict_parity)
+        if fuse_preprocess is not None:
+            made = _fuse(made, fuse_preprocess)
         with atomic_output(onnx_path) as onnx_tmp, atomic_output(spec_path) as spec_tmp:
             onnx.save(made.model, onnx_tmp)
             spec_tmp.write_text(json.dumps(made.spec.to_dict(), indent=2) + "\n")
@@ -279,6 +288,16 @@ def _export(
         onnx.helper.set_model_props(model, metadata)
         return _Made(model, spec, attempt, names, parity, tuple(notes))
     raise AssertionError("unreachable: the loop returns or raises")
+
+
+def _fuse(made: _Made, frames: str) -> _Made:
+    """The export with its preprocessing fused in (uint8 frames in); the log says how, and how close to the CPU path."""
+    from trtpipe.onnx.fuse_preprocess import fuse_preprocess, parity_note
+
+    fused = fuse_preprocess(made.model, made.spec, frames)
+    parity = parity_note(fused)
+    log.info("%s; %s", fused.note, parity)
+    return dataclasses.replace(made, model=fused.model, spec=fused.spec)
 
 
 def _export_once(module, sample, attempt: _Attempt, names: tuple[str, ...], dynamic_batch: bool, name: str):

@@ -1,0 +1,165 @@
+"""Pipeline.stream: input order, error items, batching within the profile, bounded reading, shutdown, failures."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from trtpipe.errors import ConfigError
+from trtpipe.pipeline.pipeline import Pipeline
+from trtpipe.runtime.onnxruntime_engine import OnnxRuntimeEngine
+from trtpipe.runtime.simulation import tiny_spec
+from trtpipe.runtime.tensorrt_engine import TensorRTEngine
+
+
+def stream_threads():
+    return [t.name for t in threading.enumerate() if t.name.startswith("trtpipe-stream")]
+
+
+def random_images(count, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (20 + i % 7, 30, 3), dtype=np.uint8) for i in range(count)]
+
+
+@pytest.fixture
+def photo_folder(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i, image in enumerate(random_images(13)):
+        cv2.imwrite(str(folder / f"img{i:02d}.png"), image)
+    (folder / "img05.png").write_bytes(b"\x89PNG truncated")  # unreadable: an error item, the stream goes on
+    return folder
+
+
+@pytest.fixture
+def ort_pipe(tiny_classifier_onnx):
+    with Pipeline(OnnxRuntimeEngine(tiny_classifier_onnx), tiny_spec(), topk=3) as pipe:
+        yield pipe
+
+
+class CountingEngine(OnnxRuntimeEngine):
+    """ONNX Runtime with the number of execution contexts a stream reads, and a record of the calls."""
+
+    def __init__(self, path, *, contexts=1, delay=0.0, fail_on_call=None):
+        super().__init__(path)
+        self.num_contexts = contexts
+        self.delay, self.fail_on_call = delay, fail_on_call
+        self.batches, self.running, self.most_running = [], 0, 0
+        self._lock = threading.Lock()
+
+    def infer_timed(self, feeds):
+        with self._lock:
+            self.batches.append(len(next(iter(feeds.values()))))
+            self.running += 1
+            self.most_running = max(self.most_running, self.running)
+            call = len(self.batches)
+        try:
+            if call == self.fail_on_call:
+                raise RuntimeError("device lost (injected)")
+            time.sleep(self.delay)
+            return super().infer_timed(feeds)
+        finally:
+            with self._lock:
+                self.running -= 1
+
+
+def test_results_come_in_input_order_equal_to_sequential_calls_with_an_error_item(ort_pipe, photo_folder):
+    files = sorted(photo_folder.glob("*.png"))
+    with ort_pipe.stream(photo_folder, batch_size=4, workers=3) as results:
+        items = list(results)
+        stats = results.stats
+    assert [i.index for i in items] == list(range(13)) and [i.source for i in items] == [str(f) for f in files]
+    broken = items[5]
+    assert not broken.ok and broken.result is None and "img05.png: OpenCV cannot decode it" in str(broken.error)
+    for item in items:
+        if item.ok:
+            expected = ort_pipe(cv2.imread(item.source))
+            assert item.result.indices == expected.indices
+            np.testing.assert_allclose(item.result.scores, expected.scores, rtol=1e-5)
+            assert item.result.backend == "onnxruntime-cpu" and 1 <= item.times.batch <= 4
+            assert item.times.read > 0 and item.times.latency >= item.times.infer > 0
+    assert (stats.images, stats.errors) == (13, 1) and stats.images_per_s > 0 and "12 images" not in stats.summary()
+    assert stream_threads() == []
+
+
+def test_batches_stay_within_the_engine_profile(sim_engine, sim_flavor):
+    with Pipeline(TensorRTEngine(sim_engine, flavor=sim_flavor), tiny_spec()) as pipe:  # profile batch 1..4
+        sequential = [pipe(image).indices for image in random_images(30)]
+        stream = pipe.stream(random_images(30), batch_size=16, workers=2)
+        assert stream.batch_size == 4
+        items = list(stream)
+    assert [i.result.indices for i in items] == sequential
+    assert all(i.result.backend == "tensorrt-simulated" and i.times.batch <= 4 for i in items)
+    assert items[0].times.engine.h2d is not None  # the engine's own device stages come through
+
+
+def test_inference_threads_follow_the_engine_contexts(tiny_classifier_onnx):
+    engine = CountingEngine(tiny_classifier_onnx, contexts=2, delay=0.05)
+    with Pipeline(engine, tiny_spec()) as pipe:
+        with pipe.stream(random_images(24), batch_size=2, workers=2) as stream:
+            assert stream.inference_threads == 2
+            assert len(list(stream)) == 24
+    assert engine.most_running == 2 and max(engine.batches) <= 2
+
+
+def test_reading_stays_within_in_flight_while_the_caller_is_slow(tiny_classifier_onnx):
+    produced = []
+
+    def endless():
+        while True:
+            produced.append(1)
+            yield np.zeros((16, 16, 3), np.uint8)
+
+    with Pipeline(OnnxRuntimeEngine(tiny_classifier_onnx), tiny_spec()) as pipe:
+        stream = pipe.stream(endless(), batch_size=2, workers=2, in_flight=6)
+        for taken, _ in enumerate(stream, 1):
+            if taken == 3:
+                break
+        time.sleep(0.5)  # the caller dawdles; the reader must wait, not run ahead
+        assert len(produced) <= 3 + 6 + 1  # taken + in flight + the one the reader holds while it waits
+        stream.close()
+    assert stream_threads() == []
+
+
+def test_ctrl_c_in_the_loop_or_while_waiting_stops_every_thread(tiny_classifier_onnx):
+    def slow():
+        for i in range(1000):
+            time.sleep(0.02)
+            yield np.zeros((16, 16, 3), np.uint8)
+
+    with Pipeline(OnnxRuntimeEngine(tiny_classifier_onnx), tiny_spec()) as pipe:
+        with pytest.raises(KeyboardInterrupt):
+            for count, _ in enumerate(pipe.stream(slow(), batch_size=2, workers=2), 1):
+                if count == 5:
+                    raise KeyboardInterrupt  # Ctrl-C while the loop body runs
+        assert stream_threads() == []
+        main = threading.get_ident()
+        timer = threading.Timer(0.3, lambda: signal.pthread_kill(main, signal.SIGINT))  # Ctrl-C while waiting
+        stream = pipe.stream(slow(), batch_size=64, workers=1, in_flight=64)
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            for _ in stream:
+                pass
+        timer.join()
+    assert stream_threads() == []
+
+
+def test_an_engine_failure_stops_the_stream_and_reaches_the_caller(tiny_classifier_onnx):
+    engine = CountingEngine(tiny_classifier_onnx, fail_on_call=3)
+    with Pipeline(engine, tiny_spec()) as pipe:
+        with pytest.raises(RuntimeError, match="device lost"):
+            for _ in pipe.stream(random_images(40), batch_size=2, workers=2):
+                pass
+    assert stream_threads() == []
+
+
+def test_bad_arguments_name_the_python_argument(ort_pipe):
+    with pytest.raises(ConfigError, match="Pipeline.stream: workers is 0.*Hint: pass workers=1"):
+        ort_pipe.stream(random_images(2), workers=0)
+    with pytest.raises(ConfigError, match="in_flight 2 is below batch_size 4"):
+        ort_pipe.stream(random_images(2), batch_size=4, in_flight=2)
