@@ -180,7 +180,7 @@ def compare(reports: Sequence[BenchReport], baseline: BenchReport | None = None,
     machines = {machine_key(r.environment): r.environment for r in reports}
     base_machine = machine_key(baseline.environment) if baseline else None
     timed = [r for r in reports if not r.functional_check]
-    series = _series(timed, mixed_models=len(models) > 1, machines=len(machines))
+    series = _series(timed, mixed_models=len(models) > 1, machines=len({machine_key(r.environment) for r in timed}))
     by_report = {id(s.report): s for s in series}
     rows, served, checks = [], [], []
     for report in reports:
@@ -261,12 +261,17 @@ def _series(reports: list[BenchReport], *, mixed_models: bool, machines: int) ->
     bases = []
     for report, ident in zip(reports, idents):
         parts = ([ident["model"]] if mixed_models else []) + ([ident["machine"]] if machines > 1 else [])
-        parts += [ident["backend"], ident["precision"]]
+        if report.served:  # what the server ran is unknown to the client unless given (--precision)
+            parts += [ident["backend"], f"model {report.backend.get('model')}", _FIELD_TEXT["request_batch"](ident["request_batch"])]
+            parts += [] if ident["precision"] == "unknown" else [ident["precision"]]
+            parts += [f"server {report.backend.get('device', '?').upper()}"]
+        else:
+            parts += [ident["backend"], ident["precision"]]
         bases.append(" · ".join(parts))
     labels = []
     for i, (base, ident) in enumerate(zip(bases, idents)):
         peers = [idents[j] for j, b in enumerate(bases) if b == base and j != i]
-        differing = [k for k in _FIELD_TEXT if any(peer.get(k) != ident.get(k) for peer in peers)]
+        differing = [k for k in _FIELD_TEXT if any(peer.get(k) != ident.get(k) for peer in peers) and k != "request_batch"]
         text = [_FIELD_TEXT[k](ident.get(k)) for k in differing if k in ident]
         labels.append(base + (f" · {', '.join(text)}" if text else ""))
     # Runs that measured the same thing the same way stay apart: named by their file.
@@ -292,7 +297,7 @@ def _same_file(a: BenchReport, b: BenchReport) -> bool:
 
 def _flags(report: BenchReport) -> tuple[str, ...]:
     flags = []
-    if report.on_cpu:
+    if report.on_cpu and not report.served:  # a served model's device is the server's, and its latency a request's
         flags.append("CPU")
     if report.backend.get("fallback"):
         flags.append("fallback")

@@ -136,10 +136,10 @@ class _Options:
 
 def _result(batch: int, mode: str, samples: Samples, options: _Options, throughput_source: str | None = None,
             check: Mapping[str, Any] | None = None) -> BenchResult:
-    if options.times is not None:
-        options.times.extend(iteration_records(batch, mode, samples))
     if options.functional:  # the simulation's clock is fake: it ran, and that is all it says
         return BenchResult(batch, mode, samples.iterations, None, {}, samples.partial, None, timed=False, check=check)
+    if options.times is not None:
+        options.times.extend(iteration_records(batch, mode, samples))
     metrics = {name: summarize(values, options.percentiles) for name, values in samples.values.items()}
     return BenchResult(batch, mode, samples.iterations, samples.wall_s, metrics, samples.partial, throughput_source)
 

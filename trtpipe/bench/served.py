@@ -153,7 +153,7 @@ class _Server:
         return self.module.InferenceServerClient(self.url, network_timeout=self.timeout_s, connection_timeout=self.timeout_s)
 
     def _call(self, method: str, *args, **kwargs):
-        if self.protocol == "grpc":
+        if self.protocol == "grpc" and method.startswith("get_"):  # gRPC's getters return protobuf unless asked
             kwargs["as_json"] = True
         client = self.client()
         try:
@@ -191,6 +191,21 @@ class _Server:
         config = self._call("get_model_config", model, version)
         return metadata, config.get("config", config)
 
+    def settled_statistics(self, model: str, version: str, successes: int, timeout_s: float = 2.0):
+        """Statistics once ``model`` counts at least ``successes`` successful requests.
+
+        A client has its response before Triton adds the request to its statistics, so a snapshot taken right
+        after the last response can miss it; this polls (10 ms) until the count is reached, or ``timeout_s``.
+        Returns (statistics, settled).
+        """
+        deadline = time.perf_counter() + timeout_s
+        while True:
+            stats = self.statistics()
+            seen = _successes(stats, model, version)
+            if seen >= successes or time.perf_counter() > deadline:
+                return stats, seen >= successes
+            time.sleep(0.01)
+
     def statistics(self) -> dict[tuple[str, str], dict[str, int]]:
         """(model, version) -> cumulative counts and nanoseconds, for every model the server has run."""
         stats = self._call("get_inference_statistics", "")
@@ -207,6 +222,10 @@ class _Server:
 
 def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
+def _successes(stats, model: str, version: str) -> int:
+    return sum(row["success_count"] for (name, v), row in stats.items() if name == model and (not version or v == version))
 
 
 def _server_block(before, after, model: str, version: str) -> dict[str, Any] | None:
@@ -278,7 +297,7 @@ def request_inputs(metadata: dict, config: dict, batch: int, data: Mapping[str, 
         raise ConfigError(f"model {metadata['name']!r} does not batch (max_batch_size 0), and --batch {batch} was asked",
                           "use --batch 1 (each request is one inference of the model's fixed shape)")
     if max_batch and batch > max_batch:
-        raise ConfigError(f"--batch {batch} exceeds model {metadata['name']!r}'s max_batch_size {max_batch}",
+        raise ConfigError(f"--batch {batch} exceeds the max_batch_size {max_batch} of model {metadata['name']!r}",
                           f"use --batch {max_batch} or less, or export the repository with a larger --max-batch")
     names = [t["name"] for t in metadata["inputs"]]
     for given, option in ((data, "--input-data"), (shapes, "--shapes")):
@@ -355,8 +374,11 @@ class _Level:
 
 
 def _run_level(server: _Server, model: str, version: str, inputs: list[RequestInput], concurrency: int,
-               settings: LoadSettings, progress: Progress | None, phase: str, on_start: Callable[[], None]) -> _Level:
-    """``concurrency`` threads each keep one request outstanding: warm-up, then the timed requests."""
+               settings: LoadSettings, progress: Progress | None, phase: str, on_start: Callable[[int], None]) -> _Level:
+    """``concurrency`` threads each keep one request outstanding: warm-up, then the timed requests.
+
+    ``on_start(warm_up_successes)`` runs once, when every client has warmed up and before any timed request.
+    """
     module = server.module
     lock = threading.Lock()
     stop = threading.Event()
@@ -364,10 +386,11 @@ def _run_level(server: _Server, model: str, version: str, inputs: list[RequestIn
     latencies: list[float] = []
     errors: list[str] = []  # timed requests that failed
     warmup_errors: list[str] = []
+    warmed_up = [0]  # successful warm-up requests
     claimed = [0]
 
     def start_timing() -> None:  # run once, by the barrier, when every client has warmed up
-        on_start()
+        on_start(warmed_up[0])
         clock["start"] = time.perf_counter()
 
     ready = threading.Barrier(concurrency + 1, action=start_timing)
@@ -399,8 +422,12 @@ def _run_level(server: _Server, model: str, version: str, inputs: list[RequestIn
             warm_start = time.perf_counter()
             try:
                 send()
+                with lock:
+                    warmed_up[0] += 1
                 while time.perf_counter() - warm_start < settings.warmup_s and not stop.is_set():
                     send()
+                    with lock:
+                        warmed_up[0] += 1
             except Exception as exc:  # noqa: BLE001 - reported if the timed requests fail too
                 with lock:
                     warmup_errors.append(_first_line(exc))
@@ -508,7 +535,7 @@ def load_test(
         environment=capture_environment(),
         command=command,
     )
-    where = "this machine (loopback)" if host in ("127.0.0.1", "localhost", "[::1]", "::1") else f"{host}, not this machine"
+    where = "on this machine, loopback" if host in ("127.0.0.1", "localhost", "[::1]", "::1") else f"on {host}, not this machine"
     report.notes.append(f"served by {report.backend['server']} at {url} ({where}); model {model} version {version or '?'} "
                         f"on {report.backend['model_backend']} ({', '.join(kinds)}){f': {runner}' if runner else ''}; "
                         "the environment block describes the client")
@@ -519,15 +546,27 @@ def load_test(
         for concurrency in settings.concurrency:
             phase = f"concurrency {concurrency}"
             progress = progress_factory(f"[bench {model} {report.backend['name']} batch {settings.batch}]") if progress_factory else None
-            snapshot: dict[str, Any] = {}
-            level = _run_level(server, model, model_version, inputs, concurrency, settings, progress, phase,
-                               on_start=lambda: snapshot.__setitem__("before", server.statistics()))
+            snapshot: dict[str, Any] = {"initial": server.statistics()}
+
+            def before_timing(warm_up_successes: int) -> None:
+                # The warm-up's requests must be in the server's counts before the level's "before" snapshot.
+                snapshot["before"], _ = server.settled_statistics(
+                    model, version, _successes(snapshot["initial"], model, version) + warm_up_successes)
+
+            level = _run_level(server, model, model_version, inputs, concurrency, settings, progress, phase, before_timing)
             if not level.latencies_ms and not level.partial:
                 raise ConfigError(
                     f"every request to {model!r} at {url} failed at concurrency {concurrency}: {level.first_error}",
                     "check the request data against the model (trtpipe bench --url ... --input-data NAME:FILE)",
                 )
-            server_block = _server_block(snapshot["before"], server.statistics(), model, model_version) if "before" in snapshot else None
+            server_block = None
+            if "before" in snapshot:
+                after, settled = server.settled_statistics(
+                    model, version, _successes(snapshot["before"], model, version) + len(level.latencies_ms))
+                server_block = _server_block(snapshot["before"], after, model, version)
+                if not settled:
+                    report.notes.append(f"concurrency {concurrency}: Triton's statistics had not counted every timed "
+                                        "request 2 s after the last response; its server-side figures may miss some")
             samples = Samples(iterations=len(level.latencies_ms), wall_s=level.wall_s, partial=level.partial)
             if progress is not None:
                 progress.done(phase, samples)

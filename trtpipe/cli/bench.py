@@ -125,6 +125,9 @@ def _run_local(args) -> int:
             raise ConfigError(f"--{option.replace('served_', '')} applies to a served model", "add --url HOST:PORT, or drop it")
     if args.infer_streams < 1:
         raise ConfigError(f"--infStreams is {args.infer_streams}, expected >= 1", "e.g. --infStreams 2")
+    if args.simulate and args.export_times:
+        raise ConfigError("--exportTimes writes per-iteration timings, and a --simulate run times nothing (its device "
+                          "clock is simulated)", "drop --exportTimes, or bench the engine on a GPU")
     warmup, duration, percentiles = _common(args)
     settings = MeasureSettings(warmup_s=warmup, duration_s=duration, iterations_min=args.iterations, in_flight=args.in_flight)
     shapes = runtime_shapes(args.shapes)
@@ -314,10 +317,13 @@ def _finish(report, out: Path, export: Path | None, started: float) -> int:
     """The verb's one summary line (stderr): what was measured, where it went, how long it took."""
     elapsed = time.perf_counter() - started
     what = f"{report.model['name']} {report.model['precision']} on {report.backend['name']}"
+    if report.served:
+        what = (f"served model {report.backend['model']} at {report.backend['url']} over {report.backend['protocol'].upper()}"
+                f" (request batch {report.settings['batches'][0]})")
     flags = [flag for flag, on in (("SIMULATED: functional check, nothing timed", report.simulated),
                                    ("RANDOM WEIGHTS", report.random_weights),
                                    ("CPU fallback", report.backend.get("fallback"))) if on]
-    kind = "levels" if report.served else "results"
+    kind = "concurrency levels" if report.served else "results"
     extra = f" and {export}" if export else ""
     if report.partial:
         print(f"trtpipe bench: interrupted; PARTIAL report written to {out} ({report.partial_reason})", file=sys.stderr)
