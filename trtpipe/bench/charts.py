@@ -120,6 +120,9 @@ def _flag_footnotes(comparison: Comparison, rows) -> list[str]:
         notes.append("[CPU fallback] a GPU backend was asked for; this machine had none, so the ONNX ran on ONNX Runtime's CPU.")
     if "random weights" in used:
         notes.append("[random weights] pretrained weights were unavailable: timings hold, accuracy would not.")
+    if "INT8 dequantized" in used:
+        notes.append("[INT8 dequantized] ONNX Runtime's CPU dequantizes the Q/DQ model and runs float kernels: "
+                     "it checks the INT8 model, it does not show INT8 speed.")
     if "busy" in used:
         notes.append("[busy] the machine's load average exceeded its usable cores when the run started: inflated, noisy timings.")
     if "partial" in used:
@@ -140,8 +143,12 @@ def _by_series(rows) -> dict[str, list]:
 
 
 def _series_flags_title(comparison: Comparison) -> str:
+    """The model(s), and "CPU only" when no charted run had a GPU (the reader must not take it for one)."""
     models = ", ".join(sorted({r.model for r in comparison.rows} | {r.model for r in comparison.served}))
-    return models
+    charted = [env for key, env in comparison.machines.items() if _charted(comparison, key)]
+    local_gpu = any(row.device == "gpu" for row in comparison.rows)
+    no_gpu = not any(env.get("gpus") for env in charted) and not local_gpu
+    return models + (" — CPU only, no GPU" if no_gpu else "")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -216,7 +223,7 @@ def write_throughput_chart(comparison: Comparison, path: str | Path) -> Path:
             if hatch:
                 bar.set_hatch(hatch)
                 bar.set_edgecolor("#ffffff")
-        ax.bar_label(bars, labels=[f"{r.images_per_s:,.0f}" for r in rows], fontsize=7, padding=2)
+        ax.bar_label(bars, labels=[_rate(r.images_per_s) for r in rows], fontsize=7, padding=2)
         handles.append(bars)
         labels.append(label)
     ax.set_xticks(range(len(batches)), [f"batch {b}" for b in batches])
@@ -247,7 +254,7 @@ def write_concurrency_chart(comparison: Comparison, path: str | Path) -> Path:
                                       "(perf_analyzer's concurrency mode)", panels=2)
     from matplotlib.lines import Line2D
 
-    handles, labels, thin = [], [], []
+    handles, labels, thin, drawn_styles = [], [], [], set()
     levels = sorted({row.concurrency for row in comparison.served})
     batches = sorted({row.batch for row in comparison.served})
     for label, rows in _by_series(comparison.served).items():
@@ -265,11 +272,17 @@ def write_concurrency_chart(comparison: Comparison, path: str | Path) -> Path:
             if stat != "median" and len(points) < len([r for r in rows if r.latency is not None]):
                 thin.append((label, stat))
             if points:
+                drawn_styles.add(stat)
                 right.plot(*zip(*points), color=color, linestyle=style, marker="o" if stat == "median" else None,
                            markersize=4, linewidth=1.5)
+        means = [(r.concurrency, r.latency.mean) for r in rows if r.latency is not None]
+        if means:
+            drawn_styles.add("mean")
+            right.plot(*zip(*means), color=color, linestyle="none", marker="x", markersize=6)
         server = [(r.concurrency, r.server["mean_ms"]["request"]) for r in rows
                   if r.server and (r.server.get("mean_ms") or {}).get("request") is not None]
         if server:
+            drawn_styles.add("server")
             right.plot(*zip(*server), color=color, linestyle="none", marker="D", markersize=5, markerfacecolor="white")
         handles.append(Line2D([], [], color=color, marker="o", linewidth=1.6))
         labels.append(label)
@@ -282,12 +295,16 @@ def write_concurrency_chart(comparison: Comparison, path: str | Path) -> Path:
     left.margins(y=0.15)
     right.set_ylabel(f"latency per {per}, ms")
     right.set_ylim(bottom=0)
-    style_handles = [Line2D([], [], color="#444444", linestyle=style, linewidth=1.5) for _, _, style in _PERCENTILE_STYLES]
-    style_handles.append(Line2D([], [], color="#444444", linestyle="none", marker="D", markerfacecolor="white"))
-    right.legend(style_handles, ["client p50", "client p95", "client p99", "server mean (Triton statistics)"],
-                 fontsize=7.5, loc="upper left", frameon=False)
+    styles = [(stat, Line2D([], [], color="#444444", linestyle=style, linewidth=1.5), f"client {name}")
+              for stat, name, style in _PERCENTILE_STYLES]
+    styles += [("mean", Line2D([], [], color="#444444", linestyle="none", marker="x"), "client mean"),
+               ("server", Line2D([], [], color="#444444", linestyle="none", marker="D", markerfacecolor="white"),
+                "server mean (Triton statistics)")]
+    shown = [(handle, text) for stat, handle, text in styles if stat in drawn_styles]
+    right.legend(*zip(*shown), fontsize=7.5, loc="upper left", frameon=False)
     footnotes = ["Client latency: send to response on the client (includes the client's serialization and transport). "
-                 "Server mean: Triton's statistics extension, request time per successful request (queue + compute)."]
+                 "Server mean: Triton's statistics extension, request time per successful request (queue + compute); "
+                 "Triton keeps no percentiles, so compare it with the client mean."]
     if thin:
         missing = sorted({f"p{percentile_key(stat)}" for _, stat in thin})
         footnotes.append(f"{', '.join(missing)} not drawn at levels with too few requests (p95 needs "
@@ -311,6 +328,10 @@ def _value_axis(ax, values: list[float]) -> None:
 
 def _stat(row: ServedRow, stat) -> float:
     return row.latency.median if stat == "median" else row.latency.percentile(stat)
+
+
+def _rate(value: float) -> str:
+    return f"{value:.1f}" if value < 100 else f"{value:,.0f}"
 
 
 def _ms(value: float) -> str:

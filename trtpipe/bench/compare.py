@@ -33,13 +33,15 @@ FLAG_TEXT = {
            "synchronous call on the host clock, which is not comparable with a GPU's host latency",
     "fallback": "CPU fallback: a GPU backend was asked for and this machine had none, so the ONNX ran on ONNX Runtime's CPU",
     "random weights": "RANDOM weights (pretrained weights were not available): the timings hold, any accuracy figure does not",
+    "INT8 dequantized": "the Q/DQ INT8 model ran in ONNX Runtime on the CPU, which dequantizes it and runs float "
+                        "kernels: the row checks the INT8 model, it does not show INT8 speed (TensorRT's would)",
     "busy": "the machine was busy when the run started (load average above its usable cores): timings are inflated and noisy",
     "partial": "PARTIAL: the run was interrupted (Ctrl-C); fewer batches or iterations than asked for",
     "request errors": "some requests to the served model failed: its statistics cover the successful ones only",
     "other machine": "measured on another machine than the baseline: the speedup mixes hardware and software",
 }
 #: Flags shown in a chart legend (the others are in the table and the caption).
-LEGEND_FLAGS = ("fallback", "random weights", "busy", "partial", "request errors")
+LEGEND_FLAGS = ("fallback", "random weights", "INT8 dequantized", "busy", "partial", "request errors")
 
 #: Colours given to series in order, the same series keeping its colour in every chart of a report
 #: (matplotlib's tab10, then tab20's lighter shades: distinguishable, and safe for common colour blindness).
@@ -242,7 +244,7 @@ def _shapes_text(shapes) -> str | None:
 _FIELD_TEXT = {
     "file": lambda v: f"file {v}" if v else "no file",
     "weights": lambda v: "random weights" if v == "random" else f"weights {v}",
-    "fallback": lambda v: "CPU fallback" if v else "backend asked for",
+    "fallback": lambda v: "CPU fallback" if v else "not a fallback",
     "threads": lambda v: f"{v} thread{'s' if v != 1 else ''}" if v else "default threads",
     "shapes": lambda v: f"shapes {v}" if v else "default shapes",
     "cuda_graph": lambda v: "CUDA graph" if v else "no CUDA graph",
@@ -303,6 +305,8 @@ def _flags(report: BenchReport) -> tuple[str, ...]:
         flags.append("fallback")
     if report.random_weights:
         flags.append("random weights")
+    if report.backend.get("int8_dequantized"):
+        flags.append("INT8 dequantized")
     if _busy(report.environment):
         flags.append("busy")
     if report.partial or any(r.partial for r in report.results):

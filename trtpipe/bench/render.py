@@ -31,7 +31,7 @@ def table_columns(tail: float = 99.0) -> tuple[str, ...]:
 
 TABLE_COLUMNS = table_columns()
 SERVED_COLUMNS = (
-    "model", "series", "protocol", "batch", "concurrency", "requests", "errors", "requests/s", "images/s",
+    "model", "series", "protocol", "batch", "concurrency", "requests", "errors", "requests/s", "images/s", "client mean ms",
     "client p50 ms", "client p90 ms", "client p95 ms", "client p99 ms", "server request ms", "server queue ms",
     "server compute ms", "flags",
 )
@@ -87,7 +87,7 @@ def served_cells(row: ServedRow) -> list[str]:
     compute = [means.get(k) for k in ("compute_input", "compute_infer", "compute_output")]
     return [
         row.model, row.series, row.backend, str(row.batch), str(row.concurrency), str(row.requests), str(row.errors),
-        _rate(row.requests_per_s), _rate(row.images_per_s),
+        _rate(row.requests_per_s), _rate(row.images_per_s), format_ms(lat.mean if lat else None),
         *(format_ms(lat.percentile(p) if lat else None) for p in (50, 90, 95, 99)),
         format_ms(means.get("request")), format_ms(means.get("queue")),
         format_ms(sum(compute) if all(c is not None for c in compute) else None),

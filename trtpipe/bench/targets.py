@@ -148,7 +148,8 @@ def _open_onnxruntime(path: Path, precision: str | None, name: str | None, threa
     engine = load_engine(path, backend="onnxruntime", threads=threads)
     device = "gpu" if engine.backend.endswith("cuda") else "cpu"
     notes = []
-    if found == "int8" and device == "cpu":
+    dequantized = found == "int8" and device == "cpu"
+    if dequantized:
         # trtpipe places Q/DQ where TensorRT fuses them (inputs only); ONNX Runtime's CPU integer kernels
         # need Q/DQ around outputs too, so it dequantizes and runs float convolutions.
         notes.append(f"{path.name}: the Q/DQ model runs in ONNX Runtime on the CPU with float kernels after "
@@ -158,7 +159,8 @@ def _open_onnxruntime(path: Path, precision: str | None, name: str | None, threa
         model={"name": name or (spec.model if spec else _stem(path)), "file": str(path), "sha256": sha256_file(path),
                "precision": found, "precision_realised": _realised(found), "weights": spec.weights if spec else "unknown",
                "source": spec.source if spec else "onnx"},
-        backend={**_backend_block(engine, device=device), "threads": threads or "default (all cores)"},
+        backend={**_backend_block(engine, device=device), "threads": threads or "default (all cores)",
+                 **({"int8_dequantized": True} if dequantized else {})},
         spec=spec,
         notes=notes,
     )

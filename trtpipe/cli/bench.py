@@ -300,14 +300,14 @@ def _print_served(report) -> None:
     from trtpipe.bench.render import text_table
     from trtpipe.bench.stats import format_ms
 
-    header = ("concurrency", "batch", "requests", "errors", "requests/s", "images/s", "p50 ms", "p90 ms", "p95 ms",
-              "p99 ms", "server request ms", "server queue ms")
+    header = ("concurrency", "batch", "requests", "errors", "requests/s", "images/s", "mean ms", "p50 ms", "p90 ms",
+              "p95 ms", "p99 ms", "server mean ms", "server queue ms")
     rows = []
     for r in report.results:
         lat, means = r.latency, (r.server or {}).get("mean_ms") or {}
         rows.append([str(r.concurrency) + (" (partial)" if r.partial else ""), str(r.batch), str(r.iterations), str(r.errors),
                      "—" if r.inferences_per_s is None else f"{r.inferences_per_s:,.1f}",
-                     "—" if r.images_per_s is None else f"{r.images_per_s:,.1f}",
+                     "—" if r.images_per_s is None else f"{r.images_per_s:,.1f}", format_ms(lat.mean if lat else None),
                      *(format_ms(lat.percentile(p) if lat else None) for p in (50, 90, 95, 99)),
                      format_ms(means.get("request")), format_ms(means.get("queue"))])
     print(text_table(header, rows))

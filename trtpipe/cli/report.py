@@ -20,7 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 #: The console table: the Markdown table's columns a terminal has room for.
 _CONSOLE = ("series", "batch", "iterations", "latency median ms", "throughput img/s", "× latency", "flags")
-_CONSOLE_SERVED = ("series", "concurrency", "requests", "images/s", "client p50 ms", "client p99 ms", "server request ms")
+_CONSOLE_SERVED = ("series", "concurrency", "requests", "images/s", "client mean ms", "client p50 ms", "client p99 ms",
+                   "server request ms")
 
 
 def run(args: argparse.Namespace) -> int:
