@@ -48,7 +48,7 @@ def test_runs_that_differ_only_in_a_mode_are_separate_series_named_by_it(tmp_pat
 
 def test_an_explicit_run_and_a_fallback_run_stay_apart(tmp_path):
     comparison = compare([_cpu(tmp_path, "asked"), _cpu(tmp_path, "fallback", fallback=True)])
-    assert list(comparison.series) == ["onnxruntime-cpu · fp32 · backend asked for", "onnxruntime-cpu · fp32 · CPU fallback"]
+    assert list(comparison.series) == ["onnxruntime-cpu · fp32 · not a fallback", "onnxruntime-cpu · fp32 · CPU fallback"]
     fallback = comparison.series["onnxruntime-cpu · fp32 · CPU fallback"]
     assert "fallback" in fallback.flags
     by_series = {label: [r.latency.median for r in comparison.rows if r.series == label] for label in comparison.series}
