@@ -162,6 +162,7 @@ def write_latency_chart(comparison: Comparison, path: str | Path) -> Path:
     key = percentile_key(tail)
     plt, fig, (ax,) = _figure(f"Latency by batch: {_series_flags_title(comparison)} (median; lower is better)")
     batches = sorted({row.batch for row in comparison.rows})
+    offsets = _label_offsets(comparison.rows)
     handles, labels, no_whisker, host_clock, device_clock, drawn = [], [], [], False, False, []
     for label, rows in _by_series(comparison.rows).items():
         rows = [r for r in rows if r.latency is not None]
@@ -181,8 +182,9 @@ def write_latency_chart(comparison: Comparison, path: str | Path) -> Path:
         line = ax.errorbar(x, median, yerr=[[0.0] * len(rows), upper], color=color, marker="o", markersize=5, capsize=4,
                            linestyle="--" if synchronous else "-", linewidth=1.6)
         for r in rows:
-            ax.annotate(_ms(r.latency.median), (r.batch, r.latency.median), textcoords="offset points", xytext=(5, -10),
-                        fontsize=7, color=color)
+            ax.annotate(_ms(r.latency.median), (r.batch, r.latency.median), textcoords="offset points",
+                        xytext=(8, offsets[(label, r.batch)]), fontsize=7, color=color, va="center",
+                        bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.85})
         handles.append(line)
         labels.append(label)
     ax.set_xscale("log", base=2)
@@ -203,6 +205,17 @@ def write_latency_chart(comparison: Comparison, path: str | Path) -> Path:
     footnotes.append(" ".join(kinds))
     return _finish(plt, fig, Path(path), handles, labels, footnotes + _flag_footnotes(comparison, comparison.rows),
                    caption(comparison))
+
+
+def _label_offsets(rows) -> dict[tuple[str, int], float]:
+    """Vertical offsets (points) of the value labels at each batch, spread in the order of the values so that
+    labels of close lines do not print over each other."""
+    offsets = {}
+    for batch in {r.batch for r in rows}:
+        at = sorted((r for r in rows if r.batch == batch and r.latency is not None), key=lambda r: r.latency.median)
+        for rank, row in enumerate(at):
+            offsets[(row.series, batch)] = (rank - (len(at) - 1) / 2) * 11.0
+    return offsets
 
 
 def write_throughput_chart(comparison: Comparison, path: str | Path) -> Path:
