@@ -177,6 +177,8 @@ def test_infer_streams_on_the_simulation(simulation, tmp_path):
         return
     with open_target(engine_path, flavor=flavor, contexts=2) as target:
         assert target.engine.num_contexts == 2
+        with pytest.raises(ConfigError, match="--infStreams 2 with --no-transfers.*Hint:"):
+            run_bench(target, [2], QUICK, transfers=False, streams=2)
         report = run_bench(target, [2], MeasureSettings(warmup_s=0, duration_s=0.05, iterations_min=6), end_to_end=False,
                            streams=2, keep_simulated_clock=True)
     throughput = next(r for r in report.results if r.mode == "throughput")

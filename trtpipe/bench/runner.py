@@ -229,6 +229,12 @@ def run_bench(
             f"--infStreams {streams} needs {streams} execution contexts, and {target.engine.backend} has {contexts}",
             f"open the engine with contexts={streams} (trtpipe bench does), or drop --infStreams",
         )
+    if streams > 1 and not transfers:
+        raise ConfigError(
+            f"--infStreams {streams} with --no-transfers: the compute-only mode stages inputs once on one context's "
+            "buffers, so its streams could not run apart",
+            "time the streams with transfers (drop --no-transfers), or one stream without them (drop --infStreams)",
+        )
     functional = bool(target.engine.simulated) and not keep_simulated_clock
     options = _Options(settings, transfers, end_to_end and target.spec is not None, tuple(percentiles), streams,
                        dict(shapes or {}), functional, export_times)
