@@ -55,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
         keep = [CHECK_COLUMNS.index(c) for c in ("backend", "precision", "batches", "modes", "inferences run", "result")]
         tables.append("functional checks (simulated, not timed):\n"
                       + text_table([CHECK_COLUMNS[i] for i in keep], [[check_cells(r)[i] for i in keep] for r in comparison.checks]))
-    print("\n\n".join(tables))
+    if tables:
+        print("\n\n".join(tables))
     timed = len(comparison.reports) - len(comparison.checks)
     parts = [f"{len(comparison.series)} series from {timed} timed report(s)"]
     if comparison.checks:
