@@ -1,6 +1,7 @@
 """How many models of a public corpus trtpipe builds, of those TensorRT-RTX's own parser and builder build.
 
-    .venv/bin/python tests/perf/corpus_intake.py [--corpus data|node|all] [--limit N] [--json OUT]
+    .venv/bin/python tests/perf/corpus_intake.py [--corpus data|node|all] [--variant as-is|shapeless-outputs|rank-clash]
+                                                 [--limit N] [--json OUT]
 
 The corpus is the one that ships inside the installed ``onnx`` wheel: the backend test models under
 ``onnx/backend/test/data`` (pytorch-converted, pytorch-operator, simple, light: one folder per model, with
@@ -9,6 +10,11 @@ generates. Every model is built twice with the same input shapes (those of its f
 
 1. directly with TensorRT-RTX (parser + builder, strongly typed, one profile at the test inputs' shapes);
 2. with ``trtpipe.builder.build_engine`` (FP32, ``--shapes`` at the same shapes for inputs with dynamic dims).
+
+``--variant`` rewrites every model first the way hand-built graphs and some exporters write them (the kinds
+the ONNX checker's strict mode refuses): ``shapeless-outputs`` clears the shape field of every graph output;
+``rank-clash`` declares the first intermediate tensor with rank 0 in value_info (models with no intermediate
+tensor are left out of that variant).
 
 It prints how many models (1) built, how many of those (2) built, and, per refusal message kind, how many
 trtpipe refused that TensorRT built. Builds run in worker processes (a native crash in one model takes down
@@ -70,6 +76,36 @@ def node_corpus(folder: Path) -> list[tuple[str, Path, list[tuple[int, ...]]]]:
             continue  # sequences / optionals: no tensor shape to profile
         models.append((f"node/{case.name}", path, shapes))
     return models
+
+
+def make_variant(models, variant: str, folder: Path):
+    """The models rewritten as ``variant`` (see the module docstring), saved in ``folder``."""
+    import onnx
+
+    if variant == "as-is":
+        return models
+    folder.mkdir(exist_ok=True)
+    rewritten = []
+    for index, (name, path, shapes) in enumerate(models):
+        model = onnx.load(str(path))
+        if variant == "shapeless-outputs":
+            for output in model.graph.output:
+                if output.type.HasField("tensor_type"):
+                    output.type.tensor_type.ClearField("shape")
+        else:
+            outputs = {o.name for o in model.graph.output}
+            intermediate = next((t for node in model.graph.node for t in node.output if t and t not in outputs), None)
+            if intermediate is None:
+                continue
+            elem_type = next((v.type.tensor_type.elem_type for v in model.graph.value_info if v.name == intermediate),
+                             onnx.TensorProto.FLOAT)
+            kept = [v for v in model.graph.value_info if v.name != intermediate]
+            del model.graph.value_info[:]
+            model.graph.value_info.extend([*kept, onnx.helper.make_tensor_value_info(intermediate, elem_type, [])])
+        out = folder / f"{index}.onnx"
+        onnx.save(model, str(out))
+        rewritten.append((name, out, shapes))
+    return rewritten
 
 
 # ----------------------------------------------------------------------------------------------
@@ -151,6 +187,7 @@ def kind_of(message: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", choices=("data", "node", "all"), default="data")
+    parser.add_argument("--variant", choices=("as-is", "shapeless-outputs", "rank-clash"), default="as-is")
     parser.add_argument("--limit", type=int, help="first N models only")
     parser.add_argument("--json", help="write every model's result here")
     parser.add_argument("--worker", nargs=3, metavar=("LIST", "START", "RESULTS"), help=argparse.SUPPRESS)
@@ -168,6 +205,7 @@ def main() -> None:
             (scratch / "node").mkdir()
             models += node_corpus(scratch / "node")
         models = models[: args.limit] if args.limit else models
+        models = make_variant(models, args.variant, scratch / "variant")
         list_file, results = scratch / "models.json", scratch / "results.jsonl"
         list_file.write_text(json.dumps([(n, str(p), [list(s) for s in shapes]) for n, p, shapes in models]))
         rows: dict[int, dict] = {}
@@ -187,7 +225,7 @@ def main() -> None:
     built = [r for r in rows.values() if r["direct"] is None]
     ours = [r for r in built if r["trtpipe"] is None]
     refused = collections.Counter(kind_of(r["trtpipe"]) for r in built if r["trtpipe"] is not None)
-    print(f"corpus {args.corpus}: {len(models)} models; TensorRT-RTX builds {len(built)}; "
+    print(f"corpus {args.corpus} ({args.variant}): {len(models)} models; TensorRT-RTX builds {len(built)}; "
           f"trtpipe builds {len(ours)} of those {len(built)} ({time.perf_counter() - started:.0f} s)")
     for kind, count in refused.most_common():
         print(f"  {count:4d}  {kind}")

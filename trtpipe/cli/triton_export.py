@@ -51,6 +51,9 @@ def export_from_args(args: argparse.Namespace, repo, onnx_runner: str, pipeline:
 
 
 def run(args: argparse.Namespace) -> int:
+    from trtpipe.io import check_outputs
+
+    check_outputs(dirs={"--repo": args.repo})
     result = export_from_args(args, args.repo, args.onnx_runner, args.pipeline)
     for note in result.notes:
         print(f"note: {note}")
