@@ -110,8 +110,17 @@ def _check_output(path: Path, option: str, *, directory: bool) -> None:
         folder = folder.parent
     if not folder.is_dir():
         raise refuse(f"{folder} is a file, not a folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
+    if not os.access(folder, os.W_OK | os.X_OK) or not _can_create_in(folder):
         raise refuse(f"folder {folder} is not writable")
+
+
+def _can_create_in(folder: Path) -> bool:
+    """Whether a file can be created in ``folder``: os.access says yes to root on read-only mounts (/sys, /proc)."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):  # O_TMPFILE where the filesystem has it: no name is ever visible
+            return True
+    except OSError:
+        return False
 
 
 def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:

@@ -64,3 +64,10 @@ def test_check_outputs_cases(tmp_path, monkeypatch):
         check_outputs(files={"--json": folder / "r.json"})
     with pytest.raises(InputError, match="it is read-only"):
         check_outputs(files={"--json": folder / "f"})
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+def test_a_folder_that_refuses_new_files_is_refused_even_for_root():
+    """os.access says yes to root on /proc; creating a file there fails, and so does the check."""
+    with pytest.raises(InputError, match="folder /proc is not writable"):
+        check_outputs(files={"-o": "/proc/m.engine"})
