@@ -127,3 +127,73 @@ def nonzero_output_model(path):
     onnx.save(model, str(path))
     path.with_name(path.name.split(".")[0] + ".preprocess.json").write_text(json.dumps({"model": "nz", "height": 32, "width": 32}))
     return path
+
+
+def tiny_detector_model(path):
+    """A YOLOv8-layout detector with fixed answers: (N, 3, 32, 32) -> ``output0`` (N, 4 + 2 classes, 8 anchors).
+
+    Anchor 0: class 0, score 0.9, box cx=16 cy=16 w=8 h=8; anchor 1: class 1, score 0.8, box cx=8 cy=8 w=4 h=4
+    (network-input pixels). The input only sets the batch (0 * mean(input) is added), so results are exact.
+    A spec beside it: 32x32, stretch resize, task detection.
+    """
+    table = np.zeros((1, 6, 8), np.float32)  # 8 anchors (more anchors than rows is how the head tells YOLOv8's layout)
+    table[0, :, :2] = [[16, 8], [16, 8], [8, 4], [8, 4], [0.9, 0.1], [0.05, 0.8]]  # anchors 2..7 score 0
+    nodes = [helper.make_node("ReduceMean", ["images"], ["m"], name="mean", axes=[1, 2, 3], keepdims=0),
+             helper.make_node("Reshape", ["m", "n11"], ["m3"], name="to_n11"),
+             helper.make_node("Mul", ["m3", "zero"], ["z"], name="zero_it"),
+             helper.make_node("Add", ["z", "table"], ["output0"], name="answers")]
+    graph = helper.make_graph(nodes, "tinydet", [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, 32, 32])],
+                              [helper.make_tensor_value_info("output0", TensorProto.FLOAT, ["N", 6, 8])],
+                              [numpy_helper.from_array(np.zeros((1, 1, 1), np.float32), "zero"),
+                               numpy_helper.from_array(np.array([-1, 1, 1], np.int64), "n11"),
+                               numpy_helper.from_array(table, "table")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    _write_spec(path, {"model": "tinydet", "height": 32, "width": 32, "task": "detection", "resize": "stretch"})
+    return path
+
+
+def tiny_segmenter_model(path):
+    """A 3-class segmenter whose class is the strongest colour channel: (N, 3, 32, 32) -> logits (N, 3, 32, 32).
+
+    A 1x1 Conv with identity weights on inputs normalised to 0..1 (mean 0, std 1, RGB): red pixels are class 0,
+    green class 1, blue class 2. A spec beside it: 32x32, stretch resize, task segmentation.
+    """
+    weight = numpy_helper.from_array(np.eye(3, dtype=np.float32).reshape(3, 3, 1, 1), "W")
+    nodes = [helper.make_node("Conv", ["images", "W"], ["logits"], name="classes")]
+    graph = helper.make_graph(nodes, "tinyseg", [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, 32, 32])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 3, 32, 32])], [weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    _write_spec(path, {"model": "tinyseg", "height": 32, "width": 32, "task": "segmentation", "resize": "stretch",
+                       "mean": [0, 0, 0], "std": [1, 1, 1]})
+    return path
+
+
+def _write_spec(path, spec: dict) -> None:
+    path.with_name(path.name.split(".")[0] + ".preprocess.json").write_text(json.dumps(spec))
+
+
+def batch_statistic_model(path):
+    """Logits [N, 10] and ``batch_mean`` [10] (their mean over the batch): an output whose first axis is fixed.
+
+    TensorRT builds it (unlike NonZero, which TensorRT-RTX 1.7 has no plugin for), so engines can have the kind too.
+    """
+    rng = np.random.default_rng(0)
+    weights = [numpy_helper.from_array(rng.normal(0, 0.2, (8, 3, 3, 3)).astype(np.float32), "W"),
+               numpy_helper.from_array(rng.normal(0, 0.2, (8, 10)).astype(np.float32), "FW")]
+    nodes = [helper.make_node("Conv", ["images", "W"], ["c"], name="conv0", pads=[1, 1, 1, 1]),
+             helper.make_node("GlobalAveragePool", ["c"], ["g"], name="gap"),
+             helper.make_node("Flatten", ["g"], ["f"], name="flat"),
+             helper.make_node("MatMul", ["f", "FW"], ["logits"], name="fc"),
+             helper.make_node("ReduceMean", ["logits"], ["batch_mean"], name="over_batch", axes=[0], keepdims=0)]
+    graph = helper.make_graph(nodes, "stat", [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, 32, 32])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10]),
+                               helper.make_tensor_value_info("batch_mean", TensorProto.FLOAT, [10])], weights)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    _write_spec(path, {"model": "stat", "height": 32, "width": 32})
+    return path
