@@ -109,7 +109,7 @@ def _check_output(path: Path, option: str, *, directory: bool) -> None:
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
     if not folder.is_dir():
-        raise refuse(f"{folder} is a file, not a folder")
+        raise refuse(f"{folder} is not a directory (it is a file)")
     if not os.access(folder, os.W_OK | os.X_OK) or not _can_create_in(folder):
         raise refuse(f"folder {folder} is not writable")
 

@@ -43,7 +43,7 @@ def test_an_unwritable_output_is_refused_before_the_work(verb, tmp_path, capsys)
     lines = [line for line in err.splitlines() if line.startswith("trtpipe ")]
     assert code == 2 and len(lines) == 1, err
     assert f"{option} " in lines[0] and "cannot be written" in lines[0] and str(blocker) in lines[0]
-    assert f"{blocker} is a file, not a folder" in lines[0] or "it is a file, expected a folder" in lines[0]
+    assert f"{blocker} is not a directory (it is a file)" in lines[0] or "it is a file, expected a folder" in lines[0]
     assert "Hint: choose a path you can write (nothing was done yet)" in lines[0] and "Traceback" not in err
     assert sorted(tmp_path.rglob("*")) == before
 
