@@ -171,6 +171,19 @@ def test_an_output_named_by_another_axis_is_not_the_batch(tmp_path):
     assert parse_config(tmp_path / "repo" / "nz" / "config.pbtxt").get("max_batch_size", 0) == 0
 
 
+def test_a_pipeline_needs_an_output_with_a_batch_axis(tmp_path):
+    import onnx
+
+    path = batch_statistic_model(tmp_path / "stat.onnx")
+    model = onnx.load(str(path))
+    del model.graph.output[0]  # only batch_mean [10] is left
+    onnx.save(model, str(path))
+    with pytest.raises(ConfigError, match=r"no output has a batch axis \(batch_mean 10\).*Hint: pass --no-pipeline"):
+        export_repository(path, tmp_path / "repo")
+    export_repository(path, tmp_path / "repo", pipeline=False)
+    assert parse_config(tmp_path / "repo" / "stat" / "config.pbtxt")["output"][0]["dims"] == ["10"]
+
+
 def test_outputs_without_a_declared_shape_get_the_inferred_one(tmp_path):
     from tests.intake_models import shapeless_output_model
 

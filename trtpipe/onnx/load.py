@@ -55,26 +55,31 @@ class OnnxIntake:
     weight_like_inputs: tuple[tuple[str, str], ...] = ()
 
     @property
-    def notes(self) -> tuple[str, ...]:
-        """One line per finding, for logs and the engine's sidecar."""
-        notes = [
+    def warnings(self) -> tuple[str, ...]:
+        """The checker's findings and weights exported as inputs: what may be wrong with the model."""
+        warnings = [
             f"ONNX {finding} (a warning only: TensorRT's parser and ONNX Runtime decide what runs; "
             "onnx.checker.check_model(path, full_check=True) gives the full report)"
             for finding in self.checker_findings
         ]
-        if self.constant_inputs:
-            notes.append(
-                f"{len(self.constant_inputs)} graph input(s) are also initializers (as keep_initializers_as_inputs=True "
-                f"exports list them): {_names(self.constant_inputs)}; treated as constant weights, not network inputs"
-            )
         if self.weight_like_inputs:
-            notes.append(
+            warnings.append(
                 f"graph input(s) {_names(tuple(f'{name} ({consumer})' for name, consumer in self.weight_like_inputs))} "
-                "have no initializer but feed weight operands: the model "
-                "looks exported without its weights (torch.onnx.export(..., export_params=False)), so the engine takes "
-                "them as inputs; export with export_params=True to build the weights in"
+                "have no initializer but feed weight operands: the model looks exported without its weights "
+                "(torch.onnx.export(..., export_params=False)), so the engine takes them as inputs; export with "
+                "export_params=True to build the weights in"
             )
-        return tuple(notes)
+        return tuple(warnings)
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """One line per finding (the warnings, then the constant inputs), for the engine's sidecar."""
+        if not self.constant_inputs:
+            return self.warnings
+        return self.warnings + (
+            f"{len(self.constant_inputs)} graph input(s) are also initializers (as keep_initializers_as_inputs=True "
+            f"exports list them): {_names(self.constant_inputs)}; treated as constant weights, not network inputs",
+        )
 
 
 def read_onnx(path: str | Path, *, check: bool = True, load_weights: bool = True) -> OnnxIntake:
@@ -136,18 +141,19 @@ def read_onnx(path: str | Path, *, check: bool = True, load_weights: bool = True
 
 
 def load_onnx(path: str | Path, *, check: bool = True, load_weights: bool = True):
-    """:func:`read_onnx`, logging its findings; returns the onnx.ModelProto.
+    """:func:`read_onnx`, logging its warnings; returns the onnx.ModelProto.
 
-    Checker findings and weight-like inputs are logged as warnings; constant inputs (initializers listed
-    as inputs, a harmless export choice) at debug level only, since the builder records them in the sidecar.
+    Constant inputs (initializers listed as inputs, a harmless export choice) are logged at debug level
+    only; the builder records every note in the engine's sidecar.
 
     Raises:
         InputError, OnnxModelError: as :func:`read_onnx`.
     """
     intake = read_onnx(path, check=check, load_weights=load_weights)
-    quiet = OnnxIntake(intake.path, intake.model, constant_inputs=intake.constant_inputs).notes
-    for note in intake.notes:
-        log.log(logging.DEBUG if note in quiet else logging.WARNING, "%s: %s", intake.path, note)
+    for warning in intake.warnings:
+        log.warning("%s: %s", intake.path, warning)
+    if intake.constant_inputs:
+        log.debug("%s: %s", intake.path, intake.notes[-1])
     return intake.model
 
 
