@@ -93,7 +93,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from trtpipe.errors import ConfigError
+    from trtpipe.io import check_outputs
 
+    # Before any work: a sweep that runs for minutes must not end unable to write what it measured.
+    check_outputs(files={"--json": args.json, "--exportTimes": args.export_times},
+                  dirs={"--json (default reports/)": None if args.json else "reports"})
     if args.url:
         if args.model:
             raise ConfigError(f"got both MODEL_OR_FILE {args.model!r} and --url {args.url}",
@@ -132,7 +136,7 @@ def _run_local(args) -> int:
     settings = MeasureSettings(warmup_s=warmup, duration_s=duration, iterations_min=args.iterations, in_flight=args.in_flight)
     shapes = runtime_shapes(args.shapes)
     batches = args.batch or _batches_from_shapes(shapes)
-    export = _checked_output(args.export_times, "--exportTimes") if args.export_times else None
+    export = Path(args.export_times) if args.export_times else None
     backend, fallback = _resolve_backend(args)
     target = open_target(
         args.model, backend=backend, precision=args.precision, weights=args.weights, cuda_graph=args.cuda_graph,
@@ -144,8 +148,8 @@ def _run_local(args) -> int:
         if fallback:
             target.backend["fallback"] = True
             target.notes.append(f"CPU fallback: no GPU here ({fallback}), so the engine's ONNX ran on {target.engine.backend}")
-        out = _checked_output(args.json or f"reports/{target.model['name'].replace(':', '_')}_{target.engine.backend}_"
-                                            f"{target.model['precision']}.json", "--json")
+        out = Path(args.json or f"reports/{target.model['name'].replace(':', '_')}_{target.engine.backend}_"
+                                 f"{target.model['precision']}.json")
         # Saved after every result: a crash or a second Ctrl-C still leaves what was measured.
         report = run_bench(
             target, batches, settings, transfers=not args.no_transfers, end_to_end=not args.no_end_to_end,
@@ -200,7 +204,7 @@ def _run_served(args) -> int:
     )
     files = {spec.rpartition(":")[0]: spec.rpartition(":")[2] for spec in args.input_data}
     name = args.name or args.served_model
-    out = _checked_output(args.json or f"reports/{name.replace(':', '_')}_triton-{args.protocol}.json", "--json")
+    out = Path(args.json or f"reports/{name.replace(':', '_')}_triton-{args.protocol}.json")
     report = load_test(
         args.url, args.served_model, settings, model_version=args.model_version, data=load_input_data(args.input_data),
         data_files=files, shapes=runtime_shapes(args.shapes), name=name, precision=args.precision,
@@ -213,18 +217,6 @@ def _run_served(args) -> int:
 
 def _command() -> str | None:
     return "trtpipe bench " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["bench"] else None
-
-
-def _checked_output(path: str | Path, option: str) -> Path:
-    """An output path checked before any timing: its folder can be made and written, and it is not a folder."""
-    from trtpipe.errors import InputError
-    from trtpipe.io import ensure_writable_dir
-
-    path = Path(path)
-    if path.is_dir():
-        raise InputError(f"{option} {path} is a directory", "give a file name, e.g. reports/run.json")
-    ensure_writable_dir(path.parent)
-    return path
 
 
 def _write_times(path: Path, times: list) -> None:

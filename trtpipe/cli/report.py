@@ -32,11 +32,11 @@ def run(args: argparse.Namespace) -> int:
     from trtpipe.bench.render import (CHECK_COLUMNS, SERVED_COLUMNS, check_cells, served_cells, table_cells, table_columns,
                                       text_table, write_outputs)
     from trtpipe.bench.report import BenchReport
-    from trtpipe.io import ensure_writable_dir
+    from trtpipe.io import check_outputs
 
     started = time.perf_counter()
     output = Path(args.output)
-    ensure_writable_dir(output.parent)
+    check_outputs(files={"-o": output})  # the .csv and charts go beside it
     reports = load_reports(args.reports)
     baseline = BenchReport.load(args.baseline) if args.baseline else None
     comparison = compare(reports, baseline=baseline, allow_mixed=args.allow_mixed)
