@@ -304,7 +304,8 @@ def make_module(cuda: SimulatedCuda, flavor: str, version: str) -> types.ModuleT
                     import onnxruntime as ort
 
                     self._session = ort.InferenceSession(_float_io(self._onnx), providers=["CPUExecutionProvider"])
-            feeds = {k: (v.astype(np.float32) if self._find(k)[3] in ("BF16", "FP8") else v) for k, v in feeds.items()}
+            narrow = {k for k in feeds if self._find(k)[3] in ("BF16", "FP8")}
+            feeds = {(k + "__float" if k in narrow else k): (v.astype(np.float32) if k in narrow else v) for k, v in feeds.items()}
             return self._session.run(names, feeds)
 
         def get_tensor_name(self, index):
