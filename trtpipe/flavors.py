@@ -126,7 +126,7 @@ def get_flavor(name: str | None = None) -> Flavor:
         have = ", ".join(f.label for f in flavors) or "none"
         raise DependencyError(
             f"TensorRT flavour {name!r} is not installed (installed: {have})",
-            "install it: " + ("pip install 'trtpipe[rtx]'" if name == "tensorrt_rtx" else "pip install 'trtpipe[trt]'"),
+            "install it: " + ("pip install 'trtpipe[rtx]'" if name == "tensorrt_rtx" else "pip install 'trtpipe[trt-cu13]' (driver R580+) or 'trtpipe[trt-cu12]'"),
         )
     if not flavors:
         raise DependencyError("no TensorRT is installed (looked for tensorrt and tensorrt_rtx)", INSTALL_HINT)
