@@ -556,8 +556,9 @@ def make_module(cuda: SimulatedCuda, flavor: str, version: str) -> types.ModuleT
                 if capturing and self._generation != generation:
                     raise SimulationError(
                         f"a CUDA graph captured with input shapes {captured_shapes} was replayed after the execution "
-                        f"context's shapes changed to {self._input_shapes()}: on a GPU, stale or garbage results "
-                        "(a graph belongs to the context state it was captured with)"
+                        f"context's input shapes were set again ({self._generation - generation} change(s) since; now "
+                        f"{self._input_shapes()}): on a GPU, stale or garbage results (a graph belongs to the context "
+                        "state it was captured with)"
                     )
                 feeds = {}
                 for name, shape in inputs.items():
