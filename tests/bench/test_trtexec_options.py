@@ -164,23 +164,31 @@ def test_infer_streams_need_a_tensorrt_engine(classifier_onnx, tmp_path, capsys)
     assert "--infStreams 2 runs several TensorRT execution contexts" in capsys.readouterr().err
 
 
-def test_infer_streams_on_the_simulation(simulation, tmp_path):
-    """Until the runtime has several execution contexts (TensorRTEngine(contexts=N)), --infStreams N > 1 says so."""
-    import inspect
-
-    from trtpipe.runtime.tensorrt_engine import TensorRTEngine
-
+def test_infer_streams_on_the_simulation(simulation):
+    """--infStreams 2: an engine with two execution contexts (C1), two concurrent streams in the throughput mode."""
     engine_path, flavor = simulation
-    if "contexts" not in inspect.signature(TensorRTEngine).parameters:
-        with pytest.raises(ConfigError, match="needs TensorRTEngine\\(contexts=N\\).*Hint:"):
-            open_target(engine_path, flavor=flavor, contexts=2)
-        return
     with open_target(engine_path, flavor=flavor, contexts=2) as target:
         assert target.engine.num_contexts == 2
         with pytest.raises(ConfigError, match="--infStreams 2 with --no-transfers.*Hint:"):
             run_bench(target, [2], QUICK, transfers=False, streams=2)
-        report = run_bench(target, [2], MeasureSettings(warmup_s=0, duration_s=0.05, iterations_min=6), end_to_end=False,
+        engine, used, most = target.engine, set(), [0]
+        acquire, release, held = engine._acquire, engine._release, [0]
+
+        def counting_acquire(*args, **kwargs):  # which contexts the streams ran on, and how many at once
+            slot = acquire(*args, **kwargs)
+            used.add(slot.index)
+            held[0] += 1
+            most[0] = max(most[0], held[0])
+            return slot
+
+        def counting_release(slot):
+            held[0] -= 1
+            release(slot)
+
+        engine._acquire, engine._release = counting_acquire, counting_release
+        report = run_bench(target, [2], MeasureSettings(warmup_s=0, duration_s=0.1, iterations_min=6), end_to_end=False,
                            streams=2, keep_simulated_clock=True)
+    assert used == {0, 1} and most[0] == 2  # both contexts, at the same time
     throughput = next(r for r in report.results if r.mode == "throughput")
     assert throughput.throughput_source == "2 streams" and throughput.iterations >= 6
     assert report.settings["infer_streams"] == 2 and report.backend["contexts"] == 2

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import contextlib
-import inspect
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -199,14 +198,7 @@ def _open_tensorrt(path: Path, precision, cuda_graph: bool, transfers: bool, nam
                 f"time the same model on the CPU instead: trtpipe bench {sidecar.onnx_path} --backend onnxruntime "
                 "(the report labels it as a CPU run); run TensorRT engines on a GPU machine",
             )
-    options = {"contexts": contexts} if contexts > 1 else {}  # one context is every TensorRTEngine's default
-    if options and "contexts" not in inspect.signature(TensorRTEngine).parameters:
-        raise ConfigError(
-            f"--infStreams {contexts} needs TensorRTEngine(contexts=N), and this trtpipe's runtime has one execution "
-            "context per engine",
-            "drop --infStreams (or use --infStreams 1) until the runtime supports several contexts",
-        )
-    engine = TensorRTEngine(path, flavor=flavor, cuda_graph=cuda_graph, **options)
+    engine = TensorRTEngine(path, flavor=flavor, cuda_graph=cuda_graph, contexts=contexts)
     spec = sidecar.preprocess_spec
     simulated = engine.simulated
     notes = ["SIMULATED: TensorRT and CUDA were simulated on the CPU: a functional check, nothing was timed"] if simulated else []
