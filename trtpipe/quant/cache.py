@@ -1,8 +1,13 @@
 """The calibration cache: activation ranges (and layer sensitivities) saved as JSON beside the engine.
 
-A cache is reused only when its key matches: the ONNX's sha256, the preprocess spec, the image set's
-hash, the method and the image count. A cache written for another model is an error when the user
-names it, so ranges are never applied to a network they were not measured on.
+A cache is reused only when its key matches: the sha256 of the ONNX *and of the external data files
+holding its weights* (a re-export can leave the .onnx byte-identical while the weights beside it change),
+the preprocess spec, the image set's hash, the method and the image count. A cache written for another
+model is an error when the user names it, so ranges are never applied to a network they were not measured on.
+
+Each verb keeps its own cache file: the build's is ``<stem>.int8.calib.json`` (its sha256 is in the engine's
+sidecar); ``fidelity`` and ``sensitivity`` write ``<stem>.<verb>.int8.calib.json``, so measuring never
+rewrites the cache an engine was built with.
 """
 
 from __future__ import annotations
@@ -43,8 +48,56 @@ def spec_sha256(spec: PreprocessSpec) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
-def default_cache_path(work_dir: str | Path, stem: str) -> Path:
-    return Path(work_dir) / f"{stem}.int8.calib.json"
+def default_cache_path(work_dir: str | Path, stem: str, tag: str | None = None) -> Path:
+    """``<stem>.int8.calib.json`` (the build's), or ``<stem>.<tag>.int8.calib.json`` (a measuring verb's own)."""
+    return Path(work_dir) / (f"{stem}.{tag}.int8.calib.json" if tag else f"{stem}.int8.calib.json")
+
+
+def model_sha256(onnx_path: str | Path) -> str:
+    """sha256 of the .onnx file and of every external data file its initializers name (sorted, each with its name).
+
+    Only the graph is read (not the weights), so this costs one pass over the files' bytes.
+
+    Raises:
+        OnnxModelError: an external data file the graph names is missing.
+    """
+    import onnx
+
+    from trtpipe.errors import OnnxModelError
+
+    onnx_path = Path(onnx_path)
+    digest = hashlib.sha256(onnx_path.read_bytes())
+    graph_only = onnx.load(str(onnx_path), load_external_data=False)
+    locations = sorted(
+        {
+            entry.value
+            for tensor in _all_initializers(graph_only.graph)
+            if tensor.data_location == onnx.TensorProto.EXTERNAL
+            for entry in tensor.external_data
+            if entry.key == "location"
+        }
+    )
+    for location in locations:
+        path = onnx_path.parent / location
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise OnnxModelError(
+                f"{onnx_path}: external data file {location} is missing (looked for {path})",
+                "keep the .onnx and its external data files together in one folder",
+            ) from None
+        digest.update(location.encode() + b"\0")
+        digest.update(hashlib.sha256(data).digest())
+    return digest.hexdigest()
+
+
+def _all_initializers(graph):
+    """Initializers of ``graph`` and of every If/Loop/Scan subgraph inside it."""
+    yield from graph.initializer
+    for node in graph.node:
+        for attribute in node.attribute:
+            for subgraph in ([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs):
+                yield from _all_initializers(subgraph)
 
 
 def load_cache(path: str | Path, key: CacheKey, explicit: bool = False) -> dict[str, Any] | None:
