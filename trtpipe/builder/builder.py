@@ -21,7 +21,7 @@ import trtpipe
 from trtpipe.errors import BuildError, ConfigError
 from trtpipe.flavors import Flavor, get_flavor, make_logger, no_gc_inside_tensorrt
 from trtpipe.io import atomic_output, atomic_write_bytes, ensure_writable_dir, sha256_bytes, sha256_file
-from trtpipe.onnx.load import check_onnx_path, graph_io, load_onnx, onnx_sha256
+from trtpipe.onnx.load import check_onnx_path, graph_io, onnx_sha256, read_onnx
 from trtpipe.spec import (
     BuildConfig,
     EngineSidecar,
@@ -30,7 +30,7 @@ from trtpipe.spec import (
     preprocess_path_for,
     sidecar_path_for,
 )
-from trtpipe.builder.profiles import resolve_profile
+from trtpipe.builder.profiles import check_image_size, resolve_profile
 
 log = logging.getLogger("trtpipe.builder")
 
@@ -103,23 +103,35 @@ def build_engine(
     if spec is None and preprocess_path_for(onnx_path).exists():
         spec = PreprocessSpec.load(preprocess_path_for(onnx_path))
 
-    source_model = load_onnx(onnx_path)
-    source_sha = onnx_sha256(onnx_path, source_model)
+    intake = read_onnx(onnx_path)
+    source_model = intake.model
+    source_sha = onnx_sha256(onnx_path)
     network_onnx, realised, notes, calib_sha = _prepare_network_onnx(onnx_path, source_model, config, spec, output)
-    network_model = source_model if network_onnx == onnx_path else load_onnx(network_onnx)
+    # trtpipe wrote the network ONNX itself (FP16, Q/DQ): the parser judges it, the checker's findings on the
+    # source were already recorded.
+    network_model = source_model if network_onnx == onnx_path else read_onnx(network_onnx, check=False).model
     inputs, outputs = graph_io(network_model)
-    ranges, profile_notes = resolve_profile(inputs, config)
+    _check_same_inputs(onnx_path, source_model, network_onnx, inputs)
+    ranges, profile_notes = resolve_profile(
+        inputs, config, weight_inputs=frozenset(name for name, _ in intake.weight_like_inputs)
+    )
+    size_warning = check_image_size(ranges, inputs, spec)
+    if size_warning:
+        profile_notes.append(size_warning)
     target = _target(flavor, config)
-    fingerprint = {**config.fingerprint(), "network_onnx_sha256": onnx_sha256(network_onnx, network_model)}
+    fingerprint = {**config.fingerprint(), "network_onnx_sha256": onnx_sha256(network_onnx)}
 
-    current = _up_to_date_sidecar(output, source_sha, fingerprint, flavor, target)
+    profiles = ({r.name: r.to_dict() for r in ranges},)
+    current = _up_to_date_sidecar(output, source_sha, fingerprint, flavor, target, profiles)
     if current is not None and not force:
         return BuildResult(output, current, skipped=True, seconds=time.perf_counter() - started)
 
     log.info("building %s from %s with %s (%s) ...", output.name, network_onnx, flavor.label, realised)
     build_started = time.perf_counter()
     with no_gc_inside_tensorrt(), _ctrl_c_deferred() as interrupted:
-        serialized, build_notes = _build_serialized(flavor, network_onnx, ranges, config, spec, output, interrupted)
+        serialized, build_notes = _build_serialized(
+            flavor, network_onnx, ranges, config, spec, output, interrupted, intake.checker_findings
+        )
     build_seconds = time.perf_counter() - build_started
 
     sidecar = EngineSidecar(
@@ -130,7 +142,7 @@ def build_engine(
         onnx_sha256=source_sha,
         precision=config.precision,
         precision_realised=realised,
-        profiles=({r.name: r.to_dict() for r in ranges},),
+        profiles=profiles,
         inputs=inputs,
         outputs=outputs,
         trt_flavor=flavor.name,
@@ -143,7 +155,7 @@ def build_engine(
         weights=spec.weights if spec else "unknown",
         preprocess=spec.to_dict() if spec else None,
         calibration_cache_sha256=calib_sha,
-        notes=tuple(profile_notes) + tuple(notes) + tuple(build_notes) + _weights_notes(spec),
+        notes=intake.notes + tuple(profile_notes) + tuple(notes) + tuple(build_notes) + _weights_notes(spec),
     )
     # Engine first, sidecar last: a sidecar only ever describes a complete engine beside it.
     atomic_write_bytes(output, serialized)
@@ -189,6 +201,21 @@ def _prepare_network_onnx(onnx_path, source_model, config, spec, output):
     return Path(prepared.path), prepared.precision_realised, list(prepared.notes), prepared.calibration_cache_sha256
 
 
+def _check_same_inputs(onnx_path: Path, source_model, network_onnx: Path, inputs) -> None:
+    """The network ONNX trtpipe wrote (FP16, Q/DQ) takes the source's inputs, no more: a rewrite must never
+    turn a replaced weight into a network input."""
+    if network_onnx == onnx_path:
+        return
+    source_inputs = [t.name for t in graph_io(source_model)[0]]
+    extra = [t.name for t in inputs if t.name not in source_inputs]
+    if extra:
+        raise BuildError(
+            f"{network_onnx}: the rewritten ONNX has inputs {extra} that {onnx_path.name} does not have "
+            f"(its inputs: {source_inputs})",
+            "this is a trtpipe bug; please report it with the model",
+        )
+
+
 def _target(flavor: Flavor, config: BuildConfig) -> dict:
     if flavor.is_rtx:
         return {"kind": "aot", "compute_capabilities": list(config.compute_capabilities)}
@@ -204,7 +231,12 @@ def _target(flavor: Flavor, config: BuildConfig) -> dict:
     return {"kind": "gpu", "gpu_name": device.name, "compute_capability": device.compute_capability}
 
 
-def _up_to_date_sidecar(output: Path, source_sha: str, fingerprint: dict, flavor: Flavor, target: dict):
+def _up_to_date_sidecar(output: Path, source_sha: str, fingerprint: dict, flavor: Flavor, target: dict, profiles: tuple):
+    """The sidecar of an engine at ``output`` built from the same ONNX, options, TensorRT, target and profile.
+
+    The profile is compared as resolved, not only the options: an engine whose sidecar records another
+    profile for the same options (an older trtpipe resolved them differently) is rebuilt.
+    """
     sidecar_path = sidecar_path_for(output)
     if not (output.is_file() and sidecar_path.is_file()):
         return None
@@ -217,6 +249,7 @@ def _up_to_date_sidecar(output: Path, source_sha: str, fingerprint: dict, flavor
         and sidecar.build_config == fingerprint
         and (sidecar.trt_flavor, sidecar.trt_version) == (flavor.name, flavor.version)
         and sidecar.target == target
+        and tuple(sidecar.profiles) == profiles
         and sidecar.engine_bytes == output.stat().st_size
         and sidecar.engine_sha256 == sha256_file(output)
     )
@@ -224,9 +257,19 @@ def _up_to_date_sidecar(output: Path, source_sha: str, fingerprint: dict, flavor
 
 
 def _build_serialized(
-    flavor, network_onnx: Path, ranges: list[ShapeRange], config: BuildConfig, spec, output, interrupted: threading.Event
+    flavor,
+    network_onnx: Path,
+    ranges: list[ShapeRange],
+    config: BuildConfig,
+    spec,
+    output,
+    interrupted: threading.Event,
+    checker_findings: tuple[str, ...] = (),
 ):
     """Parses and builds; returns the serialized engine and notes from the build (classic calibration).
+
+    ``checker_findings`` (the ONNX checker's, on the source) are named in a parser rejection: the parser's
+    error names the node, the checker's finding may say why.
 
     Raises KeyboardInterrupt when ``interrupted`` was set (Ctrl-C) during parsing or building.
     """
@@ -245,7 +288,8 @@ def _build_serialized(
     if interrupted.is_set():
         raise KeyboardInterrupt
     if not parsed:
-        raise BuildError(f"{network_onnx}: the TensorRT ONNX parser rejected the model: {describe_parser_errors(parser)}",
+        also = f" (the ONNX checker also reports: {'; '.join(checker_findings)})" if checker_findings else ""
+        raise BuildError(f"{network_onnx}: the TensorRT ONNX parser rejected the model: {describe_parser_errors(parser)}{also}",
                          "run `trtpipe inspect MODEL.onnx` to list unsupported ops; rewrite them with "
                          "onnx-graphsurgeon or re-export with another opset")
 

@@ -260,25 +260,5 @@ def batch_indices(
     )
 
 
-def without_initializer_inputs(model):
-    """``model`` with initializers no longer listed as graph inputs (a copy; the model itself when none are).
-
-    ``torch.onnx.export(keep_initializers_as_inputs=True)`` lists every weight as a graph input too. ONNX Runtime
-    then treats the weights as optional inputs and TensorRT's parser as constants; once a weight is replaced (a Q/DQ
-    INT8 copy, an FP16 copy) the stale input would become a required network input.
-    """
-    initializers = {init.name for init in model.graph.initializer}
-    if not any(value.name in initializers for value in model.graph.input):
-        return model
-    import onnx
-
-    copy = onnx.ModelProto()
-    copy.CopyFrom(model)
-    kept = [value for value in copy.graph.input if value.name not in initializers]
-    copy.graph.ClearField("input")
-    copy.graph.input.extend(kept)
-    return copy
-
-
 def _shape_text(shape) -> str:
     return "x".join("?" if d <= 0 else str(d) for d in shape) if shape else "scalar"

@@ -123,12 +123,11 @@ def prepare_int8(onnx_path: Path, options: Int8Options, spec: PreprocessSpec | N
     import onnx
 
     from trtpipe.onnx.load import load_onnx
-    from trtpipe.quant.feeds import without_initializer_inputs
     from trtpipe.quant.qdq import count_qdq, insert_qdq
 
     start = time.perf_counter()
     spec = require_spec(onnx_path, spec)
-    model = without_initializer_inputs(load_onnx(onnx_path, check=False))
+    model = load_onnx(onnx_path, check=False)  # initializers listed as graph inputs are dropped there
     calibration = calibrate_model(onnx_path, model, spec, options, output.parent)
     plan = calibration.plan.without(calibration.kept)
     corrected = ""
