@@ -87,9 +87,14 @@ class IsolatedRunner:
         env = dict(os.environ)
         package_root = str(Path(__file__).resolve().parents[2])  # the trtpipe this process runs, whatever is installed
         env["PYTHONPATH"] = os.pathsep.join([package_root] + [p for p in [env.get("PYTHONPATH")] if p])
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "trtpipe.quant.isolated"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
-        )
+        try:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "trtpipe.quant.isolated"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
+            )
+        except OSError as exc:  # no interpreter to start (an embedded Python): measure here
+            self.isolated = False
+            log.warning("no child process for measuring (%s): models run in this process", exc)
+            return False
         try:
             self._process.stdin.write(self._setup)
             self._process.stdin.flush()

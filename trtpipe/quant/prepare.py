@@ -181,7 +181,8 @@ def calibrate_model(onnx_path: Path, model, spec: PreprocessSpec, options: Int8O
     Also resolves the layers kept in floating point: ``options.keep_fp`` (checked against the layer
     names) plus the ``options.auto_keep`` most sensitive layers (ranked once, then cached).
     """
-    from trtpipe.quant.cache import CacheKey, default_cache_path, load_cache, model_sha256, save_cache, spec_sha256
+    from trtpipe.onnx.load import onnx_sha256
+    from trtpipe.quant.cache import CacheKey, default_cache_path, load_cache, save_cache, spec_sha256
     from trtpipe.quant.calibrate import collect_histograms
     from trtpipe.quant.feeds import network_feeder
     from trtpipe.quant.images import load_images
@@ -205,7 +206,8 @@ def calibrate_model(onnx_path: Path, model, spec: PreprocessSpec, options: Int8O
     batch = feeder.batch_size(CALIBRATION_BATCH)
     images = load_images(options.images, spec, options.max_images, min_images=batch).for_network(feeder)
     key = CacheKey(
-        stem_of(onnx_path), model_sha256(onnx_path), spec_sha256(spec), images.sha256(), options.method, len(images)
+        # onnx_sha256 covers external data files: new weights beside an unchanged .onnx mean calibrating again
+        stem_of(onnx_path), onnx_sha256(onnx_path), spec_sha256(spec), images.sha256(), options.method, len(images)
     )
     cache_path = options.cache or default_cache_path(work_dir, stem_of(onnx_path), options.cache_tag)
     cached = load_cache(cache_path, key, explicit=options.cache is not None)
