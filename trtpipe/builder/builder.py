@@ -100,6 +100,7 @@ def build_engine(
     ensure_writable_dir(output.parent)
     flavor = get_flavor(config.flavor)
     _check_precision_mode(flavor, config)
+    _check_compute_capabilities(flavor, config)
     if spec is None and preprocess_path_for(onnx_path).exists():
         spec = PreprocessSpec.load(preprocess_path_for(onnx_path))
 
@@ -216,15 +217,35 @@ def _check_same_inputs(onnx_path: Path, source_model, network_onnx: Path, inputs
         )
 
 
-def _target(flavor: Flavor, config: BuildConfig) -> dict:
-    if flavor.is_rtx:
-        return {"kind": "aot", "compute_capabilities": list(config.compute_capabilities)}
-    if config.compute_capabilities:
+def _check_compute_capabilities(flavor: Flavor, config: BuildConfig) -> None:
+    """``--compute-capability`` names targets of the installed TensorRT-RTX (checked before any long work).
+
+    Raises:
+        ConfigError: a value the flavour has no ``ComputeCapability`` for (listing the valid ones), or any value
+            with TensorRT 10/11, which builds for the GPU it runs on.
+    """
+    if not config.compute_capabilities:
+        return
+    if not flavor.is_rtx:
         raise ConfigError(
             f"--compute-capability applies to TensorRT-RTX ahead-of-time builds; {flavor.label} builds for the GPU "
             "it runs on",
             "drop --compute-capability, or build with --flavor tensorrt_rtx",
         )
+    valid = flavor.compute_capabilities
+    unknown = [cc for cc in config.compute_capabilities if cc not in valid]
+    if unknown:
+        raise ConfigError(
+            f"--compute-capability {','.join(unknown)}: {flavor.label} has no such target; valid values are "
+            f"{', '.join(valid)} (without the option: {', '.join(flavor.default_compute_capabilities)})",
+            f"pick from {', '.join(valid)}; for a GPU without an RTX target (e.g. Hopper, SM90) build with TensorRT "
+            "10/11 on that GPU: --flavor tensorrt",
+        )
+
+
+def _target(flavor: Flavor, config: BuildConfig) -> dict:
+    if flavor.is_rtx:
+        return {"kind": "aot", "compute_capabilities": list(config.compute_capabilities)}
     from trtpipe.cuda import device_info
 
     device = device_info()
@@ -273,8 +294,14 @@ def _build_serialized(
 
     Raises KeyboardInterrupt when ``interrupted`` was set (Ctrl-C) during parsing or building.
     """
+    logger = make_logger(flavor)  # the process's one TensorRT logger; this build's errors are captured from it
+    with logger.capture_errors() as errors:
+        return _build_with(flavor, logger, errors, network_onnx, ranges, config, spec, output, interrupted, checker_findings)
+
+
+def _build_with(flavor, logger, errors: list[str], network_onnx: Path, ranges, config, spec, output, interrupted,
+                checker_findings: tuple[str, ...]):
     trt = flavor.module
-    logger = make_logger(flavor)
     builder = trt.Builder(logger)
     classic = (config.precision == "int8" and config.int8_mode == "implicit") or (
         config.precision == "fp16" and config.fp16_mode == "flag"
@@ -305,29 +332,37 @@ def _build_serialized(
     if flavor.is_rtx and config.compute_capabilities:
         builder_config.num_compute_capabilities = len(config.compute_capabilities)
         for index, name in enumerate(config.compute_capabilities):
-            builder_config.set_compute_capability(getattr(trt.ComputeCapability, name), index)
+            if not builder_config.set_compute_capability(getattr(trt.ComputeCapability, name), index):
+                raise BuildError(f"{flavor.label} refused compute capability {name}: {'; '.join(errors[-2:])}",
+                                 f"pick from {', '.join(flavor.compute_capabilities)}")
     timing_cache_path = Path(config.timing_cache) if config.timing_cache else output.parent / "timing.cache"
     if flavor.has_timing_cache:
         _load_timing_cache(builder_config, timing_cache_path)
     notes: list[str] = []
+    calibrator = None
     if classic:
         from trtpipe.builder.classic import configure_classic
 
-        notes = configure_classic(trt, builder, network, builder_config, config, spec, output.with_suffix(".calib.cache"))
+        notes, calibrator = configure_classic(trt, builder, network, builder_config, config, spec,
+                                              output.with_suffix(".calib.cache"), calibration_profile=profile)
 
     # A progress monitor lets Ctrl-C stop TensorRT at its next step instead of after the whole build.
     monitor = _CancellingMonitor.create(trt, interrupted) if hasattr(trt, "IProgressMonitor") else None
     if monitor is not None:
         builder_config.progress_monitor = monitor
-    serialized = builder.build_serialized_network(network, builder_config)
+    try:
+        serialized = builder.build_serialized_network(network, builder_config)
+    finally:
+        if calibrator is not None:
+            calibrator.close()  # its device memory; the calibrator itself goes with builder_config
     if interrupted.is_set():
         raise KeyboardInterrupt
     if serialized is None:
-        errors = "; ".join(logger.errors[-3:]) or "no error message from TensorRT"
+        said = "; ".join(errors[-3:]) or "no error message from TensorRT"
         hint = "run with -v for TensorRT's full log"
-        if not flavor.is_rtx and "driver" in errors.lower():
+        if not flavor.is_rtx and "driver" in said.lower():
             hint = "TensorRT 10/11 builds need a GPU; to build ahead of time without one: pip install 'trtpipe[rtx]'"
-        raise BuildError(f"{flavor.label} failed to build {output.name}: {errors}", hint)
+        raise BuildError(f"{flavor.label} failed to build {output.name}: {said}", hint)
     if flavor.has_timing_cache:
         cache = builder_config.get_timing_cache()
         if cache is not None:
