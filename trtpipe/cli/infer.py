@@ -43,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from trtpipe.errors import ConfigError, InputError
+    from trtpipe.io import check_outputs
+
+    check_outputs(files={"--json": args.json}, dirs={"--save": args.save})
     from trtpipe.pipeline.pipeline import Pipeline
     from trtpipe.pipeline.sources import open_source
     from trtpipe.runtime.loader import default_backend
