@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from trtpipe.errors import ConfigError
+from trtpipe.errors import ConfigError, InputError
 from trtpipe.pipeline.pipeline import Pipeline
 from trtpipe.runtime.onnxruntime_engine import OnnxRuntimeEngine
 from trtpipe.runtime.simulation import tiny_spec
@@ -47,10 +47,14 @@ class CountingEngine(OnnxRuntimeEngine):
 
     def __init__(self, path, *, contexts=1, delay=0.0, fail_on_call=None):
         super().__init__(path)
-        self.num_contexts = contexts
+        self.contexts = contexts
         self.delay, self.fail_on_call = delay, fail_on_call
         self.batches, self.running, self.most_running = [], 0, 0
         self._lock = threading.Lock()
+
+    @property
+    def num_contexts(self):
+        return self.contexts
 
     def infer_timed(self, feeds):
         with self._lock:
@@ -94,7 +98,7 @@ def test_batches_stay_within_the_engine_profile(sim_engine, sim_flavor):
         assert stream.batch_size == 4
         items = list(stream)
     assert [i.result.indices for i in items] == sequential
-    assert all(i.result.backend == "tensorrt-simulated" and i.times.batch <= 4 for i in items)
+    assert all(i.result.backend == f"{sim_flavor.name}-simulated" and i.times.batch <= 4 for i in items)
     assert items[0].times.engine.h2d is not None  # the engine's own device stages come through
 
 
@@ -105,6 +109,74 @@ def test_inference_threads_follow_the_engine_contexts(tiny_classifier_onnx):
             assert stream.inference_threads == 2
             assert len(list(stream)) == 24
     assert engine.most_running == 2 and max(engine.batches) <= 2
+
+
+def test_a_tensorrt_engine_with_two_contexts_runs_two_batches_at_once(sim_engine, sim_flavor, monkeypatch):
+    """The stream's inference threads are the engine's contexts, and two batches meet inside the (simulated) GPU."""
+    with Pipeline(TensorRTEngine(sim_engine, flavor=sim_flavor, contexts=2), tiny_spec()) as pipe:
+        sequential = [pipe(image).indices for image in random_images(24)]
+        meeting, calls = threading.Barrier(2, timeout=20), []
+        session_run = pipe.engine._engine._session_run
+
+        def first_two_meet(names, feeds):
+            calls.append(1)
+            if len(calls) <= 2:
+                meeting.wait()  # the first two batches must be in the engine at once, else this times out
+            return session_run(names, feeds)
+
+        monkeypatch.setattr(pipe.engine._engine, "_session_run", first_two_meet)
+        with pipe.stream(random_images(24), batch_size=2, workers=2) as stream:
+            assert stream.inference_threads == 2
+            items = list(stream)
+    assert [i.result.indices for i in items] == sequential and not meeting.broken
+    assert stream_threads() == []
+
+
+def test_a_model_whose_outputs_lack_the_batch_axis_fails_the_stream_instead_of_dropping_images(tmp_path):
+    from onnx import TensorProto, helper, numpy_helper, save
+
+    # ReduceMean over every axis, batch included: (N, 3, 8, 8) -> logits (1, 4) whatever N is
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMean", ["input"], ["mean"], keepdims=0, name="mean"),
+         helper.make_node("Add", ["mean", "bias"], ["logits"], name="add")],
+        "no_batch", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 4])],
+        [numpy_helper.from_array(np.zeros((1, 4), np.float32), "bias")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    save(model, str(tmp_path / "no_batch.onnx"))
+    with Pipeline(OnnxRuntimeEngine(tmp_path / "no_batch.onnx"), tiny_spec()) as pipe:
+        with pytest.raises(InputError, match=r"decoded 1 result\(s\) from outputs logits 1x4 for a batch of 3 images"):
+            pipe(random_images(3))
+        started = time.perf_counter()
+        with pytest.raises(InputError, match="the outputs' first axis is not the batch.*Hint:"):
+            for _ in pipe.stream(random_images(6), batch_size=3, workers=2):
+                pass
+        assert time.perf_counter() - started < 10
+    assert stream_threads() == []
+
+
+def test_an_item_queued_late_is_still_inferred_before_the_stream_ends(ort_pipe, monkeypatch):
+    """A worker that is slow to queue its last prepared image: the end of the stream must wait for it."""
+    import queue as queue_module
+    import types
+
+    import trtpipe.pipeline.stream as stream_module
+
+    class SlowQueue(queue_module.Queue):
+        def put(self, item, *args, **kwargs):
+            if item is not stream_module._END:
+                time.sleep(0.2)
+            super().put(item, *args, **kwargs)
+
+    monkeypatch.setattr(stream_module, "queue", types.SimpleNamespace(Queue=SlowQueue, Empty=queue_module.Empty))
+    items = []
+    with ort_pipe.stream(random_images(3), batch_size=2, workers=1) as stream:
+        runner = threading.Thread(target=lambda: items.extend(stream), daemon=True)
+        runner.start()
+        runner.join(20)
+        assert not runner.is_alive(), f"the stream hung after {len(items)} of 3 results"
+    assert [i.index for i in items] == [0, 1, 2] and all(i.ok for i in items)
 
 
 def test_reading_stays_within_in_flight_while_the_caller_is_slow(tiny_classifier_onnx):

@@ -9,8 +9,9 @@ Batches larger than the engine's profile max are split into chunks of at most th
 after another; the call's StageTimes are the sums over the chunks.
 
 Threads: a Pipeline may be called from several threads. Preprocessing and post-processing run in
-parallel; the engine call is serialised by the engine (TensorRT: one context/stream with a lock;
-ONNX Runtime: its session is thread-safe). For parallel GPU work open one Pipeline per thread.
+parallel; engine calls run on the engine's execution contexts (TensorRT: ``contexts=N`` runs N at once,
+more callers wait for a free one; ONNX Runtime: its session is thread-safe). For a folder, a video or a
+camera, ``pipe.stream(...)`` does the threading (see :mod:`trtpipe.pipeline.stream`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from trtpipe.errors import InputError
-from trtpipe.pipeline.heads import create_head, head_name
+from trtpipe.pipeline.heads import create_head, head_name, run_head
 from trtpipe.pipeline.preprocess import prepare_inputs
 from trtpipe.pipeline.timing import TimingRecorder
 from trtpipe.runtime.base import ClosedError, Engine, StageTimes
@@ -146,7 +147,7 @@ class Pipeline:
         preprocessed = time.perf_counter()
         outputs, engine_times = self._infer(batch)
         inferred = time.perf_counter()
-        results = self.head(outputs, metas, images)
+        results = run_head(self.head, outputs, metas, images)
         end = time.perf_counter()
         times = dataclasses.replace(
             engine_times,

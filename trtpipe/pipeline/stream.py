@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from trtpipe.errors import ConfigError, TrtpipeError
+from trtpipe.pipeline.heads import run_head
 from trtpipe.pipeline.preprocess import ResizeMeta, check_frame, load_image, preprocess_with_meta, resize_meta
 from trtpipe.pipeline.sources import FrameSource, SourceItem, open_source
 from trtpipe.runtime.base import StageTimes
@@ -176,7 +177,7 @@ class Stream:
         if batch_size is None:
             batch_size = min(limit or DEFAULT_BATCH, MAX_DEFAULT_BATCH)
         workers = workers if workers is not None else max(1, os.cpu_count() or 1)
-        inference_threads = inference_threads if inference_threads is not None else max(1, int(getattr(engine, "num_contexts", 1)))
+        inference_threads = inference_threads if inference_threads is not None else engine.num_contexts
         for name, value in (("batch_size", batch_size), ("workers", workers), ("inference_threads", inference_threads)):
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"Pipeline.stream: {name} is {value!r}, expected a whole number of at least 1",
@@ -297,6 +298,20 @@ class _Machinery:
     # -- workers: prepare ----------------------------------------------------------------------
 
     def _prepare(self, index: int, item: SourceItem, started: float) -> None:
+        try:
+            prepared = self._prepared(index, item, started)
+            if prepared is not None:
+                prepared.ready = time.perf_counter()
+                self.ready.put(prepared)
+        finally:
+            # Only once the item is queued: the reader puts the end markers when nothing is outstanding, and an
+            # item queued after them would never be taken.
+            with self.condition:
+                self.outstanding -= 1
+                self.condition.notify_all()
+
+    def _prepared(self, index: int, item: SourceItem, started: float) -> _Prepared | None:
+        """Decodes and preprocesses one item; an unreadable one carries its error; None after a bug (stream failed)."""
         prepared = _Prepared(index, item.name, started, read_ms=item.read_ms)
         try:
             if item.error is not None:
@@ -320,13 +335,8 @@ class _Machinery:
             prepared.error = exc
         except BaseException as exc:  # noqa: BLE001 - a bug: stop the stream and tell the caller
             self._fail(exc)
-            return
-        finally:
-            with self.condition:
-                self.outstanding -= 1
-                self.condition.notify_all()
-        prepared.ready = time.perf_counter()
-        self.ready.put(prepared)
+            return None
+        return prepared
 
     # -- inference threads ---------------------------------------------------------------------
 
@@ -339,9 +349,11 @@ class _Machinery:
         return _END
 
     def _infer_loop(self) -> None:
+        carried = None  # taken while filling a batch it could not join: this thread's next item (never put back,
+        # which would queue it behind the end markers)
         try:
             while True:
-                first = self._take()
+                first, carried = (carried, None) if carried is not None else (self._take(), None)
                 if first is _END or self.stop.is_set():
                     return
                 if first.error is not None:
@@ -354,7 +366,7 @@ class _Machinery:
                     except queue.Empty:
                         break
                     if item is _END or (item.error is None and item.tensor.shape != first.tensor.shape):
-                        self.ready.put(item)  # the end, or a frame of another size: for the next batch
+                        carried = item  # the end, or a frame of another size: after this batch
                         break
                     if item.error is not None:
                         self._deliver_error(item)
@@ -377,7 +389,7 @@ class _Machinery:
     def _postprocess(self, batch: list[_Prepared], outputs, engine_times: StageTimes, infer_begin: float, infer_ms: float) -> None:
         try:
             begin = time.perf_counter()
-            results = self.head(outputs, [p.meta for p in batch], [p.image for p in batch])
+            results = run_head(self.head, outputs, [p.meta for p in batch], [p.image for p in batch])
             end = time.perf_counter()
             post_ms = (end - begin) * 1e3
             backend = self.engine.backend

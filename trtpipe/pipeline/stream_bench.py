@@ -168,7 +168,7 @@ def bench_pipeline(
     if not paths:
         raise InputError("no image files to measure", "give --images a folder of JPEG/PNG files")
     say = progress or (lambda line: None)
-    inference_threads = inference_threads or max(1, int(getattr(pipe.engine, "num_contexts", 1)))
+    inference_threads = inference_threads or pipe.engine.num_contexts
     load_before = os.getloadavg()[0]
     stages: list[StageRate] = []
 

@@ -12,7 +12,7 @@ import difflib
 import importlib
 from typing import Callable
 
-from trtpipe.errors import ConfigError
+from trtpipe.errors import ConfigError, InputError
 
 _HEADS: dict[str, type] = {}
 _BUILTIN = ("classification", "detection", "segmentation")  # modules; detection also registers detr_sigmoid
@@ -53,6 +53,25 @@ def create_head(name: str, **options):
             f"did you mean {close[0]!r}?" if close else "set the preprocess spec's head (or task) to a known one",
         )
     return cls(**options)
+
+
+def run_head(head, outputs: dict, metas: list, images: list) -> list:
+    """Decodes a batch with ``head``: one result per image, or an error naming the outputs (never fewer results,
+    which would drop images without a word).
+
+    Raises:
+        InputError: the head decoded another number of results than images (outputs without the batch axis).
+    """
+    results = head(outputs, metas, images)
+    if len(results) != len(metas):
+        shapes = ", ".join(f"{name} {'x'.join(str(d) for d in value.shape)}" for name, value in outputs.items())
+        raise InputError(
+            f"the {getattr(head, 'head_name', 'task')} head decoded {len(results)} result(s) from outputs {shapes} for a "
+            f"batch of {len(metas)} images: the outputs' first axis is not the batch",
+            "export the model with a batch axis that runs from its input to its outputs, or run one image at a time "
+            "(batch 1)",
+        )
+    return results
 
 
 def _load_builtin() -> None:
