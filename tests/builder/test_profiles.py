@@ -103,3 +103,15 @@ def test_image_size_check_follows_the_layout_and_static_inputs():
     assert check_image_size(ranges, (nhwc,), spec(224, 224, "NHWC")) is None
     warning = check_image_size(ranges, (nhwc,), spec(256, 256, "NHWC"))
     assert "224x224..224x224" in warning and "export the model at the spec's size" in warning
+
+
+def test_a_fused_preprocessing_network_is_checked_against_its_frame_size():
+    frames = TensorInfo("frames", (-1, 1080, 1920, 3), "uint8")
+    ranges, _ = resolve_profile((frames,), BuildConfig())
+    fused = spec(224, 224).replace(fused_preprocess="1080x1920")  # NCHW network input, NHWC frames in
+    assert check_image_size(ranges, (frames,), fused) is None
+    warning = check_image_size(ranges, (frames,), spec(224, 224).replace(fused_preprocess="720x1280"))
+    assert "1080x1920..1080x1920" in warning and "takes 720x1280 frames" in warning
+    dynamic = TensorInfo("frames", (-1, -1, -1, 3), "uint8")
+    ranges, _ = resolve_profile((dynamic,), BuildConfig(shapes=(ShapeRange.parse("frames:1x64x64x3:1x480x640x3:1x1080x1920x3"),)))
+    assert check_image_size(ranges, (dynamic,), spec(224, 224).replace(fused_preprocess="dynamic")) is None

@@ -152,8 +152,16 @@ def test_infer_does_not_overwrite_without_force(classifier, photos, tmp_path, ca
 ])
 def test_infer_refuses_with_one_line_and_a_hint(classifier, photos, capsys, argv, message, monkeypatch):
     monkeypatch.chdir(photos.parent)
-    code, _, err = run_cli(capsys, "infer", classifier, *argv)
+    code, out, err = run_cli(capsys, "infer", classifier, *argv)
     assert code == 2 and message in err and "Hint:" in err and "Traceback" not in err
+    assert out == ""  # refused before any work: not even the table's header
+
+
+def test_infer_exits_2_when_no_image_gave_a_result(classifier, photos, capsys):
+    code, out, err = run_cli(capsys, "infer", classifier, photos / "p9_broken.jpg", photos / "p9_broken.jpg")
+    assert code == 2 and out.count("error: image") == 2 and "stage" not in out  # no stage table without a result
+    assert out.splitlines()[-1].startswith("infer: 0 results, 2 errors")
+    assert "none of the 2 image(s) from 2 files gave a result" in err and "Hint:" in err
 
 
 def test_bench_pipeline_reports_each_stage_the_bound_and_the_stream(classifier, photos, tmp_path, capsys):
@@ -172,3 +180,26 @@ def test_bench_pipeline_reports_each_stage_the_bound_and_the_stream(classifier, 
     assert data["stream"] > 0 and data["sequential"] > 0 and data["bound"]["images_per_s"] > 0
     code, _, err = run_cli(capsys, "bench", classifier, "--pipeline")
     assert code == 2 and "needs --images" in err
+    code, _, err = run_cli(capsys, "bench", "--pipeline", "--images", photos)
+    assert code == 2 and "--pipeline needs a model" in err
+    code, out, err = run_cli(capsys, "bench", classifier, "--pipeline", "--images", photos, "--json", tmp_path / "d.json")
+    assert code == 0, err
+    assert json.loads((tmp_path / "d.json").read_text())["batch_size"] == 8  # no --batch, no profile max: 8
+
+
+def test_infer_runs_a_tensorrt_engine_on_infstreams_contexts(simulated_machine, sim_engine, photos, capsys, monkeypatch):
+    import trtpipe.pipeline.stream as stream_module
+
+    seen = []
+    real_init = stream_module.Stream.__init__
+
+    def recording(self, pipeline, *args, **kwargs):
+        real_init(self, pipeline, *args, **kwargs)
+        seen.append((self.inference_threads, pipeline.engine.num_contexts))
+
+    monkeypatch.setattr(stream_module.Stream, "__init__", recording)
+    code, out, err = run_cli(capsys, "infer", sim_engine, photos, "--infStreams", "2", "--batch", "2")
+    assert code == 0, err
+    assert seen == [(2, 2)]  # two execution contexts, one inference thread each
+    assert out.splitlines()[-1].startswith("infer: 4 results, 1 errors")
+    assert f"{simulated_machine.flavor.name}-simulated, batch up to 2" in out.splitlines()[-1]

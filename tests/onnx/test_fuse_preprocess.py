@@ -186,6 +186,7 @@ def test_tensorrt_rtx_builds_fused_engines_and_the_sidecar_records_it(tiny_onnx,
     assert fixed.sidecar.preprocess_spec.fused_preprocess == "120x160"
     assert [(t.name, t.shape, t.dtype) for t in fixed.sidecar.inputs] == [(FRAMES_INPUT, (-1, 120, 160, 3), "uint8")]
     assert any("PIL's filter" in n for n in fixed.sidecar.notes) and any("test frame" in n for n in fixed.sidecar.notes)
+    assert not any("WARNING" in n for n in fixed.sidecar.notes)  # the frames input is checked as frames, not as NCHW
     assert fixed.sidecar.build_config["fuse_preprocess"] == "120x160"
     assert json.loads((tmp_path / "m_fixed.preprocess.json").read_text())["fused_preprocess"] == "120x160"
     dynamic = build_engine(

@@ -74,11 +74,20 @@ def test_max_frames_stops_early_and_releases_the_capture(tmp_path):
         open_source(video, max_frames=0)
 
 
-def test_a_camera_that_cannot_open_fails_when_read_with_a_hint():
-    source = open_source(97)  # no /dev/video97 here
-    assert source.kind == "camera"
+def test_a_camera_that_cannot_open_is_refused_when_opened_with_a_hint(capfd):
     with pytest.raises(InputError, match="OpenCV cannot open camera 97.*Hint: check that the camera"):
-        next(source)
+        open_source(97)  # no /dev/video97 here: refused before any work, not from the stream's reader
+    assert "VIDEOIO" not in capfd.readouterr().err  # OpenCV's own warnings are not shown beside trtpipe's line
+
+
+def test_a_video_in_a_list_that_cannot_be_opened_is_an_error_item_and_the_rest_goes_on(tmp_path):
+    video = write_video(tmp_path / "clip.mp4", frames=2)
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video")
+    folder = write_images(tmp_path / "photos", 1)
+    items = list(open_source([broken, video, folder]))
+    assert [i.name for i in items] == [str(broken), f"{video} frame 0", f"{video} frame 1", str(folder / "img00.png")]
+    assert "OpenCV cannot open video" in str(items[0].error) and all(i.error is None for i in items[1:])
 
 
 def test_generator_entries_that_are_not_images_become_error_items():

@@ -94,14 +94,16 @@ def check_image_size(ranges: list[ShapeRange], inputs: tuple[TensorInfo, ...], s
     """A warning when the profile of the image input cannot take the preprocess spec's image size, else None.
 
     The image input is the first input (the one ``Pipeline`` feeds), when it has rank 4; its height and
-    width axes follow the spec's layout (NCHW or NHWC).
+    width axes follow the spec's layout (NCHW or NHWC). A network with fused preprocessing takes NHWC frames
+    of the spec's frame size (any size when dynamic: nothing to check).
     """
-    if spec is None or not inputs or len(inputs[0].shape) != 4:
+    if spec is None or not inputs or len(inputs[0].shape) != 4 or spec.fused_preprocess == "dynamic":
         return None
     shape_range = next(r for r in ranges if r.name == inputs[0].name)
-    h_axis, w_axis = (2, 3) if spec.layout == "NCHW" else (1, 2)
+    height, width = spec.fused_frame_size or (spec.height, spec.width)
+    h_axis, w_axis = (2, 3) if spec.layout == "NCHW" and spec.fused_preprocess is None else (1, 2)
     fits = all(
-        shape_range.min[axis] <= size <= shape_range.max[axis] for axis, size in ((h_axis, spec.height), (w_axis, spec.width))
+        shape_range.min[axis] <= size <= shape_range.max[axis] for axis, size in ((h_axis, height), (w_axis, width))
     )
     if fits:
         return None
@@ -109,14 +111,15 @@ def check_image_size(ranges: list[ShapeRange], inputs: tuple[TensorInfo, ...], s
         f"{shape_range.min[h_axis]}x{shape_range.min[w_axis]}..{shape_range.max[h_axis]}x{shape_range.max[w_axis]}"
     )
     example = list(shape_range.opt)
-    example[h_axis], example[w_axis] = spec.height, spec.width
+    example[h_axis], example[w_axis] = height, width
     if -1 not in inputs[0].shape[1:]:
         fix = "export the model at the spec's size, or correct the spec's height and width"
     else:
-        fix = f"give --shapes {shape_range.name}:MIN:OPT:MAX with {spec.height}x{spec.width} inside, e.g. opt {_show(tuple(example))}"
+        fix = f"give --shapes {shape_range.name}:MIN:OPT:MAX with {height}x{width} inside, e.g. opt {_show(tuple(example))}"
+    makes = f"takes {height}x{width} frames" if spec.fused_preprocess else f"makes {height}x{width}"
     return (
         f"WARNING: the profile of input {shape_range.name!r} takes images of {sizes} (height x width), but the "
-        f"preprocess spec ({spec.model}) makes {spec.height}x{spec.width}: Pipeline.from_engine and trtpipe infer "
+        f"preprocess spec ({spec.model}) {makes}: Pipeline.from_engine and trtpipe infer "
         f"will refuse every image; {fix}"
     )
 

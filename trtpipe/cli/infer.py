@@ -36,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, metavar="N", help="images per engine call, at most the profile max "
                                                                "(default: the profile max, 8 without one)")
     parser.add_argument("--workers", type=int, metavar="W", help="decode/preprocess threads (default: the CPU cores)")
+    parser.add_argument("--infStreams", dest="infer_streams", type=int, default=1, metavar="N",
+                        help="TensorRT: N execution contexts, so N batches run on the GPU at once (as trtexec's "
+                             "--infStreams; default 1)")
     parser.add_argument("--max-frames", type=int, metavar="N", help="stop after N images or frames (a camera never ends)")
     parser.add_argument("--json", metavar="OUT", help="also write the results to this JSON file")
     parser.add_argument("--force", action="store_true", help="overwrite files that --save or --json would replace")
@@ -46,24 +49,36 @@ def run(args: argparse.Namespace) -> int:
     from trtpipe.io import check_outputs
 
     check_outputs(files={"--json": args.json}, dirs={"--save": args.save})
-    from trtpipe.pipeline.pipeline import Pipeline
     from trtpipe.pipeline.sources import open_source
-    from trtpipe.runtime.loader import default_backend
 
-    for name in ("topk", "batch", "workers", "max_frames"):
+    for name in ("topk", "batch", "workers", "max_frames", "infer_streams"):
         value = getattr(args, name)
         if value is not None and value < 1:
-            raise ConfigError(f"--{name.replace('_', '-')} is {value}, expected at least 1", f"give --{name.replace('_', '-')} 1 or more")
+            option = "--infStreams" if name == "infer_streams" else f"--{name.replace('_', '-')}"
+            raise ConfigError(f"{option} is {value}, expected at least 1", f"give {option} 1 or more")
     sources = [_source_argument(s) for s in args.sources]
     if any(isinstance(s, int) for s in sources) and len(sources) > 1:
         raise InputError("a camera index must be the only SOURCE", "run one infer per camera")
     source = open_source(sources[0] if len(sources) == 1 else sources, max_frames=args.max_frames)
+    try:
+        return _run(args, source)
+    finally:
+        source.close()  # a camera opened above is released whatever happens (the stream closes it too)
+
+
+def _run(args: argparse.Namespace, source) -> int:
+    from trtpipe.errors import InputError
+    from trtpipe.pipeline.pipeline import Pipeline
+    from trtpipe.runtime.loader import default_backend
+
     saver = _Saver(Path(args.save), source, args.force) if args.save else None
     if args.json:
         _check_output(Path(args.json), args.force)
     is_onnx = default_backend(args.model) == "onnxruntime"
     backend, fallback = _backend(args.backend, is_onnx)
     options = {"topk": args.topk}
+    if backend == "tensorrt":
+        options["contexts"] = args.infer_streams
     for option, value in (("score_threshold", args.conf), ("iou_threshold", args.iou), ("labels", args.labels)):
         if value is not None:
             options[option] = value
@@ -92,7 +107,9 @@ def run(args: argparse.Namespace) -> int:
             if saver is not None:
                 saver.close(keep=not interrupted)
         stats = stream.stats
-        print(_stage_table(stats))
+        stages = _stage_table(stats)
+        if stages:
+            print(stages)
         if pipe.spec.random_weights:
             print("note: this model has RANDOM weights; its labels are meaningless")
         seconds = time.perf_counter() - started
@@ -102,7 +119,12 @@ def run(args: argparse.Namespace) -> int:
             payload = {"model": str(args.model), "backend": pipe.backend, "source": stream.source, "results": records}
             atomic_write_text(Path(args.json), json.dumps(payload, indent=2) + "\n")
         print(_summary(args, stream, stats, pipe.backend, counts, seconds, saver, interrupted))
-    return 130 if interrupted else 0
+    if interrupted:
+        return 130
+    if counts["errors"] and not counts["ok"]:
+        raise InputError(f"none of the {counts['errors']} image(s) from {stream.source} gave a result (each error is "
+                         "in the table above)", "give JPEG, PNG, BMP, TIFF or WebP files, or a video OpenCV can read")
+    return 0
 
 
 def _source_argument(text: str):
@@ -194,7 +216,7 @@ def _stage_table(stats) -> str:
             ("latency", stats.latency_ms, "per image, read to result")]
     lines = [f"{'stage':<12} {'mean ms':>9}  per"]
     lines += [f"{name:<12} {value:>9.2f}  {per}" for name, value, per in rows if value is not None]
-    return "\n".join(lines)
+    return "\n".join(lines) if len(lines) > 1 else ""  # nothing finished: no table
 
 
 def _summary(args, stream, stats, backend: str, counts: dict, seconds: float, saver, interrupted: bool) -> str:

@@ -70,7 +70,10 @@ class FrameSource:
         self._captures.clear()
         close = getattr(self._items, "close", None)
         if close is not None:
-            close()
+            try:
+                close()
+            except ValueError:  # "generator already executing": a reader thread is inside it and closes it when it stops
+                pass
 
     def __enter__(self) -> "FrameSource":
         return self
@@ -105,10 +108,17 @@ def open_source(source: Any, *, max_frames: int | None = None) -> FrameSource:
                 _check_path(Path(entry))
         kind = _kind_of_list(source)
         description = _describe_list(source)
+        items = _expand(source, captures)
     else:
         kind, description = _kind_and_description(source)
-    items = _limit(_expand(source, captures, top_level=True), max_frames)
-    return FrameSource(items, kind, description, captures)
+        if kind in ("camera", "video"):
+            # Opened now: a camera that is not there fails before any work (and before a table header is printed).
+            capture = _open_capture(source if isinstance(source, int) else str(source))
+            captures.append(capture)
+            items = _capture_frames(capture, f"camera {source}" if kind == "camera" else str(source), captures)
+        else:
+            items = _expand(source, captures)
+    return FrameSource(_limit(items, max_frames), kind, description, captures)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -186,14 +196,14 @@ def _folder_images(folder: Path) -> list[Path]:
 # ----------------------------------------------------------------------------------------------
 
 
-def _expand(source: Any, captures: list, top_level: bool = False) -> Iterator[SourceItem]:
+def _expand(source: Any, captures: list) -> Iterator[SourceItem]:
     """Yields the items of ``source`` in order; nested lists, folders and videos are expanded in place."""
     if isinstance(source, bool):
         yield SourceItem(name=repr(source), error=InputError(f"entry {source!r} is a bool", "give paths or images"))
     elif isinstance(source, int):
-        yield from _capture_frames(source, f"camera {source}", captures)
+        yield from _opened_frames(source, f"camera {source}", captures)
     elif _is_url(source):
-        yield from _capture_frames(source, str(source), captures)
+        yield from _opened_frames(source, str(source), captures)
     elif isinstance(source, (str, Path)):
         path = Path(source)
         if not path.exists():
@@ -202,7 +212,7 @@ def _expand(source: Any, captures: list, top_level: bool = False) -> Iterator[So
             for image in _folder_images(path):
                 yield SourceItem(name=str(image), path=image)
         elif _is_video(path):
-            yield from _capture_frames(str(path), str(source), captures)
+            yield from _opened_frames(str(path), str(source), captures)
         else:
             yield SourceItem(name=str(source), path=path)  # any other suffix: let the decoder say whether it is an image
     elif isinstance(source, np.ndarray):
@@ -226,9 +236,18 @@ def _expand(source: Any, captures: list, top_level: bool = False) -> Iterator[So
             f"source entry is a {type(source).__name__}, expected a path or an image", "give paths or numpy images"))
 
 
-def _capture_frames(target: int | str, label: str, captures: list) -> Iterator[SourceItem]:
-    """Frames of a video file, stream URL or camera, decoded here in order; the capture is released at the end."""
-    capture = cv2.VideoCapture(target)
+def _open_capture(target: int | str):
+    """An opened ``cv2.VideoCapture`` of a camera index, video file or stream URL.
+
+    Raises:
+        InputError: OpenCV cannot open it (OpenCV's own warnings are kept off the console: this says it once).
+    """
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    try:
+        capture = cv2.VideoCapture(target)
+    finally:
+        cv2.utils.logging.setLogLevel(level)
     if not capture.isOpened():
         capture.release()
         what = f"camera {target}" if isinstance(target, int) else f"video {target}"
@@ -237,7 +256,25 @@ def _capture_frames(target: int | str, label: str, captures: list) -> Iterator[S
             "check that the camera is connected and free (ls /dev/video*)" if isinstance(target, int)
             else "check the file plays (ffprobe), or convert it to H.264 MP4; OpenCV's wheel reads what its FFmpeg reads",
         )
+    return capture
+
+
+def _opened_frames(target: int | str, label: str, captures: list) -> Iterator[SourceItem]:
+    """A video or camera among other entries: one that cannot be opened is an error item, and the rest goes on."""
+    try:
+        capture = _open_capture(target)
+    except InputError as exc:
+        yield SourceItem(name=label, error=exc)
+        return
     captures.append(capture)
+    try:
+        yield from _capture_frames(capture, label, captures)
+    except InputError as exc:  # opened, but no frame
+        yield SourceItem(name=label, error=exc)
+
+
+def _capture_frames(capture, label: str, captures: list) -> Iterator[SourceItem]:
+    """Frames of an opened capture, decoded here in order; the capture is released at the end."""
     frame_index = 0
     try:
         while True:

@@ -24,6 +24,7 @@ import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -92,7 +93,7 @@ class PipelineBenchResult:
         """(what bounds the stream, its rate): the workers' group or the engine, whichever is slower alone."""
         infer = self.stage("infer").images_per_s
         if self.workers_rate <= infer:
-            return f"workers (read + preprocess + postprocess, {self.workers} threads)", self.workers_rate
+            return f"workers (read + preprocess + postprocess, {self.workers} thread{'s' if self.workers != 1 else ''})", self.workers_rate
         return f"engine ({self.inference_threads} inference thread(s), batch {self.batch_size})", infer
 
     @property
@@ -288,38 +289,60 @@ def _sequential_rate(pipe, paths: list[Path]) -> float:
 
 def run_cli(args) -> int:
     """``trtpipe bench MODEL --pipeline --images DIR``: prints the table and a summary line, writes a JSON report."""
+    from trtpipe.errors import ConfigError
     from trtpipe.io import atomic_write_text, ensure_writable_dir
     from trtpipe.pipeline.pipeline import Pipeline
     from trtpipe.pipeline.sources import open_source
+    from trtpipe.pipeline.stream import DEFAULT_BATCH, MAX_DEFAULT_BATCH
     from trtpipe.runtime.loader import default_backend
 
+    if not args.model:
+        raise InputError("--pipeline needs a model: an .engine or an .onnx", "e.g. trtpipe bench engines/mobilenetv2.onnx "
+                                                                           "--pipeline --images calib_data/")
     if not args.images:
         raise InputError("--pipeline measures image files and needs --images DIR", "add e.g. --images calib_data/")
+    if args.simulate:
+        raise ConfigError("--pipeline with --simulate: a simulated engine's times are not figures",
+                          "run --pipeline on a GPU, or on ONNX Runtime (an .onnx, or --backend auto)")
+    if args.infer_streams < 1 or args.workers < 1:
+        raise ConfigError(f"--infStreams {args.infer_streams} / --workers {args.workers}: both must be at least 1",
+                          "e.g. --workers 2 --infStreams 2")
+    model = Path(args.model)
+    if not model.is_file():
+        raise InputError(f"{model}: no such file; --pipeline runs an .engine or an .onnx", "export or build the model first")
     with open_source(args.images) as source:
         paths = [item.path for item in source if item.path is not None]
     if args.max_images:
         paths = paths[: args.max_images]
-    model = Path(args.model)
-    if not model.is_file():
-        raise InputError(f"{model}: no such file; --pipeline runs an .engine or an .onnx", "export or build the model first")
     backend = args.backend or default_backend(model)
-    if backend in ("torch",):
+    if backend == "torch":
         raise InputError("--pipeline runs engines and ONNX models, not the torch backend", "drop --backend torch")
+    fallback = None
     if backend == "auto":
         from trtpipe.testing import gpu_unavailable_reason
 
-        backend = "onnxruntime" if gpu_unavailable_reason() else default_backend(model)
+        fallback = gpu_unavailable_reason() if default_backend(model) == "tensorrt" else None
+        backend = "onnxruntime" if fallback or default_backend(model) == "onnxruntime" else "tensorrt"
     out = Path(args.json or f"reports/{model.stem}_pipeline.json")
     ensure_writable_dir(out.parent)  # before the long work
-    options = {"threads": args.threads} if args.threads and backend == "onnxruntime" else {}
+    if backend == "onnxruntime":
+        options = {"threads": args.threads} if args.threads else {}
+    else:
+        options = {"contexts": args.infer_streams, "cuda_graph": args.cuda_graph}
     opener = Pipeline.from_onnx if default_backend(model) == "onnxruntime" else Pipeline.from_engine
-    batch = max(args.batch)
     started = time.perf_counter()
     with opener(model, backend=backend, **options) as pipe:
+        batch = max(args.batch) if args.batch else min(pipe.engine.max_batch or DEFAULT_BATCH, MAX_DEFAULT_BATCH)
+        if pipe.engine.max_batch and batch > pipe.engine.max_batch:
+            raise ConfigError(f"--batch {batch} is above the engine's profile max {pipe.engine.max_batch}",
+                              f"use --batch {pipe.engine.max_batch} or less, or rebuild with a larger profile")
         result = bench_pipeline(
             pipe, paths, batch_size=batch, workers=args.workers, engine_threads=args.threads,
             progress=lambda line: print(f"  {line} ...", file=sys.stderr),
         )
+    if fallback:
+        result = dataclasses.replace(result, notes=(f"CPU fallback: no GPU here ({fallback}), so the engine's ONNX ran "
+                                                    f"on {result.backend}",) + result.notes)
     atomic_write_text(out, json.dumps(result.to_dict(), indent=2) + "\n")
     print(result.table())
     for note in result.notes:
