@@ -49,6 +49,24 @@ def test_matches_torchvision_within_2_of_255(antialias):
         assert diff > 1.2  # the fast mode aliases: measurably further from torchvision
 
 
+@pytest.mark.parametrize("name, interpolation", [("coffee", "bilinear"), ("rocket", "bicubic")])
+def test_the_edges_of_a_centre_crop_match_torchvision_as_well_as_its_inside(name, interpolation):
+    """The crop's first and last rows and columns are resampled from the pixels around the box, as torchvision's
+    resize-then-crop does (cut at the box, they saw replicated pixels: twice the mean difference, up to 69/255)."""
+    torchvision = pytest.importorskip("torchvision")
+    from PIL import Image
+
+    T = torchvision.transforms
+    mode = {"bilinear": T.InterpolationMode.BILINEAR, "bicubic": T.InterpolationMode.BICUBIC}[interpolation]
+    frame = cv2.resize(photo(name), (1920, 1080), interpolation=cv2.INTER_CUBIC)
+    ref = T.Compose([T.Resize(256, interpolation=mode), T.CenterCrop(224), T.ToTensor()])(
+        Image.fromarray(frame[:, :, ::-1].copy())).numpy()
+    spec = SPEC.replace(mean=(0, 0, 0), std=(1, 1, 1), interpolation=interpolation)
+    diff = np.abs(preprocess_batch([frame], spec)[0] - ref) * 255
+    edges = np.concatenate([diff[:, 0].ravel(), diff[:, -1].ravel(), diff[:, :, 0].ravel(), diff[:, :, -1].ravel()])
+    assert edges.mean() < 1.5 * diff.mean() and edges.max() < 40
+
+
 def test_letterbox_meta_undoes_the_mapping():
     image = np.full((100, 200, 3), 50, np.uint8)
     spec = SPEC.replace(height=64, width=64, resize="letterbox", antialias=False)

@@ -146,8 +146,15 @@ def _resample(
     """
     x0, y0, x1, y1 = box
     h, w = image.shape[:2]
-    ix0, iy0 = max(0, math.floor(x0 + 1e-6)), max(0, math.floor(y0 + 1e-6))
-    ix1, iy1 = min(w, math.ceil(x1 - 1e-6)), min(h, math.ceil(y1 - 1e-6))
+    # The region keeps the pixels around the box that the filter of an edge pixel reaches (as a resize of the whole
+    # image, then a crop, would use them): cut at the box, the edge rows would see replicated pixels instead (up to
+    # 61/255 off torchvision in the last row of a centre crop), and a halving would drop the box's odd last row.
+    # A multiple of 16, so that up to four halvings pair the same pixels as without it (and INTER_AREA, below, can
+    # start its cells where it would without it).
+    support = 2.0 if spec.interpolation == "bicubic" else 1.0
+    margin = 16 * math.ceil(((support + 1.0) * max(1.0, (x1 - x0) / width, (y1 - y0) / height) + 2) / 16)
+    ix0, iy0 = max(0, math.floor(x0 + 1e-6) - margin), max(0, math.floor(y0 + 1e-6) - margin)
+    ix1, iy1 = min(w, math.ceil(x1 - 1e-6) + margin), min(h, math.ceil(y1 - 1e-6) + margin)
     region = image[iy0:iy1, ix0:ix1]
     x0, x1, y0, y1 = x0 - ix0, x1 - ix0, y0 - iy0, y1 - iy0
     interpolation = _INTERPOLATION[spec.interpolation]
@@ -166,6 +173,11 @@ def _resample(
         # A fractional box still 1.25x+ too large (a 720p frame's crop after one halving): INTER_AREA the region at the
         # box's exact scale (fx, fy given, so OpenCV keeps them exact), leaving only a sub-pixel shift for remap;
         # remap alone would sample it bilinearly, aliased.
+        # INTER_AREA's cells start at the region's origin: start it at the box's first whole pixel, as it would
+        # without the margin (the margin after the box stays, for the last row and column).
+        lead_x, lead_y = math.floor(x0 + 1e-6), math.floor(y0 + 1e-6)
+        region = region[lead_y:, lead_x:]
+        x0, x1, y0, y1 = x0 - lead_x, x1 - lead_x, y0 - lead_y, y1 - lead_y
         fx, fy = width / (x1 - x0), height / (y1 - y0)
         region = cv2.resize(region, None, fx=fx, fy=fy, interpolation=cv2.INTER_AREA)
         x0, x1, y0, y1 = x0 * fx, x1 * fx, y0 * fy, y1 * fy
