@@ -255,12 +255,16 @@ def _preprocess_stage(pipe, sample: list[np.ndarray], count: int, workers: int):
         tensor, (meta,) = preprocess_with_meta([image], pipe.spec)
         return tensor.astype(pipe._dtype, copy=False), meta
 
-    start = time.perf_counter()
-    with ThreadPoolExecutor(workers) as pool:
-        prepared = list(pool.map(prepare, range(count)))
-    seconds = time.perf_counter() - start
-    kept = prepared[: len(sample)]
-    return [t for t, _ in kept], [m for _, m in kept], seconds
+    kept: dict[int, tuple] = {}
+
+    def prepare_and_keep(index: int) -> None:
+        prepared = prepare(index)
+        if index < len(sample):  # one of each decoded image for the infer stage; the rest is dropped at once
+            kept[index] = prepared
+
+    seconds = _parallel_seconds(prepare_and_keep, range(count), workers)
+    kept_in_order = [kept[i] for i in range(len(sample))]
+    return [t for t, _ in kept_in_order], [m for _, m in kept_in_order], seconds
 
 
 def _infer_stage(pipe, batch: np.ndarray, calls: int, threads: int):

@@ -1,0 +1,177 @@
+"""Pipeline.stream end to end: MobileNetV2 on ONNX Runtime (CPU), JPEG photos at 1920x1080, batch 8; and its memory.
+
+    .venv/bin/python tests/perf/bench_stream.py [--images 500] [--rounds 3] [--frames 5000] [--work DIR]
+
+Throughput (issue 14's targets: stream >= 1.4x the sequential loop, >= 0.85x the bound): ``--images`` JPEG files
+(quality 90) made from scikit-image's photos (random crops and flips scaled to 1920x1080, seed 0), read from disk
+three ways, in ``--rounds`` interleaved rounds, medians reported:
+
+- a sequential loop as a user writes it: ``pipe(cv2.imread(path))`` per file, on a Pipeline opened with ONNX
+  Runtime's defaults (all cores for the engine);
+- ``pipe.stream(files, batch_size=8, workers=W)`` on a Pipeline whose engine has ``T`` intra-op threads;
+- each stage alone on the threads it has in the stream (``trtpipe.pipeline.stream_bench``): the bound is the slower of
+  the engine and the workers' group (read + preprocess + postprocess share the workers).
+
+W and T split the cores: T = cores // 2 (at least 1), W = cores - T (at least 1), fixed here, not tuned on the data.
+
+Memory (target: resident set size flat within 10%): ``--frames`` synthetic 1920x1080 frames (a fresh array each)
+through the same stream; RSS is sampled every 100 frames after a warm-up of 500 and its spread reported.
+
+MobileNetV2 has random weights here (torchvision's download is unreachable offline): speed and memory do not
+depend on them. One run on a shared machine: the load average is printed beside the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "cat", "hubble_deep_field", "immunohistochemistry", "retina",
+          "colorwheel", "logo")
+SIZE = (1080, 1920)  # height, width
+WARMUP_FRAMES = 500
+SAMPLE_EVERY = 100
+
+
+def make_photos(folder: Path, count: int) -> list[Path]:
+    """``count`` 1920x1080 JPEGs from scikit-image's photos: a random crop (40-100% of each side) and flip of each."""
+    import skimage.data
+
+    paths = [folder / f"photo_{i:04d}.jpg" for i in range(count)]
+    if all(p.is_file() for p in paths):
+        return paths
+    folder.mkdir(parents=True, exist_ok=True)
+    sources = []
+    for name in PHOTOS:
+        image = np.asarray(getattr(skimage.data, name)())
+        if image.ndim == 2:
+            image = np.stack([image] * 3, axis=-1)
+        sources.append(np.ascontiguousarray(image[:, :, :3][:, :, ::-1]))  # RGB -> BGR, alpha dropped
+    rng = np.random.default_rng(0)
+    for i, path in enumerate(paths):
+        source = sources[i % len(sources)]
+        h, w = source.shape[:2]
+        ch, cw = int(h * rng.uniform(0.4, 1.0)), int(w * rng.uniform(0.4, 1.0))
+        y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+        crop = source[y : y + ch, x : x + cw]
+        if rng.random() < 0.5:
+            crop = crop[:, ::-1]
+        frame = cv2.resize(np.ascontiguousarray(crop), (SIZE[1], SIZE[0]), interpolation=cv2.INTER_CUBIC)
+        cv2.imwrite(str(path), frame, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    return paths
+
+
+def rss_mib() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def synthetic_frames(count: int):
+    """``count`` fresh 1920x1080 BGR frames (a copy of one of 8 textures, its index stamped in): nothing is shared."""
+    rng = np.random.default_rng(1)
+    textures = [rng.integers(0, 256, (*SIZE, 3), dtype=np.uint8) for _ in range(8)]
+    for index in range(count):
+        frame = textures[index % len(textures)].copy()
+        frame[0, :8, 0] = np.frombuffer(index.to_bytes(8, "little"), np.uint8)
+        yield frame
+
+
+def memory_run(pipe, frames: int, workers: int, batch: int) -> dict:
+    samples = []
+    started = time.perf_counter()
+    with pipe.stream(synthetic_frames(frames), batch_size=batch, workers=workers) as stream:
+        for taken, item in enumerate(stream, 1):
+            if not item.ok:
+                raise RuntimeError(f"synthetic frame {item.index} failed: {item.error}")
+            if taken >= WARMUP_FRAMES and taken % SAMPLE_EVERY == 0:
+                samples.append((taken, rss_mib()))
+        in_flight = stream.in_flight
+    seconds = time.perf_counter() - started
+    values = [mib for _, mib in samples]
+    return {"frames": frames, "seconds": seconds, "in_flight": in_flight, "first": samples[0], "last": samples[-1],
+            "min": min(values), "max": max(values), "spread": (max(values) - min(values)) / min(values)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=500, help="JPEG files (default 500)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of every measurement (default 3)")
+    parser.add_argument("--frames", type=int, default=5000, help="synthetic frames for the memory run (default 5000)")
+    parser.add_argument("--batch", type=int, default=8, help="batch size (default 8)")
+    parser.add_argument("--work", help="work folder to reuse between runs (the export and the photos)")
+    args = parser.parse_args()
+
+    from trtpipe.pipeline.pipeline import Pipeline
+    from trtpipe.pipeline.stream_bench import bench_pipeline
+    from trtpipe.zoo.export import export_model
+
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench_stream."))
+    model = work / "mobilenetv2.onnx"
+    if not model.is_file():
+        export_model("mobilenetv2", model, weights="random")
+    paths = make_photos(work / "photos", args.images)
+    cores = os.cpu_count() or 1
+    engine_threads = max(1, cores // 2)
+    workers = max(1, cores - engine_threads)
+    load_before = os.getloadavg()
+    print(f"{len(paths)} JPEG photos 1920x1080 in {work / 'photos'}; MobileNetV2 (RANDOM weights) on ONNX Runtime CPU; "
+          f"batch {args.batch}; {cores} cores: stream with {workers} worker(s) + engine {engine_threads} thread(s), "
+          f"sequential loop with ONNX Runtime's default threads; load average {load_before[0]:.2f} "
+          f"(1 min), {load_before[1]:.2f} (5 min) before")
+
+    results = []
+    with Pipeline.from_onnx(model, threads=engine_threads) as pipe, Pipeline.from_onnx(model) as sequential_pipe:
+        # Memory first, in a process that has not yet held the throughput runs' decoded samples.
+        memory = memory_run(pipe, args.frames, workers, args.batch)
+        for round_index in range(args.rounds):
+            started = time.perf_counter()
+            result = bench_pipeline(pipe, paths, batch_size=args.batch, workers=workers,
+                                    sequential_pipe=sequential_pipe, engine_threads=engine_threads)
+            results.append(result)
+            print(f"  round {round_index + 1}: stream {result.stream:.1f} images/s, sequential {result.sequential:.1f}, "
+                  f"bound {result.bound[1]:.1f} ({result.bound[0].split(' (')[0]}) in {time.perf_counter() - started:.0f} s")
+        print(f"medians of {len(results)} round(s):")
+        median = lambda values: statistics.median(values)  # noqa: E731
+        stream = median([r.stream for r in results])
+        sequential = median([r.sequential for r in results])
+        stage_names = [s.stage for s in results[0].stages]
+        for name in stage_names:
+            rate = median([r.stage(name).images_per_s for r in results])
+            print(f"  {name:<28} {rate:9.1f} images/s alone  ({results[0].stage(name).threads} thread(s))")
+        workers_rate = median([r.workers_rate for r in results])
+        engine_rate = median([r.stage("infer").images_per_s for r in results])
+        bound = min(workers_rate, engine_rate)
+        bound_what = "the workers (read + preprocess + postprocess)" if workers_rate <= engine_rate else "the engine"
+        slowest = min(stage_names, key=lambda n: median([r.stage(n).images_per_s for r in results]))
+        slowest_rate = median([r.stage(slowest).images_per_s for r in results])
+        print(f"  {'read+preprocess+postprocess':<28} {workers_rate:9.1f} images/s ({workers} worker(s))")
+        print(f"  {'sequential loop':<28} {sequential:9.1f} images/s")
+        print(f"  {'Pipeline.stream':<28} {stream:9.1f} images/s")
+        print()
+        print(f"stream / sequential loop: {stream / sequential:.2f}x (target >= 1.4x) -> "
+              f"{'met' if stream / sequential >= 1.4 else 'NOT met'}")
+        print(f"stream / bound set by {bound_what} ({bound:.1f} images/s): {stream / bound:.2f}x (target >= 0.85x) -> "
+              f"{'met' if stream / bound >= 0.85 else 'NOT met'}; against the slowest single stage alone ({slowest}, "
+              f"{slowest_rate:.1f} images/s): {stream / slowest_rate:.2f}x")
+    load_after = os.getloadavg()
+    (first_at, first), (last_at, last) = memory["first"], memory["last"]
+    print(f"memory: {memory['frames']} synthetic 1920x1080 frames in {memory['seconds']:.0f} s "
+          f"({memory['frames'] / memory['seconds']:.1f} frames/s, at most {memory['in_flight']} in flight); RSS "
+          f"{first:.0f} MiB at frame {first_at}, {last:.0f} MiB at frame {last_at}, min {memory['min']:.0f} / max "
+          f"{memory['max']:.0f} MiB after the warm-up: spread {memory['spread'] * 100:.1f}% (target within 10%) -> "
+          f"{'met' if memory['spread'] <= 0.10 else 'NOT met'}")
+    print(f"load average {load_after[0]:.2f} (1 min), {load_after[1]:.2f} (5 min) after; {cores} cores")
+
+
+if __name__ == "__main__":
+    main()
