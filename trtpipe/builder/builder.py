@@ -52,14 +52,19 @@ class BuildResult:
         """One line: what was made, where, how big, how long, by what, for which GPUs."""
         side = self.sidecar
         size_mb = side.engine_bytes / 1e6
+        fidelity = ""
+        if side.fidelity:
+            from trtpipe.quant.search import fidelity_clause
+
+            fidelity = f"; {fidelity_clause(side.fidelity)}"
         if self.skipped:
             return (
-                f"{self.engine_path} is up to date ({side.precision}, {size_mb:.1f} MB, {side.built_by}); "
+                f"{self.engine_path} is up to date ({side.precision}, {size_mb:.1f} MB, {side.built_by}){fidelity}; "
                 "nothing to do (--force rebuilds)"
             )
         return (
             f"built {self.engine_path} ({side.precision}, {size_mb:.1f} MB) in {side.build_seconds:.1f} s "
-            f"with {side.flavor_label}, for {side.target_description}"
+            f"with {side.flavor_label}, for {side.target_description}{fidelity}"
         )
 
 
@@ -105,7 +110,7 @@ def build_engine(
 
     source_model = load_onnx(onnx_path)
     source_sha = onnx_sha256(onnx_path, source_model)
-    network_onnx, realised, notes, calib_sha = _prepare_network_onnx(onnx_path, source_model, config, spec, output)
+    network_onnx, realised, notes, calib_sha, fidelity = _prepare_network_onnx(onnx_path, source_model, config, spec, output)
     network_model = source_model if network_onnx == onnx_path else load_onnx(network_onnx)
     inputs, outputs = graph_io(network_model)
     ranges, profile_notes = resolve_profile(inputs, config)
@@ -144,6 +149,7 @@ def build_engine(
         preprocess=spec.to_dict() if spec else None,
         calibration_cache_sha256=calib_sha,
         notes=tuple(profile_notes) + tuple(notes) + tuple(build_notes) + _weights_notes(spec),
+        fidelity=fidelity,
     )
     # Engine first, sidecar last: a sidecar only ever describes a complete engine beside it.
     atomic_write_bytes(output, serialized)
@@ -168,25 +174,33 @@ def _check_precision_mode(flavor: Flavor, config: BuildConfig) -> None:
 
 
 def _prepare_network_onnx(onnx_path, source_model, config, spec, output):
-    """Returns (ONNX to parse, how the precision is realised, notes, calibration cache sha256)."""
+    """Returns (ONNX to parse, how the precision is realised, notes, calibration cache sha256, INT8 fidelity check)."""
     has_qdq = any(node.op_type in ("QuantizeLinear", "DequantizeLinear") for node in source_model.graph.node)
     if config.precision == "fp32":
         if has_qdq:
             return onnx_path, "Q/DQ nodes in the given ONNX (strongly typed: they run in INT8)", [
                 "the ONNX already has Q/DQ nodes, so this 'fp32' engine runs them in INT8"
-            ], None
-        return onnx_path, "fp32", [], None
+            ], None, None
+        return onnx_path, "fp32", [], None, None
     if config.precision == "int8" and has_qdq:
-        return onnx_path, "Q/DQ ONNX as given (no calibration)", [], None
+        return onnx_path, "Q/DQ ONNX as given (no calibration)", [
+            "INT8 fidelity unchecked: the Q/DQ ONNX was given, trtpipe did not compare it with FP32"
+        ], None, None
     if (config.precision == "int8" and config.int8_mode == "implicit") or (
         config.precision == "fp16" and config.fp16_mode == "flag"
     ):
         realised = "BuilderFlag.INT8 + IInt8EntropyCalibrator2" if config.precision == "int8" else "BuilderFlag.FP16"
-        return onnx_path, realised, [], None
+        unchecked = ["INT8 fidelity unchecked: in implicit mode TensorRT chooses each layer's precision on the GPU"]
+        return onnx_path, realised, unchecked if config.precision == "int8" else [], None, None
     from trtpipe.quant.prepare import prepare_precision_onnx
 
     prepared = prepare_precision_onnx(onnx_path, config, spec, output.parent)
-    return Path(prepared.path), prepared.precision_realised, list(prepared.notes), prepared.calibration_cache_sha256
+    fidelity = None
+    if prepared.fidelity is not None:
+        fidelity = {**prepared.fidelity, "prepare_seconds": round(prepared.seconds, 1)}
+    return (
+        Path(prepared.path), prepared.precision_realised, list(prepared.notes), prepared.calibration_cache_sha256, fidelity
+    )
 
 
 def _target(flavor: Flavor, config: BuildConfig) -> dict:
