@@ -25,7 +25,7 @@ from trtpipe.spec import BuildConfig, PreprocessSpec, preprocess_path_for, resol
 log = logging.getLogger("trtpipe")
 
 CALIBRATION_BATCH = 8  # measured fastest on two cores: bigger batches spill the caches
-SENSITIVITY_IMAGES = 32  # enough to rank layers; each layer costs one pass over them
+SENSITIVITY_IMAGES = 16  # enough to order layers for the search (which measures each it keeps); one pass per layer
 BIAS_CORRECTION_IMAGES = 128  # per-channel means settle well before this; one FP32 pass over them
 CHECK_BATCH = 16  # held-back images per ONNX Runtime call in the fidelity check
 
@@ -177,8 +177,6 @@ def prepare_int8(onnx_path: Path, options: Int8Options, spec: PreprocessSpec | N
             (nothing is written but the calibration cache, so a second try with other options is quick).
         ConfigError, InputError, OnnxModelError: as :func:`calibrate_model`.
     """
-    import onnx
-
     from trtpipe.onnx.load import load_onnx
     from trtpipe.quant.feeds import without_initializer_inputs
     from trtpipe.quant.qdq import count_qdq
@@ -229,7 +227,7 @@ def prepare_int8(onnx_path: Path, options: Int8Options, spec: PreprocessSpec | N
     if check.note:
         notes.append(check.note)
     seconds = time.perf_counter() - start
-    log.info("%s %s (Q/DQ INT8, %s) in %.1f s", "wrote" if written else "kept", output, counts.summary(), seconds)
+    log.info("%s %s (Q/DQ INT8, %s) in %.1f s", "wrote" if written else "unchanged:", output, counts.summary(), seconds)
     realised = (
         f"Q/DQ ONNX ({options.method} calibration{', bias-corrected' if corrected else ''}, "
         f"{counts.quantized_layers}/{counts.total_layers} Conv/Gemm/MatMul INT8"
