@@ -44,7 +44,7 @@ def test_simulated_tensorrt_matches_onnxruntime_and_splits_large_batches(sim_eng
         OnnxRuntimeEngine(tiny_classifier_onnx), tiny_spec()
     ) as ort_pipe:
         got, want = trt_pipe(batch), ort_pipe(batch)
-        assert got[0].backend == "tensorrt-simulated"
+        assert got[0].backend == f"{sim_flavor.name}-simulated"
         assert [r.indices for r in got] == [r.indices for r in want]
         np.testing.assert_allclose([r.scores for r in got], [r.scores for r in want], rtol=1e-5)
 

@@ -234,3 +234,36 @@ def test_fidelity_cli_says_random_weights_and_ends_with_one_summary_line(tmp_pat
     out = capsys.readouterr().out.strip().splitlines()
     assert out[0].startswith("note: tiny.onnx has random weights")
     assert out[-1].startswith("sensitivity: ranked 5 layers on 6 images (random weights) in ")
+
+
+def test_the_python_api_works_from_a_script_without_a_main_guard_read_from_stdin(tmp_path, image_dir, tiny_onnx):
+    """multiprocessing's spawn would re-run such a script in its child (and fails on stdin): the child must not."""
+    import os
+    from pathlib import Path
+
+    import trtpipe
+
+    script = (
+        "from trtpipe.quant.fidelity import measure_fidelity\n"
+        f"results, _ = measure_fidelity({str(tiny_onnx)!r}, ['fp32', 'fp16'], {str(image_dir)!r}, None, "
+        f"{str(tmp_path / 'w')!r}, progress=False)\n"
+        "print('cosine', results[1].cosine_mean)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(Path(trtpipe.__file__).resolve().parents[1]))
+    done = subprocess.run([sys.executable, "-"], input=script, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout.split()[-1]) > 0.999
+
+
+def test_a_precision_whose_onnx_cannot_be_prepared_is_a_row_saying_why(tmp_path, image_dir, tiny_onnx, monkeypatch):
+    import trtpipe.quant.prepare as prepare
+
+    def broken_converter(*args, **kwargs):
+        raise ValueError("the converter cannot handle node X")
+
+    monkeypatch.setattr(prepare, "prepare_fp16", broken_converter)
+    results, _ = measure_fidelity(tiny_onnx, ["fp32", "fp16"], image_dir, None, tmp_path / "w", progress=False)
+    assert results[0].measured and not results[1].measured
+    assert results[1].note == ("could not be measured: preparing the FP16 ONNX failed (ValueError: the converter "
+                               "cannot handle node X); -v shows where")
+    assert results[1].to_json()["cosine_mean"] is None

@@ -29,15 +29,14 @@ def run(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from trtpipe.io import ensure_writable_dir
+    from trtpipe.io import check_outputs
     from trtpipe.quant.fidelity import format_table, measure_fidelity, summary_line, write_json
     from trtpipe.quant.prepare import require_spec
 
     start = time.perf_counter()
     onnx_path = Path(args.onnx)
+    check_outputs(files={"--json": args.json}, dirs={"--work-dir": args.work_dir or onnx_path.parent})
     spec = require_spec(onnx_path, None)
-    if args.json:
-        ensure_writable_dir(Path(args.json).parent)  # an unwritable --json is said before the measuring, not after
     if spec.random_weights:
         print(f"note: {onnx_path.name} has random weights (its preprocess spec says weights=random): these figures "
               "measure an untrained network, not the model you would deploy")

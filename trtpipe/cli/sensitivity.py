@@ -23,15 +23,17 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from trtpipe.onnx.load import load_onnx
-    from trtpipe.quant.feeds import network_feeder, without_initializer_inputs
+    from trtpipe.io import check_outputs
+    from trtpipe.quant.feeds import network_feeder
     from trtpipe.quant.images import load_images
     from trtpipe.quant.prepare import CALIBRATION_BATCH, Int8Options, calibrate_model, require_spec
     from trtpipe.quant.sensitivity import format_table, rank_layers
 
     start = time.perf_counter()
     onnx_path = Path(args.onnx)
+    check_outputs(dirs={"the ONNX's folder (calibration cache)": onnx_path.parent})
     spec = require_spec(onnx_path, None)
-    model = without_initializer_inputs(load_onnx(onnx_path, check=False))
+    model = load_onnx(onnx_path, check=False)
     feeder = network_feeder(model, spec, onnx_path)  # a model images cannot feed is refused before any work
     if spec.random_weights:
         print(f"note: {onnx_path.name} has random weights (its preprocess spec says weights=random): this ranking "

@@ -325,11 +325,10 @@ def write_fp16_onnx(
     """
     from trtpipe.io import atomic_output
     from trtpipe.onnx.load import load_onnx
-    from trtpipe.quant.feeds import without_initializer_inputs
 
     import onnx
 
-    model = without_initializer_inputs(load_onnx(onnx_path, check=False))
+    model = load_onnx(onnx_path, check=False)  # initializers listed as graph inputs are dropped there
     name_nodes(model)
     ranges, images = None, 0
     if range_batches is not None:

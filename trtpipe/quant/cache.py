@@ -53,53 +53,6 @@ def default_cache_path(work_dir: str | Path, stem: str, tag: str | None = None) 
     return Path(work_dir) / (f"{stem}.{tag}.int8.calib.json" if tag else f"{stem}.int8.calib.json")
 
 
-def model_sha256(onnx_path: str | Path) -> str:
-    """sha256 of the .onnx file and of every external data file its initializers name (sorted, each with its name).
-
-    Only the graph is read (not the weights), so this costs one pass over the files' bytes.
-
-    Raises:
-        OnnxModelError: an external data file the graph names is missing.
-    """
-    import onnx
-
-    from trtpipe.errors import OnnxModelError
-
-    onnx_path = Path(onnx_path)
-    digest = hashlib.sha256(onnx_path.read_bytes())
-    graph_only = onnx.load(str(onnx_path), load_external_data=False)
-    locations = sorted(
-        {
-            entry.value
-            for tensor in _all_initializers(graph_only.graph)
-            if tensor.data_location == onnx.TensorProto.EXTERNAL
-            for entry in tensor.external_data
-            if entry.key == "location"
-        }
-    )
-    for location in locations:
-        path = onnx_path.parent / location
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise OnnxModelError(
-                f"{onnx_path}: external data file {location} is missing (looked for {path})",
-                "keep the .onnx and its external data files together in one folder",
-            ) from None
-        digest.update(location.encode() + b"\0")
-        digest.update(hashlib.sha256(data).digest())
-    return digest.hexdigest()
-
-
-def _all_initializers(graph):
-    """Initializers of ``graph`` and of every If/Loop/Scan subgraph inside it."""
-    yield from graph.initializer
-    for node in graph.node:
-        for attribute in node.attribute:
-            for subgraph in ([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs):
-                yield from _all_initializers(subgraph)
-
-
 def load_cache(path: str | Path, key: CacheKey, explicit: bool = False) -> dict[str, Any] | None:
     """Returns the cached entry when ``path`` holds one for ``key``, else None (calibrate again).
 

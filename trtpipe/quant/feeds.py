@@ -22,7 +22,7 @@ from typing import Callable, Iterator, Mapping
 import numpy as np
 
 from trtpipe.errors import InputError, OnnxModelError
-from trtpipe.spec import PreprocessSpec, TensorInfo
+from trtpipe.spec import PreprocessSpec, TensorInfo, preprocess_path_for
 
 log = logging.getLogger("trtpipe")
 
@@ -51,7 +51,7 @@ class Feeder:
     @property
     def fixed_batch(self) -> int | None:
         """The input's batch size when the ONNX fixes it, else None (any batch size runs)."""
-        if self.hook is not None or not self.image_input.shape or self.image_input.shape[0] <= 0:
+        if not self.image_input.shape or self.image_input.shape[0] <= 0:
             return None
         return int(self.image_input.shape[0])
 
@@ -67,7 +67,11 @@ class Feeder:
 
 
 def cast_batch(batch: np.ndarray, dtype: str) -> np.ndarray:
-    """The preprocessed batch in the network input's dtype, as ``Pipeline`` casts it (integers rounded and clipped)."""
+    """The preprocessed batch in the network input's dtype, as ``Pipeline`` casts it.
+
+    Integer types are rounded and clipped to their range first; for the raw pixels an integer input receives
+    (:func:`check_image_input` refuses a normalising spec) that is the same as Pipeline's plain cast.
+    """
     target = np.dtype(dtype)
     if batch.dtype == target:
         return batch
@@ -172,17 +176,20 @@ def network_feeder(model, spec: PreprocessSpec, source: str | Path, hook: FeedsH
     return Feeder(image, inputs)
 
 
-def check_image_input(spec: PreprocessSpec, tensor: TensorInfo, source: str) -> None:
+def check_image_input(spec: PreprocessSpec, tensor: TensorInfo, source: str | Path) -> None:
     """Checks that images prepared by ``spec`` fit ``tensor``: 4-D, 3 channels where the layout puts them, the size.
 
     Dynamic (-1) dimensions fit anything. Also checks that an integer input is not fed normalised fractions.
+    For export and build too: ``source`` is the ONNX file (its name is in the messages; the spec file named in
+    the hints is the ``<stem>.preprocess.json`` beside it).
 
     Raises:
         InputError: naming the input, the shape seen and the shape the spec makes. OnnxModelError: a bool/string input.
     """
+    source = Path(source).name
     shape = tuple(tensor.shape)
     made = (-1, 3, spec.height, spec.width) if spec.layout == "NCHW" else (-1, spec.height, spec.width, 3)
-    spec_file = f"{spec.model}.preprocess.json"
+    spec_file = preprocess_path_for(source).name
     if tensor.dtype not in _FLOAT_DTYPES + _INTEGER_DTYPES:
         raise OnnxModelError(
             f"{source}: input {tensor.name!r} has dtype {tensor.dtype}; images become float or integer tensors",
@@ -258,26 +265,6 @@ def batch_indices(
         f"the network's batch is fixed at {batch_size}: the last batch of {rest} images is padded with {pad} "
         f"repeated images{' (their outputs are not counted)' if ragged == 'pad' else ''}"
     )
-
-
-def without_initializer_inputs(model):
-    """``model`` with initializers no longer listed as graph inputs (a copy; the model itself when none are).
-
-    ``torch.onnx.export(keep_initializers_as_inputs=True)`` lists every weight as a graph input too. ONNX Runtime
-    then treats the weights as optional inputs and TensorRT's parser as constants; once a weight is replaced (a Q/DQ
-    INT8 copy, an FP16 copy) the stale input would become a required network input.
-    """
-    initializers = {init.name for init in model.graph.initializer}
-    if not any(value.name in initializers for value in model.graph.input):
-        return model
-    import onnx
-
-    copy = onnx.ModelProto()
-    copy.CopyFrom(model)
-    kept = [value for value in copy.graph.input if value.name not in initializers]
-    copy.graph.ClearField("input")
-    copy.graph.input.extend(kept)
-    return copy
 
 
 def _shape_text(shape) -> str:

@@ -15,9 +15,9 @@ evaluation images; figures are against FP32 on the same images. Three things kee
   FP32 and scored cosine 1.0. :func:`keep_fp16_rounding` rewrites the measured graph so that every FP16 tensor
   passes an FP16 ``Identity`` that is also a graph output: ONNX Runtime must then materialise it in FP16 (round,
   overflow to inf) before the next op, as TensorRT's FP16 kernels store it.
-- **A crash is a result.** Every model runs in a child process; ONNX Runtime refusing a model, or dying on it
-  (a segfault on the FP16 ONNX of a torch-dynamo export was seen), gives a result "could not be measured: why"
-  for that precision instead of ending trtpipe.
+- **A crash is a result.** Every model runs in a child process (``isolated.py``); ONNX Runtime refusing a
+  model, or dying on it (a segfault on the FP16 ONNX of a torch-dynamo export was seen), gives a result "could not
+  be measured: why" for that precision instead of ending trtpipe.
 
 Where ONNX Runtime cannot run a precision on this CPU, the result says so and carries no figures.
 """
@@ -34,8 +34,9 @@ from typing import Sequence
 
 import numpy as np
 
-from trtpipe.errors import ConfigError, InputError, OnnxModelError, TrtpipeError
+from trtpipe.errors import ConfigError, InputError, OnnxModelError
 from trtpipe.io import atomic_write_text
+from trtpipe.quant.isolated import IsolatedRunner
 from trtpipe.quant.sensitivity import cosine_rows
 
 log = logging.getLogger("trtpipe")
@@ -163,7 +164,7 @@ def _failure_note(count, failed, out_nonfinite, out_zero, ref_bad, nan_values, i
 
 
 # ----------------------------------------------------------------------------------------------
-# Running a model as its precision runs: FP16 storage kept, in a child process
+# Running a model as its precision runs: FP16 storage kept (isolated.py runs this in a child process)
 # ----------------------------------------------------------------------------------------------
 
 
@@ -174,14 +175,15 @@ def keep_fp16_rounding(model):
     ``Identity`` whose output is also a graph output, and its consumers read that output. ONNX Runtime must
     produce a graph output in its declared type, so the FP32->FP16 Cast it inserts after an FP32-computed op
     stays, and the Identity (which has an FP16 kernel) separates it from the FP16->FP32 Cast before the next
-    op: ``RemoveDuplicateCastTransformer`` only removes adjacent Casts. Returns ``model`` itself when it has
-    no FP16 tensors. Subgraphs (If/Loop bodies) are left as they are.
+    op: ``RemoveDuplicateCastTransformer`` only removes adjacent Casts. The routing also blocks fusions across
+    FP16 tensors, so ops run one by one (measured: about 2.3x a plain session's time on EfficientNet-Lite0,
+    ``tests/perf/bench_fp16_storage.py``). Subgraphs (If/Loop bodies) are left as they are.
 
     Args:
         model: onnx.ModelProto.
 
     Returns:
-        (model, number of FP16 tensors routed).
+        (the routed copy, number of FP16 tensors routed); ``(model, 0)`` itself when it has no FP16 tensor to route.
     """
     import onnx
     from onnx import TensorProto, helper
@@ -327,119 +329,6 @@ def _bar(total: int, label: str | None):
     return tqdm(total=total, desc=label, unit="img", leave=False, disable=None)
 
 
-class IsolatedRunner:
-    """Runs :func:`first_output` in a child process, so a crash of ONNX Runtime is a result, not trtpipe's end.
-
-    The child (started with ``spawn``: no copy of the parent's ONNX Runtime threads) receives the images once and
-    runs one model per request; a child that dies is replaced for the next request. When the images cannot be
-    sent to a child (a feeds hook that cannot be pickled, e.g. a lambda), models run in this process instead and
-    a crash there ends it, as any native crash would.
-    """
-
-    def __init__(self, images, indices: np.ndarray, batch_size: int, fp16_storage: bool = True):
-        import pickle
-
-        self.images, self.indices, self.batch_size = images, np.asarray(indices), batch_size
-        self.fp16_storage = fp16_storage
-        self._process = self._connection = None
-        try:
-            pickle.dumps(images)
-            self.isolated = True
-        except Exception:  # noqa: BLE001 - whatever pickling refuses, the fallback is the same
-            self.isolated = False
-            log.warning("the feeds hook cannot be sent to a child process: models run in this process (no crash isolation)")
-
-    def run(self, path: str | Path, progress: str | None = None) -> np.ndarray:
-        """The first output of the ONNX at ``path`` over the images.
-
-        Raises:
-            OnnxModelError: ONNX Runtime refused or failed the model, or its process died (the message says how).
-        """
-        if not self.isolated:
-            return first_output(path, self.images, self.indices, self.batch_size, progress, self.fp16_storage)
-        if self._process is None or not self._process.is_alive():
-            self._start()
-        try:
-            self._connection.send((str(path), progress))
-            status, value = self._connection.recv()
-        except (EOFError, ConnectionError, OSError):
-            self._process.join(timeout=10)
-            code = self._process.exitcode
-            self._connection.close()
-            self._process = self._connection = None
-            raise OnnxModelError(
-                f"{Path(path).name}: ONNX Runtime crashed while running it ({_death(code)}); trtpipe measured it in "
-                "a child process and carries on",
-                "the model itself may still build and run in TensorRT; report the crash to ONNX Runtime with the model",
-            ) from None
-        if status == "ok":
-            return value
-        if status == "trtpipe":
-            raise OnnxModelError(value[0], value[1])
-        raise OnnxModelError(f"{Path(path).name}: {value}", "this looks like a trtpipe bug; please report it with the model")
-
-    def _start(self) -> None:
-        import multiprocessing
-
-        context = multiprocessing.get_context("spawn")
-        parent, child = context.Pipe()
-        self._process = context.Process(
-            target=_serve,
-            args=(child, self.images, self.indices, self.batch_size, self.fp16_storage),
-            name="trtpipe-fidelity",
-            daemon=True,
-        )
-        self._process.start()
-        child.close()
-        self._connection = parent
-
-    def close(self) -> None:
-        if self._process is not None:
-            try:
-                self._connection.send(None)
-            except (OSError, ConnectionError):
-                pass
-            self._process.join(timeout=10)
-            if self._process.is_alive():
-                self._process.kill()
-                self._process.join()
-            self._connection.close()
-            self._process = None
-
-    def __enter__(self) -> "IsolatedRunner":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-def _serve(connection, images, indices, batch_size, fp16_storage) -> None:
-    """The child's loop: (path, progress label) in, ("ok", output) or an error out; None ends it."""
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    while True:
-        request = connection.recv()
-        if request is None:
-            return
-        path, progress = request
-        try:
-            connection.send(("ok", first_output(path, images, indices, batch_size, progress, fp16_storage)))
-        except TrtpipeError as exc:
-            connection.send(("trtpipe", (exc.message, exc.hint)))
-        except Exception as exc:  # noqa: BLE001 - reported to the parent, which names the model
-            connection.send(("error", f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"))
-
-
-def _death(exitcode: int | None) -> str:
-    import signal
-
-    if exitcode is not None and exitcode < 0:
-        try:
-            return f"its process was killed by {signal.Signals(-exitcode).name}"
-        except ValueError:
-            return f"its process was killed by signal {-exitcode}"
-    return f"its process exited with code {exitcode}"
-
-
 # ----------------------------------------------------------------------------------------------
 # Measuring every precision
 # ----------------------------------------------------------------------------------------------
@@ -533,6 +422,14 @@ def measure_fidelity(
                 output = runner.run(prepared.path, f"fidelity {precision}" if progress else None)
             except OnnxModelError as exc:
                 results.append(FidelityResult.could_not_measure(precision, len(evaluation), str(exc), weights))
+                continue
+            except (InputError, ConfigError):
+                raise  # the user's to fix (a cache of another model, a bad option): exit 2, as for any verb
+            except Exception as exc:  # noqa: BLE001 - a converter failing on this graph: a result, with its reason
+                log.debug("preparing the %s ONNX failed", precision, exc_info=True)
+                reason = " ".join(str(exc).split())[:300]
+                why = f"preparing the {precision.upper()} ONNX failed ({type(exc).__name__}: {reason}); -v shows where"
+                results.append(FidelityResult.could_not_measure(precision, len(evaluation), why, weights))
                 continue
             results.append(compare(precision, reference, output, "; ".join(prepared.notes), weights=weights))
     if padding:

@@ -178,14 +178,13 @@ def prepare_int8(onnx_path: Path, options: Int8Options, spec: PreprocessSpec | N
         ConfigError, InputError, OnnxModelError: as :func:`calibrate_model`.
     """
     from trtpipe.onnx.load import load_onnx
-    from trtpipe.quant.feeds import without_initializer_inputs
     from trtpipe.quant.qdq import count_qdq
     from trtpipe.quant.search import MIN_HELD_BACK, FidelityTargetError
 
     start = time.perf_counter()
     spec = require_spec(onnx_path, spec)
     target = resolve_fidelity_target(options.fidelity_target, spec.task)
-    model = without_initializer_inputs(load_onnx(onnx_path, check=False))
+    model = load_onnx(onnx_path, check=False)  # initializers listed as graph inputs are dropped there
     calibration = calibrate_model(onnx_path, model, spec, options, output.parent)
     if target is None:
         check = _unchecked(calibration, options, "--fidelity-target none")
@@ -339,7 +338,8 @@ def calibrate_model(onnx_path: Path, model, spec: PreprocessSpec, options: Int8O
     """
     import numpy as np
 
-    from trtpipe.quant.cache import CacheKey, default_cache_path, load_cache, model_sha256, save_cache, spec_sha256
+    from trtpipe.onnx.load import onnx_sha256
+    from trtpipe.quant.cache import CacheKey, default_cache_path, load_cache, save_cache, spec_sha256
     from trtpipe.quant.calibrate import collect_histograms
     from trtpipe.quant.feeds import network_feeder
     from trtpipe.quant.images import load_images
@@ -376,7 +376,8 @@ def calibrate_model(onnx_path: Path, model, spec: PreprocessSpec, options: Int8O
             "--fidelity-target none to calibrate on all of them and leave the engine unchecked",
         )
     key = CacheKey(
-        stem_of(onnx_path), model_sha256(onnx_path), spec_sha256(spec), images.sha256(), options.method, len(images)
+        # onnx_sha256 covers external data files: new weights beside an unchanged .onnx mean calibrating again
+        stem_of(onnx_path), onnx_sha256(onnx_path), spec_sha256(spec), images.sha256(), options.method, len(images)
     )
     # the images the ranges were made on: a cache made on all images is not one made on three quarters
     held_back = {"share": HELD_BACK, "images": int(len(held))} if hold_back else None
