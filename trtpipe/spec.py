@@ -199,7 +199,8 @@ class BatchRange:
 
 @dataclass(frozen=True)
 class ShapeRange:
-    """Min/opt/max shapes of one network input, as in ``--shapes x:1x3x224x224:8x3x224x224:32x3x224x224``."""
+    """Min/opt/max shapes of one network input: an optimization profile's entry, given on the command line as
+    trtexec gives it (``--minShapes x:1x3x224x224 --optShapes x:8x3x224x224 --maxShapes x:32x3x224x224``)."""
 
     name: str
     min: tuple[int, ...]
@@ -217,12 +218,23 @@ class ShapeRange:
                 raise ConfigError(
                     f"input {self.name!r}: shapes {_dims(self.min)}:{_dims(self.opt)}:{_dims(self.max)} are "
                     "not ordered, expected 1 <= MIN <= OPT <= MAX in every dimension",
-                    "write --shapes NAME:MIN:OPT:MAX, e.g. x:1x3x224x224:8x3x224x224:32x3x224x224",
+                    f"give --minShapes/--optShapes/--maxShapes in that order of size, e.g. "
+                    f"{ShapeRange.example(self.name)}",
                 )
+
+    @staticmethod
+    def example(name: str, shape: str = "3x224x224") -> str:
+        """trtexec's profile options for input ``name`` with batch 1:8:32 over ``shape``, for hints."""
+        return f"--minShapes {name}:1x{shape} --optShapes {name}:8x{shape} --maxShapes {name}:32x{shape}"
+
+    def as_options(self) -> str:
+        """This range as trtexec's ``--minShapes/--optShapes/--maxShapes`` (how hints and notes name it)."""
+        return (f"--minShapes {self.name}:{_dims(self.min)} --optShapes {self.name}:{_dims(self.opt)} "
+                f"--maxShapes {self.name}:{_dims(self.max)}")
 
     @classmethod
     def parse(cls, text: str) -> "ShapeRange":
-        """Parses ``name:1x3x224x224:8x3x224x224:32x3x224x224`` (one shape means fixed)."""
+        """Parses the deprecated ``build --shapes name:1x3x224x224:8x3x224x224:32x3x224x224`` (one shape: fixed)."""
         parts = text.split(":")
         # Input names may contain ':' (e.g. 'input:0'); the shapes are the trailing 1 or 3 fields.
         for count in (3, 1):
@@ -234,8 +246,7 @@ class ShapeRange:
                 return cls(name, *shapes)
         raise ConfigError(
             f"shape spec {text!r} is not NAME:MIN:OPT:MAX",
-            "write --shapes NAME:MIN:OPT:MAX with shapes like 1x3x224x224, e.g. "
-            "images:1x3x640x640:4x3x640x640:8x3x640x640",
+            f"give the profile as trtexec does: {ShapeRange.example('images', '3x640x640')}",
         )
 
     def to_dict(self) -> dict[str, list[int]]:
@@ -395,7 +406,7 @@ class BuildConfig:
             )
         names = [s.name for s in self.shapes]
         if len(set(names)) != len(names):
-            raise ConfigError(f"--shapes names an input twice: {names}", "give each input once")
+            raise ConfigError(f"the optimization profile names an input twice: {names}", "give each input once")
         if self.precision == "int8" and self.calib_images is None and self.int8_mode == "implicit":
             raise ConfigError(
                 "--precision int8 --int8-mode implicit needs calibration images, none given",

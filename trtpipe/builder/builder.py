@@ -112,6 +112,11 @@ def build_engine(
     intake = read_onnx(onnx_path)
     source_model = intake.model
     source_sha = onnx_sha256(onnx_path)
+    weight_inputs = frozenset(name for name, _ in intake.weight_like_inputs)
+    # The profile and the spec are checked on the source before the long work (calibration, FP16 range pass):
+    # the network ONNX takes the same inputs (checked below).
+    ranges, profile_notes = resolve_profile(graph_io(source_model)[0], config, weight_inputs=weight_inputs)
+    _check_spec_fits(onnx_path, graph_io(source_model)[0], spec, weight_inputs)
     network_onnx, realised, notes, calib_sha, fidelity = _prepare_network_onnx(
         onnx_path, source_model, config, spec, output
     )
@@ -120,9 +125,6 @@ def build_engine(
     network_model = source_model if network_onnx == onnx_path else read_onnx(network_onnx, check=False).model
     inputs, outputs = graph_io(network_model)
     _check_same_inputs(onnx_path, source_model, network_onnx, inputs)
-    ranges, profile_notes = resolve_profile(
-        inputs, config, weight_inputs=frozenset(name for name, _ in intake.weight_like_inputs)
-    )
     size_warning = check_image_size(ranges, inputs, spec)
     if size_warning:
         profile_notes.append(size_warning)
@@ -216,6 +218,22 @@ def _prepare_network_onnx(onnx_path, source_model, config, spec, output):
     return (
         Path(prepared.path), prepared.precision_realised, list(prepared.notes), prepared.calibration_cache_sha256, fidelity
     )
+
+
+def _check_spec_fits(onnx_path: Path, inputs, spec: PreprocessSpec | None, weight_inputs: frozenset[str]) -> None:
+    """The preprocess spec's images fit the network's one image input (layout, channels, size, dtype).
+
+    Models with several inputs are not checked: which one takes images is the caller's to say (Pipeline feeds
+    the first).
+
+    Raises:
+        InputError: naming the input, its shape and the shape the spec makes (see ``check_image_input``).
+    """
+    from trtpipe.quant.feeds import check_image_input
+
+    images = [tensor for tensor in inputs if tensor.name not in weight_inputs]
+    if spec is not None and len(images) == 1:
+        check_image_input(spec, images[0], onnx_path)
 
 
 def _check_same_inputs(onnx_path: Path, source_model, network_onnx: Path, inputs) -> None:
