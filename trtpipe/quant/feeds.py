@@ -190,6 +190,18 @@ def check_image_input(spec: PreprocessSpec, tensor: TensorInfo, source: str | Pa
     shape = tuple(tensor.shape)
     made = (-1, 3, spec.height, spec.width) if spec.layout == "NCHW" else (-1, spec.height, spec.width, 3)
     spec_file = preprocess_path_for(source).name
+    if spec.fused_preprocess is not None:  # the network preprocesses itself: it takes uint8 NHWC BGR frames
+        height, width = spec.fused_frame_size or (-1, -1)
+        frames = (-1, height, width, 3)
+        fits = len(shape) == 4 and all(seen <= 0 or want <= 0 or seen == want for seen, want in zip(shape, frames))
+        if tensor.dtype != "uint8" or not fits:
+            raise InputError(
+                f"{source}: input {tensor.name!r} is {tensor.dtype} {_shape_text(shape)}, but {spec_file} says the "
+                f"preprocessing is fused in ({spec.fused_preprocess}): the network takes uint8 frames {_shape_text(frames)}",
+                f'remove "fused_preprocess" from {spec_file} if this ONNX takes preprocessed tensors, or use the ONNX '
+                "written by --fuse-preprocess",
+            )
+        return
     if tensor.dtype not in _FLOAT_DTYPES + _INTEGER_DTYPES:
         raise OnnxModelError(
             f"{source}: input {tensor.name!r} has dtype {tensor.dtype}; images become float or integer tensors",
