@@ -199,3 +199,21 @@ def test_tensorrt_rtx_builds_fused_engines_and_the_sidecar_records_it(tiny_onnx,
     with pytest.raises(ConfigError, match="INT8 calibration feeds preprocessed float tensors"):
         fused_spec = SPEC.replace(fused_preprocess="120x160")
         build_engine(tmp_path / "m_fixed.fused.onnx", tmp_path / "x.engine", BuildConfig(precision="int8"), spec=fused_spec)
+
+
+def test_an_onnx_fused_at_export_builds_and_its_spec_is_checked_as_frames(tiny_onnx, tmp_path):
+    pytest.importorskip("tensorrt_rtx")
+    from trtpipe.builder.builder import build_engine
+    from trtpipe.onnx.fuse_preprocess import write_fused_onnx
+    from trtpipe.quant.feeds import check_image_input
+    from trtpipe.spec import TensorInfo
+
+    source = tiny_onnx("m.onnx", input_shape=("N", 3, 32, 32))
+    fused = write_fused_onnx(source, SPEC, "120x160", tmp_path / "m_frames.onnx").spec  # + m_frames.preprocess.json
+    built = build_engine(tmp_path / "m_frames.onnx", tmp_path / "m_frames.engine", BuildConfig(flavor="tensorrt_rtx"))
+    assert [(t.name, t.shape, t.dtype) for t in built.sidecar.inputs] == [(FRAMES_INPUT, (-1, 120, 160, 3), "uint8")]
+    assert built.sidecar.preprocess_spec.fused_preprocess == "120x160"
+    assert not any("WARNING" in n for n in built.sidecar.notes)
+    with pytest.raises(InputError, match=r"says the preprocessing is fused in \(120x160\): the network takes uint8 "
+                                         r"frames \?x120x160x3.*Hint: remove \"fused_preprocess\""):
+        check_image_input(fused, TensorInfo("input", (-1, 3, 32, 32), "float32"), source)
