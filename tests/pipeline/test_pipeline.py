@@ -30,7 +30,7 @@ def test_onnx_pipeline_classifies_and_reports_backend_and_times(tiny_classifier_
         assert result.scores == tuple(sorted(result.scores, reverse=True))
         assert result.times.preprocess > 0 and result.times.compute > 0
         assert len(pipe([*images(3)])) == 3
-        assert "median" in pipe.timings.summary() and len(pipe.timings) == 1  # first call is warm-up
+        assert "median" in pipe.timings.summary() and len(pipe.timings) == 2  # warm-up is not a user call
 
 
 def test_missing_preprocess_spec_says_how_to_fix(tiny_classifier_onnx):

@@ -31,6 +31,7 @@ from trtpipe.spec import (
     sidecar_path_for,
 )
 from trtpipe.builder.profiles import resolve_profile
+from trtpipe.runtime.onnxruntime_engine import model_precision
 
 log = logging.getLogger("trtpipe.builder")
 
@@ -110,7 +111,8 @@ def build_engine(
     inputs, outputs = graph_io(network_model)
     ranges, profile_notes = resolve_profile(inputs, config)
     target = _target(flavor, config)
-    fingerprint = {**config.fingerprint(), "network_onnx_sha256": onnx_sha256(network_onnx, network_model)}
+    network_sha = onnx_sha256(network_onnx, network_model)
+    fingerprint = {**config.fingerprint(), "network_onnx_sha256": network_sha}
 
     current = _up_to_date_sidecar(output, source_sha, fingerprint, flavor, target)
     if current is not None and not force:
@@ -144,6 +146,9 @@ def build_engine(
         preprocess=spec.to_dict() if spec else None,
         calibration_cache_sha256=calib_sha,
         notes=tuple(profile_notes) + tuple(notes) + tuple(build_notes) + _weights_notes(spec),
+        network_onnx_path=str(network_onnx),
+        network_onnx_sha256=network_sha,
+        network_onnx_precision=model_precision(network_model),
     )
     # Engine first, sidecar last: a sidecar only ever describes a complete engine beside it.
     atomic_write_bytes(output, serialized)
@@ -215,6 +220,7 @@ def _up_to_date_sidecar(output: Path, source_sha: str, fingerprint: dict, flavor
     same = (
         sidecar.onnx_sha256 == source_sha
         and sidecar.build_config == fingerprint
+        and sidecar.network_onnx_sha256 == fingerprint["network_onnx_sha256"]  # older sidecars lack it: rebuild
         and (sidecar.trt_flavor, sidecar.trt_version) == (flavor.name, flavor.version)
         and sidecar.target == target
         and sidecar.engine_bytes == output.stat().st_size

@@ -16,8 +16,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--topk", type=int, default=5, help="classes to print per image (default: 5)")
     parser.add_argument(
         "--backend",
-        choices=("tensorrt", "onnxruntime"),
-        help="default: tensorrt for engines, onnxruntime for .onnx; onnxruntime with an engine runs its ONNX",
+        choices=("auto", "tensorrt", "onnxruntime"),
+        default="auto",
+        help="auto (default): TensorRT for engines where a usable GPU and TensorRT are, else ONNX Runtime on the "
+        "engine's network ONNX (same precision; every line says CPU fallback); onnxruntime for .onnx files",
     )
     parser.add_argument("--batch", type=int, default=1, help="images per call, split to the profile max (default: 1)")
     parser.add_argument("--json", metavar="OUT", help="also write the results to this JSON file")
@@ -31,9 +33,9 @@ def run(args: argparse.Namespace) -> int:
 
     is_onnx = default_backend(args.model) == "onnxruntime"
     opener = Pipeline.from_onnx if is_onnx else Pipeline.from_engine
-    backend = args.backend or ("onnxruntime" if is_onnx else "tensorrt")
     records = []
-    with opener(args.model, backend=backend, topk=args.topk) as pipe:
+    with opener(args.model, backend=args.backend, topk=args.topk) as pipe:
+        print(f"running {pipe.describe()}")
         for start in range(0, len(args.images), max(1, args.batch)):
             paths = args.images[start : start + max(1, args.batch)]
             for path, result in zip(paths, pipe([load_image(p) for p in paths])):
@@ -41,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
                 records.append({"image": str(path), **result.to_dict()})
         if pipe.spec.random_weights:
             print("note: this model has RANDOM weights; its labels are meaningless")
-        print(f"backend: {pipe.backend}; timings (warm-up excluded):\n{pipe.timings.summary()}")
+        print(f"{pipe.backend} {pipe.precision}; timings of the {len(pipe.timings)} call(s) "
+              f"(after {pipe.warmup} untimed warm-up passes):\n{pipe.timings.summary()}")
     if args.json:
         atomic_write_text(Path(args.json), json.dumps({"model": str(args.model), "results": records}, indent=2) + "\n")
         print(f"wrote {args.json}")
@@ -49,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print(path: str, result) -> None:
-    print(f"{path}  [{result.backend}, {result.times.end_to_end:.2f} ms]")
+    print(f"{path}  [{result.ran_on}, {result.times.end_to_end:.2f} ms]")
     if hasattr(result, "indices"):
         for index, label, score in zip(result.indices, result.labels, result.scores):
             print(f"  {score:7.4f}  {index:5d}  {label}")

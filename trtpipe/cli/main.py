@@ -14,7 +14,7 @@ import pkgutil
 import sys
 
 import trtpipe
-from trtpipe.errors import TrtpipeError
+from trtpipe.errors import TrtpipeError, command_line_options
 
 log = logging.getLogger("trtpipe")
 
@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.run(args) or 0)
+        with command_line_options():  # hints name --flags, not Python keyword arguments
+            return int(args.run(args) or 0)
     except TrtpipeError as exc:
         print(f"trtpipe {args.verb}: error: {exc}", file=sys.stderr)
         return exc.exit_code

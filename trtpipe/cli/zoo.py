@@ -33,8 +33,11 @@ def run(args: argparse.Namespace) -> int:
 
 def format_table() -> str:
     """The zoo as an aligned text table, one row per model plus one per family (``timm:<name>``)."""
-    from trtpipe.zoo.registry import list_families, list_models
+    from trtpipe.zoo.registry import list_families, list_models, probe_hosts
+    from trtpipe.zoo.sources.timm import HUB_HOST
+    from trtpipe.zoo.sources.torchvision import WEIGHTS_HOST
 
+    probe_hosts((HUB_HOST, WEIGHTS_HOST))  # both at once: the table waits for the slower, at most 0.5 s
     rows = [("NAME", "SOURCE", "TASK", "INPUT", "WEIGHTS HERE", "DESCRIPTION")]
     for entry in list_models():
         spec = entry.preprocess
@@ -42,7 +45,7 @@ def format_table() -> str:
         rows.append((entry.name, entry.source, entry.task, size, entry.weights_status(), entry.description))
     for family in list_families():
         name = f"{family.prefix}:<name>"
-        rows.append((name, family.prefix, "classification", "per model", "pretrained (download)", family.description))
+        rows.append((name, family.prefix, "classification", "per model", family.weights_status(), family.description))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1] for row in rows]
     return "\n".join(line.rstrip() for line in lines)

@@ -16,14 +16,17 @@ ONNX Runtime: its session is thread-safe). For parallel GPU work open one Pipeli
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import inspect
+import threading
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from trtpipe.errors import InputError
-from trtpipe.pipeline.heads import create_head, head_name
+from trtpipe.errors import InputError, option
+from trtpipe.pipeline.heads import create_head, head_name, head_options
 from trtpipe.pipeline.preprocess import preprocess_with_meta
 from trtpipe.pipeline.timing import TimingRecorder
 from trtpipe.runtime.base import ClosedError, Engine, StageTimes
@@ -38,66 +41,141 @@ class Pipeline:
         spec: how images become the network input; its head (else its task's default head) decodes the
             outputs, its labels name classes.
         topk: classes kept per image (classification). Defaults to 5.
-        warmup: calls left out of ``timings``. Defaults to 1.
-        head_options: passed to the task head (score/IoU thresholds, layout ...).
+        warmup: warm-up inferences on a dummy input (zeros of the engine's input dtype) per input shape,
+            run when the Pipeline opens (batch 1, or the engine's fixed batch) and before the first call of
+            any other shape; they are never timed and never one of the user's calls (as trtexec warms up).
+            Defaults to 2: the first allocates and captures, the second runs the path later calls take.
+        head_options: passed to the task head (``score_threshold``, ``iou_threshold``, ``max_detections``, ``layout``).
+
+    Raises:
+        TypeError: an option no head takes, listing the valid ones.
+        InputError: a model with more than one input, or whose input does not fit the spec.
     """
 
-    def __init__(self, engine: Engine, spec: PreprocessSpec, *, topk: int = 5, warmup: int = 1, **head_options: Any):
+    def __init__(self, engine: Engine, spec: PreprocessSpec, *, topk: int = 5, warmup: int = 2, **head_options: Any):
+        _check_options(head_options, (), "Pipeline()")
         self.engine = engine
         self.spec = spec
         self.labels = _load_labels(spec.labels)
         self.head = create_head(head_name(spec), labels=self.labels, topk=topk, input_size=(spec.height, spec.width), **head_options)
-        self.timings = TimingRecorder(warmup=warmup)
-        self._input = engine.inputs[0]
+        self.timings = TimingRecorder()
         if len(engine.inputs) != 1:
             raise InputError(
                 f"the model has {len(engine.inputs)} inputs {[i.name for i in engine.inputs]}; Pipeline feeds one image tensor",
                 "use the Engine directly (trtpipe.runtime.load_engine) for multi-input models",
             )
+        self._input = engine.inputs[0]
         self._dtype = np.dtype(self._input.dtype)
         self._closed = False
+        self.warmup = warmup
+        self._warm_batches: set[int] = set()  # batch sizes the engine has been warmed up with
+        self._warm_lock = threading.Lock()
+        fixed_batch = self._input.shape[0] if self._input.shape and self._input.shape[0] > 0 else 1
+        self._warm_up(fixed_batch)
 
     @property
     def backend(self) -> str:
+        """The engine's backend label ("tensorrt", "onnxruntime-cpu" ...)."""
         return self.engine.backend
+
+    @property
+    def precision(self) -> str:
+        """What the network computes in: the engine's precision (sidecar), or the ONNX's own; "" when unknown."""
+        precision = getattr(self.engine, "precision", None)
+        if precision is None and getattr(self.engine, "sidecar", None) is not None:
+            precision = self.engine.sidecar.precision
+        return precision or ""
+
+    @property
+    def fallback(self) -> str | None:
+        """Why ONNX Runtime runs instead of TensorRT (``backend="auto"`` on a machine that cannot run the engine)."""
+        return getattr(self.engine, "fallback", None)
+
+    def describe(self) -> str:
+        """One line: what runs, in which precision, on what, and any fallback.
+
+        e.g. "engines/m_fp16.engine: its fp16 network ONNX engines/m.fp16.onnx on onnxruntime-cpu
+        (CPU fallback: no usable NVIDIA GPU (...))".
+        """
+        path = getattr(self.engine, "path", None)
+        stands_in_for = getattr(self.engine, "stands_in_for", None)
+        if stands_in_for is not None:
+            what = f"{stands_in_for}: its {self.precision} network ONNX {path}"
+        else:
+            what = f"{path or type(self.engine).__name__} ({self.precision or 'precision unknown'})"
+        line = f"{what} on {self.backend}"
+        if self.fallback:
+            line += f" (CPU fallback: {self.fallback})"
+        if self.spec.random_weights:
+            line += "; RANDOM weights: outputs are meaningless"
+        return line
 
     # -- construction --------------------------------------------------------------------------
 
     @classmethod
-    def from_engine(cls, path: str | Path, *, backend: str | None = None, spec: PreprocessSpec | None = None, **options: Any) -> "Pipeline":
+    def from_engine(cls, path: str | Path, *, backend: str = "auto", spec: PreprocessSpec | None = None, **options: Any) -> "Pipeline":
         """Opens a TensorRT engine; the preprocess spec and labels come from its sidecar.
 
-        ``backend="onnxruntime"`` runs the ONNX the engine was built from instead (CPU fallback).
-        Engine options (``cuda_graph``, ``device``) and Pipeline options (``topk`` ...) may be mixed.
+        Args:
+            path: the ``.engine`` file, with its ``.engine.json`` sidecar beside it.
+            backend: "auto" (TensorRT where this machine has a usable GPU and the TensorRT that built the
+                engine, else ONNX Runtime on the engine's network ONNX, labelled as a CPU fallback in every
+                result), "tensorrt" (fail instead of falling back) or "onnxruntime". Defaults to "auto".
+            spec: overrides the sidecar's preprocess spec.
+            options: Pipeline options (``topk``, ``warmup``, head thresholds) and engine options
+                (TensorRT: ``cuda_graph``, ``device`` ...; ONNX Runtime: ``providers``, ``threads``), mixed.
+
+        Raises:
+            TypeError: an option neither the Pipeline, its heads nor a backend takes, listing the valid ones.
+            InputError: a missing engine or sidecar, a sidecar without a preprocess spec (pass ``spec=``).
+            ConfigError: backend="tensorrt" on a machine without a GPU, or an unknown backend.
         """
         from trtpipe.runtime.compat import load_sidecar
         from trtpipe.runtime.loader import load_engine
 
+        engine_options, pipe_options = _split_options(options, "Pipeline.from_engine()")
         if spec is None:
             spec = load_sidecar(path).preprocess_spec
             if spec is None:
                 raise InputError(
                     f"engine {path}: its sidecar has no preprocess spec",
-                    "pass spec=PreprocessSpec(...) or rebuild the engine from an ONNX with a .preprocess.json beside it",
+                    f"pass {option('spec')}=PreprocessSpec(...), or rebuild the engine from an ONNX with a "
+                    ".preprocess.json beside it",
                 )
-        engine_options, pipe_options = _split_options(options)
-        return cls._open(load_engine(path, backend=backend or "tensorrt", **engine_options), spec, pipe_options)
+        return cls._open(load_engine(path, backend=backend, **engine_options), spec, pipe_options)
 
     @classmethod
-    def from_onnx(cls, path: str | Path, *, backend: str = "onnxruntime", spec: PreprocessSpec | None = None, **options: Any) -> "Pipeline":
-        """Opens an ONNX model on ONNX Runtime; the spec is ``<stem>.preprocess.json`` beside it unless given."""
+    def from_onnx(cls, path: str | Path, *, backend: str = "auto", spec: PreprocessSpec | None = None, **options: Any) -> "Pipeline":
+        """Opens an ONNX model on ONNX Runtime; the spec is ``<stem>.preprocess.json`` beside it unless given.
+
+        Args:
+            path: the ``.onnx`` file.
+            backend: "auto" or "onnxruntime" (the same for an ONNX file). Defaults to "auto".
+            spec: the preprocess spec. Defaults to ``<stem>.preprocess.json`` beside the ONNX.
+            options: Pipeline options (``topk``, ``warmup`` ...) and ONNX Runtime options (``providers``, ``threads``).
+
+        Raises:
+            TypeError: an unknown option, listing the valid ones.
+            InputError: the ONNX or its preprocess spec is missing.
+        """
         from trtpipe.runtime.loader import load_engine
 
+        engine_options, pipe_options = _split_options(options, "Pipeline.from_onnx()")
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(
+                f"ONNX model {path}: no such file" if not path.is_dir() else f"{path} is a directory, expected an .onnx file",
+                "check the path; `trtpipe export NAME` writes engines/NAME.onnx with its preprocess spec",
+            )
         if spec is None:
             spec_path = preprocess_path_for(path)
             if not spec_path.is_file():
                 raise InputError(
                     f"ONNX model {path} has no preprocess spec {spec_path.name} beside it",
                     "export with trtpipe export (which writes it), write one with PreprocessSpec(...).save(), "
-                    "or pass spec=PreprocessSpec(...)",
+                    f"or pass {option('spec')}=PreprocessSpec(...)",
                 )
             spec = PreprocessSpec.load(spec_path)
-        engine_options, pipe_options = _split_options(options)
         return cls._open(load_engine(path, backend=backend, **engine_options), spec, pipe_options)
 
     @classmethod
@@ -107,6 +185,32 @@ class Pipeline:
         except BaseException:
             engine.close()  # a bad spec or label set must not leak the engine's GPU memory
             raise
+
+    # -- warm-up -------------------------------------------------------------------------------
+
+    def _warm_up(self, batch: int) -> None:
+        """Runs ``warmup`` untimed passes of ``batch`` grey images, once per input shape.
+
+        A pass is the whole pipeline (preprocess, inference, head) so that first-call costs outside the
+        network (OpenCV's and NumPy's lazy set-up: a few ms on a first resize here) are not timed either.
+        The grey images are twice the input size, so the downscaling path camera frames take is the one warmed.
+        """
+        if self.warmup <= 0:
+            return
+        with self._warm_lock:
+            if batch in self._warm_batches:
+                return
+            grey = np.full((2 * self.spec.height, 2 * self.spec.width, 3), self.spec.pad_value, np.uint8)
+            images = [grey] * batch
+            for _ in range(self.warmup):
+                inputs, metas = preprocess_with_meta(images, self.spec)
+                outputs, _ = self.engine.infer_timed({self._input.name: inputs.astype(self._dtype, copy=False)})
+                self.head(outputs, metas, images)
+            self._warm_batches.add(batch)
+
+    def _chunk_sizes(self, count: int) -> list[int]:
+        limit = self.engine.max_batch or count
+        return [min(limit, count - start) for start in range(0, count, limit)]
 
     # -- running -------------------------------------------------------------------------------
 
@@ -120,6 +224,9 @@ class Pipeline:
         """Runs a list of images; returns the results and the call's StageTimes."""
         if self._closed:
             raise ClosedError("Pipeline")
+        if self.warmup > 0 and len(images) > 0:
+            for size in set(self._chunk_sizes(len(images))):  # new shapes only; before the clock starts
+                self._warm_up(size)
         start = time.perf_counter()
         batch, metas = preprocess_with_meta(images, self.spec)
         if batch.dtype != self._dtype:
@@ -136,15 +243,16 @@ class Pipeline:
             end_to_end=(end - start) * 1e3,
         )
         self.timings.record(times)
-        backend = self.engine.backend
-        return [dataclasses.replace(r, backend=backend, times=times) for r in results], times
+        run = {"backend": self.engine.backend, "precision": self.precision, "fallback": self.fallback}
+        return [dataclasses.replace(r, times=times, **run) for r in results], times
 
     def _infer(self, batch: np.ndarray) -> tuple[dict[str, np.ndarray], StageTimes]:
         """Runs ``batch`` in chunks of at most the engine's max batch; sums the device stage times."""
-        limit = self.engine.max_batch or len(batch)
-        if len(batch) <= limit:
+        sizes = self._chunk_sizes(len(batch))
+        if len(sizes) == 1:
             return self.engine.infer_timed({self._input.name: batch})
-        chunks = [self.engine.infer_timed({self._input.name: batch[i : i + limit]}) for i in range(0, len(batch), limit)]
+        starts = np.cumsum([0, *sizes[:-1]])
+        chunks = [self.engine.infer_timed({self._input.name: batch[s : s + n]}) for s, n in zip(starts, sizes)]
         outputs = {name: np.concatenate([c[0][name] for c in chunks]) for name in chunks[0][0]}
         summed = {
             f.name: sum(getattr(c[1], f.name) for c in chunks) if getattr(chunks[0][1], f.name) is not None else None
@@ -167,11 +275,31 @@ class Pipeline:
         self.close()
 
 
-_PIPELINE_OPTIONS = ("topk", "warmup", "score_threshold", "iou_threshold", "max_detections", "layout")
+def _pipeline_options() -> tuple[str, ...]:
+    """Keyword options of the Pipeline and its heads (from their signatures)."""
+    own = inspect.signature(Pipeline.__init__).parameters.values()
+    mine = {p.name for p in own if p.kind is p.KEYWORD_ONLY}
+    return tuple(sorted(mine | set(head_options())))
 
 
-def _split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    pipe = {k: v for k, v in options.items() if k in _PIPELINE_OPTIONS}
+def _check_options(options: dict[str, Any], also_valid: tuple[str, ...], what: str) -> None:
+    """TypeError for a head option no head takes (Pipeline(...)); valid names are listed."""
+    valid = sorted(set(_pipeline_options()) | set(also_valid))
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        close = [m for name in unknown for m in difflib.get_close_matches(name, valid, n=1)]
+        suggestion = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise TypeError(f"{what} got unexpected keyword argument(s) {', '.join(unknown)}{suggestion}; valid: {', '.join(valid)}")
+
+
+def _split_options(options: dict[str, Any], what: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(engine options, Pipeline/head options); TypeError for an option none of them takes."""
+    from trtpipe.runtime.loader import engine_options
+
+    engine_valid = (*engine_options("tensorrt"), *engine_options("onnxruntime"))
+    _check_options(options, engine_valid, what)
+    pipe_valid = set(_pipeline_options())
+    pipe = {k: v for k, v in options.items() if k in pipe_valid}
     return {k: v for k, v in options.items() if k not in pipe}, pipe
 
 

@@ -35,6 +35,28 @@ def _tensor_info(arg) -> TensorInfo:
     return TensorInfo(arg.name, shape, _ORT_DTYPES.get(arg.type, arg.type))
 
 
+def model_precision(model) -> str:
+    """The precision an ONNX model computes in by itself: "int8" with Q/DQ nodes, "fp16" with float16 weights
+    or values, else "fp32". (A classic-mode TensorRT build gets FP16/INT8 from builder flags instead.)"""
+    import onnx
+
+    graph = model.graph
+    if any(node.op_type in ("QuantizeLinear", "DequantizeLinear") for node in graph.node):
+        return "int8"
+    fp16 = onnx.TensorProto.FLOAT16
+    values = (*graph.input, *graph.value_info, *graph.output)
+    if any(t.data_type == fp16 for t in graph.initializer) or any(v.type.tensor_type.elem_type == fp16 for v in values):
+        return "fp16"
+    return "fp32"
+
+
+def onnx_precision(path: str | Path) -> str:
+    """:func:`model_precision` of an ONNX file (its weights are not loaded)."""
+    import onnx
+
+    return model_precision(onnx.load(str(path), load_external_data=False))
+
+
 class OnnxRuntimeEngine(Engine):
     """Runs an ONNX file with ONNX Runtime.
 
@@ -42,9 +64,23 @@ class OnnxRuntimeEngine(Engine):
         path: the ``.onnx`` file.
         providers: execution providers in order of preference. Defaults to CUDA when available, then CPU.
         threads: intra-op threads. Defaults to ONNX Runtime's choice (all cores).
+        precision: what the ONNX computes in (fp32 | fp16 | int8). Defaults to reading it from the graph.
+        stands_in_for: the TensorRT engine whose network ONNX this is (``backend="onnxruntime"`` on an engine).
+        fallback: why this runs instead of TensorRT when ``backend="auto"`` fell back (e.g. "no usable NVIDIA GPU").
+
+    Attributes ``precision``, ``stands_in_for`` and ``fallback`` are what results and reports print.
     """
 
-    def __init__(self, path: str | Path, *, providers: Sequence[str] | None = None, threads: int | None = None):
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        providers: Sequence[str] | None = None,
+        threads: int | None = None,
+        precision: str | None = None,
+        stands_in_for: Path | None = None,
+        fallback: str | None = None,
+    ):
         try:
             import onnxruntime as ort
         except ImportError:
@@ -52,6 +88,8 @@ class OnnxRuntimeEngine(Engine):
         self.path = Path(path)
         if not self.path.is_file():
             raise InputError(f"ONNX model {self.path}: no such file", "check the path, or export it: trtpipe export NAME")
+        self.stands_in_for = stands_in_for
+        self.fallback = fallback
         available = ort.get_available_providers()
         if providers is None:
             providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
@@ -71,6 +109,7 @@ class OnnxRuntimeEngine(Engine):
         self._inputs = tuple(_tensor_info(a) for a in self._session.get_inputs())
         self._outputs = tuple(_tensor_info(a) for a in self._session.get_outputs())
         self._output_names = [o.name for o in self._outputs]
+        self.precision = precision or onnx_precision(self.path)
 
     @property
     def max_batch(self) -> int | None:
