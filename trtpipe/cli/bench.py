@@ -71,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
     with target:
         if fallback:
             target.backend["fallback"] = True
-            target.notes.append(f"CPU fallback: no GPU here ({fallback}), so the engine's ONNX ran on {target.engine.backend}")
+            target.notes.append(f"CPU fallback ({fallback}): the engine's {target.model['precision']} network ONNX "
+                                f"{target.model['file']} ran on {target.engine.backend}")
         out = Path(args.json or f"reports/{target.model['name'].replace(':', '_')}_{target.engine.backend}_{target.model['precision']}.json")
         command = "trtpipe bench " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["bench"] else None
         # Saved after every result: a crash or a second Ctrl-C still leaves what was measured.
@@ -97,12 +98,12 @@ def _resolve_backend(args) -> tuple[str | None, str | None]:
         return (None if args.backend == "auto" else args.backend), None
     if args.backend != "auto":
         return args.backend, None
-    from trtpipe.testing import gpu_unavailable_reason
+    if not Path(args.model).suffix.lower() in (".onnx", ".engine", ".plan", ".trt"):
+        return "torch", None  # a zoo name
+    from trtpipe.runtime.loader import choose_backend
 
-    reason = gpu_unavailable_reason()
-    if reason is None:
-        return ("tensorrt" if not args.model.endswith(".onnx") else "onnxruntime"), None
-    return "onnxruntime", reason
+    choice = choose_backend(args.model, "auto")  # the same rule as Pipeline and infer (C2)
+    return choice.name, choice.fallback
 
 
 def _save_partial(report, out: Path) -> None:

@@ -17,7 +17,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from trtpipe.errors import ConfigError, DependencyError, InputError, TrtpipeError, option
+from trtpipe.errors import ConfigError, InputError, TrtpipeError, option
 from trtpipe.runtime.base import Engine
 
 log = logging.getLogger("trtpipe.runtime")
@@ -93,13 +93,14 @@ def tensorrt_unavailable_reason(path: str | Path, *, flavor=None) -> str | None:
         return f"no usable NVIDIA GPU: {exc.message.split(': ', 1)[0]}"
     if flavor is not None:
         return None
+    from trtpipe.flavors import installed_flavors
     from trtpipe.runtime.compat import load_sidecar
-    from trtpipe.runtime.tensorrt_engine import _flavor_for
 
-    try:
-        _flavor_for(load_sidecar(path), str(path))
-    except DependencyError as exc:
-        return exc.message
+    sidecar = load_sidecar(path)
+    installed = installed_flavors()
+    if not any(f.name == sidecar.trt_flavor for f in installed):
+        have = ", ".join(f.label for f in installed) or "no TensorRT"
+        return f"it needs {sidecar.flavor_label}, and this machine has {have}"
     return None
 
 

@@ -18,6 +18,7 @@ import logging
 import pkgutil
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -48,8 +49,11 @@ def _unknown_status() -> str:
 
 
 @functools.lru_cache(maxsize=None)
-def _probe(host: str) -> concurrent.futures.Future:
-    """Starts (once per process) a TCP connection to ``host``:443 in a daemon thread; the future says if it opened.
+def _probe(host: str) -> tuple[concurrent.futures.Future, float]:
+    """Starts (once per process) a TCP connection to ``host``:443 in a daemon thread.
+
+    Returns:
+        A future that says whether it opened, and the ``time.monotonic()`` deadline for its answer.
 
     A daemon thread rather than ``socket.create_connection(timeout=...)`` alone: that timeout does not
     cover the DNS lookup, which can take many seconds on a machine with a resolver but no route.
@@ -64,13 +68,14 @@ def _probe(host: str) -> concurrent.futures.Future:
             future.set_result(False)
 
     threading.Thread(target=connect, name=f"trtpipe-probe-{host}", daemon=True).start()
-    return future
+    return future, time.monotonic() + PROBE_TIMEOUT_S
 
 
 def host_reachable(host: str) -> bool:
-    """True when ``host``:443 accepted a TCP connection within PROBE_TIMEOUT_S (probed once per process)."""
+    """True when ``host``:443 accepted a TCP connection within PROBE_TIMEOUT_S of its probe's start (once per process)."""
+    future, deadline = _probe(host)
     try:
-        return _probe(host).result(timeout=PROBE_TIMEOUT_S)
+        return future.result(timeout=max(0.0, deadline - time.monotonic()))
     except concurrent.futures.TimeoutError:
         return False
 

@@ -1,0 +1,189 @@
+"""Backend choice (C2) and the CPU fallback of reduced-precision engines (C3), through the Python API and the CLI.
+
+Engines are real TensorRT-RTX builds of a tiny classifier (they build on the CPU, they cannot run here): so
+``backend="auto"`` must fall back to ONNX Runtime, run the FP16/Q/DQ network ONNX the engine was parsed from,
+and say so in every result; never the FP32 source.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+
+from trtpipe.cli.main import main
+from trtpipe.errors import ConfigError, InputError
+from trtpipe.pipeline.pipeline import Pipeline
+from trtpipe.runtime.loader import choose_backend, load_engine, network_onnx
+from trtpipe.runtime.onnxruntime_engine import OnnxRuntimeEngine
+from trtpipe.runtime.simulation import make_tiny_classifier, tiny_spec
+from trtpipe.spec import BatchRange, BuildConfig, EngineSidecar, sidecar_path_for
+
+pytest.importorskip("tensorrt_rtx", reason="TensorRT-RTX builds engines on the CPU; pip install 'trtpipe[rtx]'")
+
+
+def _image(seed=0):
+    return np.random.default_rng(seed).integers(0, 256, size=(24, 30, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def engines(tmp_path_factory):
+    """The tiny classifier (with its preprocess spec) built fp32, fp16 and int8 by TensorRT-RTX; precision -> engine."""
+    from trtpipe.builder.builder import build_engine
+
+    folder = tmp_path_factory.mktemp("engines")
+    onnx_path = make_tiny_classifier(folder / "tiny.onnx", size=8)
+    tiny_spec().save(folder / "tiny.preprocess.json")
+    images = folder / "calib"
+    images.mkdir()
+    for index in range(8):
+        cv2.imwrite(str(images / f"{index}.png"), _image(index))
+    built = {}
+    for precision in ("fp32", "fp16", "int8"):
+        config = BuildConfig(flavor="tensorrt_rtx", precision=precision, batch=BatchRange(1, 2, 4),
+                             calib_images=str(images) if precision == "int8" else None)
+        built[precision] = build_engine(onnx_path, folder / f"tiny_{precision}.engine", config).engine_path
+    return built
+
+
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_auto_without_a_gpu_runs_the_network_onnx_of_the_precision_built(engines, precision):
+    engine = engines[precision]
+    sidecar = EngineSidecar.load(sidecar_path_for(engine))
+    assert sidecar.network_onnx_precision == precision and sidecar.network_onnx_path.endswith(f".{precision}.onnx")
+    with Pipeline.from_engine(engine, topk=3) as pipe:
+        result = pipe(_image())
+        assert pipe.engine.path.name == f"tiny.{precision}.onnx"  # not the FP32 tiny.onnx
+        assert (result.backend, result.precision) == ("onnxruntime-cpu", precision)
+        assert "no usable NVIDIA GPU" in result.fallback and result.ran_on == f"onnxruntime-cpu {precision} (CPU fallback)"
+        assert result.to_dict()["precision"] == precision and "fallback" in result.to_dict()
+        assert f"its {precision} network ONNX" in pipe.describe() and "CPU fallback" in pipe.describe()
+    graph_ops = {node.op_type for node in onnx.load(str(pipe.engine.path)).graph.node}
+    assert ("QuantizeLinear" in graph_ops) == (precision == "int8")
+
+
+def test_explicit_onnxruntime_on_an_engine_is_not_a_fallback(engines):
+    with Pipeline.from_engine(engines["fp16"], backend="onnxruntime") as pipe:
+        result = pipe(_image())
+    assert result.precision == "fp16" and result.fallback is None and result.ran_on == "onnxruntime-cpu fp16"
+
+
+def test_fp32_engine_runs_its_source_onnx(engines):
+    with load_engine(engines["fp32"], backend="onnxruntime") as engine:
+        assert engine.path.name == "tiny.onnx" and engine.precision == "fp32"
+
+
+def test_a_changed_network_onnx_is_refused_by_sha256(engines, tmp_path):
+    engine = engines["fp16"]
+    network = network_onnx(engine).path
+    original = network.read_bytes()
+    model = onnx.load(str(network))
+    model.producer_name = "edited after the build"
+    onnx.save(model, str(network))
+    try:
+        with pytest.raises(InputError, match=r"tiny\.fp16\.onnx has sha256 .* built from sha256 .*Hint: rebuild the engine"):
+            Pipeline.from_engine(engine)
+    finally:
+        network.write_bytes(original)
+
+
+def test_a_missing_network_onnx_names_the_file_and_the_rebuild(engines, tmp_path):
+    sidecar = EngineSidecar.load(sidecar_path_for(engines["int8"]))
+    moved = _copy_engine(engines["int8"], tmp_path, network_onnx_path=str(tmp_path / "gone.int8.onnx"))
+    with pytest.raises(InputError, match=r"parsed from .*gone\.int8\.onnx \(int8\), which is not there.*--precision int8 --force"):
+        load_engine(moved, backend="onnxruntime")
+    assert sidecar.network_onnx_sha256
+
+
+def test_an_older_sidecar_without_the_network_onnx_is_refused_not_run_in_fp32(engines, tmp_path):
+    old = _copy_engine(engines["fp16"], tmp_path, network_onnx_path=None, network_onnx_sha256=None, network_onnx_precision=None)
+    with pytest.raises(InputError, match="does not record the network ONNX.*older trtpipe.*Hint: rebuild"):
+        Pipeline.from_engine(old)
+
+
+def test_classic_flag_build_runs_fp32_and_says_so(engines, tmp_path, caplog):
+    """TensorRT 10's BuilderFlag.FP16 puts the precision in the builder, not the ONNX: ORT can only run FP32."""
+    source = EngineSidecar.load(sidecar_path_for(engines["fp32"]))
+    classic = _copy_engine(engines["fp32"], tmp_path, precision="fp16", precision_realised="BuilderFlag.FP16",
+                           network_onnx_path=source.network_onnx_path)
+    with caplog.at_level(logging.WARNING, logger="trtpipe.runtime"), Pipeline.from_engine(classic) as pipe:
+        assert pipe(_image()).precision == "fp32"
+    assert "is fp16 through BuilderFlag.FP16; ONNX Runtime runs its fp32 network ONNX" in caplog.text
+
+
+def test_tensorrt_without_a_gpu_names_the_python_argument_and_the_flag_in_the_cli(engines, capsys):
+    with pytest.raises(ConfigError, match=r'cannot run it: no usable NVIDIA GPU.*Hint: .*backend="auto" / backend="onnxruntime"'):
+        Pipeline.from_engine(engines["fp16"], backend="tensorrt")
+    assert main(["infer", str(engines["fp16"]), "--backend", "tensorrt", "x.jpg"]) == 2
+    err = capsys.readouterr().err
+    assert "--backend auto / --backend onnxruntime" in err and 'backend="' not in err
+
+
+def test_unknown_backend_lists_auto(engines):
+    with pytest.raises(ConfigError, match=r"backend 'gpu' is unknown, expected one of auto, tensorrt, onnxruntime"):
+        Pipeline.from_engine(engines["fp16"], backend="gpu")
+    with pytest.raises(ConfigError, match="is an ONNX model; the tensorrt backend runs built engines"):
+        choose_backend("model.onnx", "tensorrt")
+    assert choose_backend("model.onnx", "auto").name == "onnxruntime"
+
+
+def test_unknown_keyword_arguments_are_a_type_error_listing_the_valid_ones(engines, tiny_classifier_onnx):
+    with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\) cuda_grpah \(did you mean cuda_graph\?\); valid: .*providers.*topk.*warmup"):
+        Pipeline.from_engine(engines["fp16"], cuda_grpah=True)
+    with pytest.raises(TypeError, match=r"score_treshold \(did you mean score_threshold\?\)"):
+        Pipeline(OnnxRuntimeEngine(tiny_classifier_onnx), tiny_spec(), score_treshold=0.5)
+
+
+def test_options_of_the_other_backend_do_not_stop_a_fallback(engines):
+    with Pipeline.from_engine(engines["fp16"], cuda_graph=True, threads=1, topk=2) as pipe:
+        assert len(pipe(_image()).indices) == 2 and pipe.fallback
+
+
+def test_from_onnx_names_the_missing_onnx(tmp_path):
+    with pytest.raises(InputError, match=r"ONNX model .*missing\.onnx: no such file. Hint: check the path"):
+        Pipeline.from_onnx(tmp_path / "missing.onnx")
+
+
+def test_auto_is_tensorrt_where_a_gpu_and_the_engines_tensorrt_are(sim_engine, sim_flavor):
+    assert choose_backend(sim_engine, "auto", flavor=sim_flavor) == choose_backend(sim_engine, "tensorrt", flavor=sim_flavor)
+    assert choose_backend(sim_engine, "auto", flavor=sim_flavor).name == "tensorrt"
+    # the simulated GPU is there, but the engine's TensorRT 10.9 is not installed (TensorRT-RTX is): fall back
+    choice = choose_backend(sim_engine, "auto")
+    assert choice.name == "onnxruntime" and "needs TensorRT 10.9.0.34" in choice.fallback
+
+
+def test_infer_cli_one_image_is_timed_and_names_precision_and_fallback(engines, tmp_path, capsys):
+    image = tmp_path / "one.png"
+    cv2.imwrite(str(image), _image())
+    assert main(["infer", str(engines["int8"]), str(image), "--json", str(tmp_path / "out.json")]) == 0
+    out = capsys.readouterr().out
+    assert "no timed calls" not in out and "no calls timed" not in out
+    assert "onnxruntime-cpu int8 (CPU fallback)" in out and "its int8 network ONNX" in out
+    end_to_end = next(line for line in out.splitlines() if line.startswith("end_to_end"))
+    assert end_to_end.split()[-1] == "1"  # the one call is timed
+    record = json.loads((tmp_path / "out.json").read_text())["results"][0]
+    assert record["precision"] == "int8" and "no usable NVIDIA GPU" in record["fallback"]
+
+
+def test_bench_onnxruntime_on_an_int8_engine_runs_the_qdq_onnx(engines, tmp_path):
+    from trtpipe.bench.report import BenchReport
+
+    out = tmp_path / "r.json"
+    assert main(["bench", str(engines["int8"]), "--backend", "onnxruntime", "--duration", "0.05s", "--warmup", "10ms",
+                 "--no-end-to-end", "--threads", "1", "--json", str(out)]) == 0
+    report = BenchReport.load(out)
+    assert report.model["precision"] == "int8" and report.model["file"].endswith("tiny.int8.onnx")
+
+
+def _copy_engine(engine, folder, **sidecar_changes):
+    """A copy of ``engine`` in ``folder`` whose sidecar has ``sidecar_changes``."""
+    copy = folder / engine.name
+    copy.write_bytes(engine.read_bytes())
+    sidecar = EngineSidecar.load(sidecar_path_for(engine))
+    dataclasses.replace(sidecar, engine_file=copy.name, **sidecar_changes).save(sidecar_path_for(copy))
+    return copy
