@@ -21,7 +21,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from trtpipe.errors import CudaError, DependencyError
+from trtpipe.errors import CudaError, DependencyError, option
 
 _injected: ModuleType | None = None
 _lock = threading.Lock()
@@ -39,7 +39,7 @@ def runtime() -> ModuleType:
         except ImportError:
             raise DependencyError(
                 "cuda-python is not installed; the TensorRT runtime needs it",
-                "pip install 'trtpipe[trt]' (or cuda-python>=12.6), or use --backend onnxruntime",
+                f"pip install 'trtpipe[trt]' (or cuda-python>=12.6), or use {option('backend', 'onnxruntime')}",
             ) from None
     return cudart
 
@@ -83,7 +83,7 @@ def check(result: Any, call: str) -> Any:
 
 def _hint_for(error_name: str) -> str:
     if error_name in ("cudaErrorInsufficientDriver", "cudaErrorNoDevice", "cudaErrorInitializationError"):
-        return "no usable NVIDIA GPU/driver here; run on a GPU machine or use --backend onnxruntime"
+        return f"no usable NVIDIA GPU/driver here; run on a GPU machine or use {option('backend', 'onnxruntime')}"
     if error_name == "cudaErrorMemoryAllocation":
         return "the GPU is out of memory; use a smaller batch/profile or free other GPU processes"
     if error_name in ("cudaErrorIllegalAddress", "cudaErrorLaunchFailure"):

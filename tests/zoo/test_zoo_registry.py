@@ -210,7 +210,11 @@ def test_host_probe_is_bounded_when_the_lookup_hangs(monkeypatch):
 
     from trtpipe.zoo import registry
 
-    monkeypatch.setattr(registry.socket, "create_connection", lambda *a, **k: time.sleep(5))
+    def lookup_that_hangs(*args, **kwargs):
+        time.sleep(3)
+        raise OSError("timed out (test)")
+
+    monkeypatch.setattr(registry.socket, "create_connection", lookup_that_hangs)
     registry._probe.cache_clear()
     try:
         started = time.perf_counter()

@@ -209,19 +209,10 @@ def _backend_block(engine: Engine, *, device: str, simulated: bool = False, cuda
 
 
 def onnx_precision(path: Path) -> str:
-    """int8 when the graph has Q/DQ nodes, fp16 when its inputs or weights are float16, else fp32."""
-    import onnx
+    """int8 when the graph has Q/DQ nodes, fp16 when its weights or values are float16, else fp32 (the runtime's rule)."""
+    from trtpipe.runtime.onnxruntime_engine import onnx_precision as precision_of
 
-    model = onnx.load(str(path), load_external_data=False)
-    graph = model.graph
-    if any(node.op_type in ("QuantizeLinear", "DequantizeLinear") for node in graph.node):
-        return "int8"
-    fp16 = onnx.TensorProto.FLOAT16
-    if any(t.data_type == fp16 for t in graph.initializer) or any(
-        i.type.tensor_type.elem_type == fp16 for i in graph.input
-    ):
-        return "fp16"
-    return "fp32"
+    return precision_of(path)
 
 
 def find_spec(onnx_path: Path) -> PreprocessSpec | None:

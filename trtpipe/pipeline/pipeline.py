@@ -5,6 +5,11 @@
         results = pipe([img1, img2, img3])        # a list -> a list, batched within the profile
         print(pipe.timings.summary())
 
+``backend="auto"`` (the default) runs an engine with TensorRT where this machine can, else its network
+ONNX (the precision that was built) on ONNX Runtime; every result says which (``backend``, ``precision``,
+``fallback``). Warm-up passes on dummy images run at open and before the first call of a new batch size,
+untimed: every call of the user's is timed.
+
 Batches larger than the engine's profile max are split into chunks of at most that size and run one
 after another; the call's StageTimes are the sums over the chunks.
 
