@@ -144,9 +144,13 @@ def test_options_of_the_other_backend_do_not_stop_a_fallback(engines):
         assert len(pipe(_image()).indices) == 2 and pipe.fallback
 
 
-def test_from_onnx_names_the_missing_onnx(tmp_path):
+def test_from_onnx_names_the_missing_onnx(tmp_path, engines):
     with pytest.raises(InputError, match=r"ONNX model .*missing\.onnx: no such file. Hint: check the path"):
         Pipeline.from_onnx(tmp_path / "missing.onnx")
+    with pytest.raises(InputError, match=r"is a TensorRT engine; .*Hint: use Pipeline.from_engine"):
+        Pipeline.from_onnx(engines["fp16"])
+    with pytest.raises(InputError, match=r"m\.onnx is an ONNX model; .*Hint: use Pipeline.from_onnx\('m.onnx'\)"):
+        Pipeline.from_engine("m.onnx")
 
 
 def test_auto_is_tensorrt_where_a_gpu_and_the_engines_tensorrt_are(sim_engine, sim_flavor):

@@ -139,6 +139,9 @@ class Pipeline:
         from trtpipe.runtime.loader import load_engine
 
         engine_options, pipe_options = _split_options(options, "Pipeline.from_engine()")
+        if Path(path).suffix.lower() == ".onnx":
+            raise InputError(f"{path} is an ONNX model; Pipeline.from_engine opens TensorRT engines",
+                             f"use Pipeline.from_onnx({str(path)!r}), or build an engine: trtpipe build {path}")
         if spec is None:
             spec = load_sidecar(path).preprocess_spec
             if spec is None:
@@ -167,6 +170,9 @@ class Pipeline:
 
         engine_options, pipe_options = _split_options(options, "Pipeline.from_onnx()")
         path = Path(path)
+        if path.suffix.lower() in (".engine", ".plan", ".trt"):
+            raise InputError(f"{path} is a TensorRT engine; Pipeline.from_onnx opens ONNX models",
+                             f"use Pipeline.from_engine({str(path)!r}) (backend=\"auto\" falls back to its network ONNX)")
         if not path.is_file():
             raise InputError(
                 f"ONNX model {path}: no such file" if not path.is_dir() else f"{path} is a directory, expected an .onnx file",

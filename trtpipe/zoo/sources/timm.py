@@ -20,7 +20,8 @@ from typing import Iterator
 
 from trtpipe.errors import DependencyError, ModelNotFoundError, WeightsError
 from trtpipe.spec import INTERPOLATIONS, PreprocessSpec
-from trtpipe.zoo.registry import RANDOM_HERE, ModelEntry, download_status, host_reachable, register_family
+from trtpipe.zoo import registry
+from trtpipe.zoo.registry import RANDOM_HERE, ModelEntry, download_status, register_family
 
 log = logging.getLogger("trtpipe.zoo")
 
@@ -62,7 +63,7 @@ def weights_status(tag: str) -> str:
 
 
 def _family_status() -> str:
-    return "pretrained (download)" if host_reachable(HUB_HOST) else RANDOM_HERE + " unless cached"
+    return "pretrained (download)" if registry.host_reachable(HUB_HOST) else RANDOM_HERE + " unless cached"
 
 
 @register_family("timm", description="any timm model (weights from the Hugging Face Hub)", weights_status=_family_status)
