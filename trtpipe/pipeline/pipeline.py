@@ -46,10 +46,11 @@ class Pipeline:
         spec: how images become the network input; its head (else its task's default head) decodes the
             outputs, its labels name classes.
         topk: classes kept per image (classification). Defaults to 5.
-        warmup: warm-up inferences on a dummy input (zeros of the engine's input dtype) per input shape,
-            run when the Pipeline opens (batch 1, or the engine's fixed batch) and before the first call of
-            any other shape; they are never timed and never one of the user's calls (as trtexec warms up).
-            Defaults to 2: the first allocates and captures, the second runs the path later calls take.
+        warmup: warm-up passes (preprocess, inference, head) on grey dummy images per batch size, run when
+            the Pipeline opens (batch 1, or the engine's fixed batch) and before the first call with any other
+            batch size; never timed and never one of the user's calls (trtexec also warms up apart).
+            Defaults to 2: the first allocates (and captures a CUDA graph), the second runs the path later
+            calls take. 0 turns warm-up off.
         head_options: passed to the task head (``score_threshold``, ``iou_threshold``, ``max_detections``, ``layout``).
 
     Raises:
