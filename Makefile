@@ -1,13 +1,21 @@
 # trtpipe: every target calls the CLI in .venv (created and filled on first use).
 # On a machine without a GPU the venv gets TensorRT-RTX (builds engines ahead of time on the CPU);
-# with nvidia-smi present it gets TensorRT 10/11 instead. Override with EXTRAS=...
+# with nvidia-smi present it gets TensorRT 10/11 with the cuda-python of the driver's CUDA major
+# (trt-cu13 for a CUDA 13 driver, R580+; trt-cu12 for CUDA 12 drivers). Override with EXTRAS=...
 
 PYTHON   ?= python3
 VENV     ?= .venv
 BIN      := $(VENV)/bin
 TRTPIPE  := $(BIN)/trtpipe
 HAS_GPU  := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo yes)
-EXTRAS   ?= export,report,serve,coverage,dev,$(if $(HAS_GPU),trt,rtx)
+# The CUDA version the driver supports, from nvidia-smi's header ("CUDA Version: 12.8"): cuda-python 13 fails every
+# call on a CUDA 12 driver, so TensorRT and cuda-python come per CUDA major.
+CUDA_MAJOR := $(if $(HAS_GPU),$(shell nvidia-smi 2>/dev/null | sed -n 's/.*CUDA Version: *\([0-9][0-9]*\).*/\1/p' | head -n1))
+TRT_EXTRA  := $(if $(filter 12,$(CUDA_MAJOR)),trt-cu12,trt-cu13)
+EXTRAS   ?= export,report,serve,coverage,dev,$(if $(HAS_GPU),$(TRT_EXTRA),rtx)
+# make test-gpu runs on a bare GPU machine too: the venv's Python when there is one, else $(PYTHON) with this checkout
+# on PYTHONPATH (no install, no download). GPU_INSTALL=1 first tries pip install --no-deps --no-build-isolation -e .
+GPU_PYTHON := $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON))
 
 MODEL     ?= mobilenetv2
 PRECISION ?= fp32
@@ -74,9 +82,9 @@ calib-data: $(BIN)/.installed  ## fill calib_data/ with calibration images if it
 test: $(BIN)/.installed  ## run the test suite (no GPU needed)
 	$(BIN)/python -m pytest
 
-test-gpu: $(BIN)/.installed  ## run the GPU tests (marker gpu, in tests/gpu and tests/bench); says so when no GPU is here
-	@$(BIN)/python -c "from trtpipe.testing import gpu_unavailable_reason as r; m = r(); print('no GPU here (' + m + '): the gpu tests will be skipped' if m else 'GPU found')"
-	$(BIN)/python -m pytest -m gpu -rs
+test-gpu:  ## GPU checks (CUDA layer for real; TensorRT ones where installed) -> reports/test-gpu.json; also on a bare GPU machine
+	$(if $(GPU_INSTALL),$(GPU_PYTHON) -m pip install --no-deps --no-build-isolation -e . || echo "pip install failed: running from the checkout")
+	PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} timeout 480 $(GPU_PYTHON) tests/gpu/run_gpu_checks.py --json reports/test-gpu.json
 
 perf: $(BIN)/.installed  ## run the benchmarks in tests/perf (medians and ratios, one run)
 	@set -e; for script in tests/perf/bench_*.py; do echo "== $$script"; $(BIN)/python $$script; done

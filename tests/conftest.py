@@ -10,16 +10,26 @@ import pytest
 
 
 def pytest_collection_modifyitems(config, items):
-    """Skips `gpu` tests on machines without a usable NVIDIA GPU, saying why."""
-    from trtpipe.testing import gpu_unavailable_reason
+    """Skips `gpu` tests on machines without an NVIDIA GPU, saying why (a GPU CUDA cannot use fails them instead)."""
+    from trtpipe.testing import gpu_status
 
-    reason = gpu_unavailable_reason()
-    if reason is None:
+    status = gpu_status()
+    if status.usable or status.broken:
         return
-    skip = pytest.mark.skip(reason=f"no GPU: {reason}")
+    skip = pytest.mark.skip(reason=f"no GPU: {status.reason}")
     for item in items:
-        if "gpu" in item.keywords:
+        if item.get_closest_marker("gpu") is not None:
             item.add_marker(skip)
+
+
+def pytest_runtest_setup(item):
+    """A GPU that is here but unusable (a driver older than cuda-python needs) fails every `gpu` test, loudly."""
+    if item.get_closest_marker("gpu") is not None:
+        from trtpipe.testing import gpu_status
+
+        broken = gpu_status().broken
+        if broken:
+            pytest.fail(broken, pytrace=False)
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ import ctypes
 import threading
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -39,7 +39,7 @@ def runtime() -> ModuleType:
         except ImportError:
             raise DependencyError(
                 "cuda-python is not installed; the TensorRT runtime needs it",
-                f"pip install 'trtpipe[trt]' (or cuda-python>=12.6), or use {option('backend', 'onnxruntime')}",
+                f"pip install 'trtpipe[trt-cu13]' (driver R580+) or 'trtpipe[trt-cu12]', or use {option('backend', 'onnxruntime')}",
             ) from None
     return cudart
 
@@ -82,7 +82,10 @@ def check(result: Any, call: str) -> Any:
 
 
 def _hint_for(error_name: str) -> str:
-    if error_name in ("cudaErrorInsufficientDriver", "cudaErrorNoDevice", "cudaErrorInitializationError"):
+    if error_name == "cudaErrorInsufficientDriver":
+        return ("the NVIDIA driver is missing or older than this cuda-python needs (cuda-python 13 needs a CUDA 13 "
+                f"driver, R580+): pip install 'trtpipe[trt-cu12]' on CUDA 12 drivers, or use {option('backend', 'onnxruntime')}")
+    if error_name in ("cudaErrorNoDevice", "cudaErrorInitializationError"):
         return f"no usable NVIDIA GPU/driver here; run on a GPU machine or use {option('backend', 'onnxruntime')}"
     if error_name == "cudaErrorMemoryAllocation":
         return "the GPU is out of memory; use a smaller batch/profile or free other GPU processes"
@@ -130,8 +133,23 @@ def device_info(index: int = 0) -> DeviceInfo:
 
 
 def set_device(index: int) -> None:
-    """Makes ``index`` the current device of the calling thread."""
+    """Makes ``index`` the current device of the calling thread (CUDA keeps one per thread)."""
     check(runtime().cudaSetDevice(index), f"cudaSetDevice({index})")
+
+
+def current_device() -> int:
+    """The calling thread's current device."""
+    return int(check(runtime().cudaGetDevice(), "cudaGetDevice"))
+
+
+def driver_version() -> int:
+    """The CUDA version the installed driver supports, as CUDA encodes it (12080 = 12.8; 0 without a driver)."""
+    return int(check(runtime().cudaDriverGetVersion(), "cudaDriverGetVersion"))
+
+
+def runtime_version() -> int:
+    """The CUDA runtime version cuda-python was built for (13000 = 13.0)."""
+    return int(check(runtime().cudaRuntimeGetVersion(), "cudaRuntimeGetVersion"))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -290,22 +308,64 @@ def _check_size(nbytes: int, device: DeviceBuffer, host: PinnedBuffer) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-class Graph:
-    """A CUDA graph captured from the work a callable queues on ``stream``; replayed with :meth:`launch`."""
+def _discard_capture(cudart, stream: Stream) -> None:
+    """Ends a capture whatever state it is in and drops what it made: a stream left capturing breaks later calls."""
+    ended = cudart.cudaStreamEndCapture(stream.handle)
+    if int(ended[0]) == 0 and len(ended) > 1 and ended[1] is not None:
+        cudart.cudaGraphDestroy(ended[1])
+    cudart.cudaGetLastError()
 
-    def __init__(self, stream: Stream, enqueue) -> None:
+
+class GraphCaptureError(CudaError):
+    """A stream capture broke (the captured work did something a graph cannot hold); nothing of it was kept."""
+
+
+class Graph:
+    """A CUDA graph captured from the work a callable queues on ``stream``; replayed with :meth:`launch`.
+
+    Use :meth:`capture`. The capture is thread-local (other threads may keep using CUDA meanwhile); the callable
+    must not allocate or synchronize, as CUDA forbids both inside a capture.
+    """
+
+    def __init__(self, graph, graph_exec) -> None:
+        self._graph, self._exec = graph, graph_exec
+
+    @classmethod
+    def capture(cls, stream: Stream, enqueue: Callable[[], bool | None]) -> "Graph":
+        """Captures the work ``enqueue()`` queues on ``stream`` and instantiates it.
+
+        Args:
+            stream: a stream made by :class:`Stream` (the legacy default stream cannot be captured).
+            enqueue: queues the work; returning False says it failed (as ``execute_async_v3`` does).
+
+        Raises:
+            GraphCaptureError: the capture broke or ``enqueue`` failed. The capture is ended either way, the
+                partial graph destroyed and CUDA's sticky error cleared (``cudaGetLastError``), so the stream
+                works on as before: the caller can launch the work without a graph (trtexec's fallback).
+        """
         cudart = runtime()
-        self._graph = self._exec = None
         check(
             cudart.cudaStreamBeginCapture(stream.handle, cudart.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal),
             "cudaStreamBeginCapture",
         )
         try:
-            enqueue()
-        finally:
-            graph = check(cudart.cudaStreamEndCapture(stream.handle), "cudaStreamEndCapture")
-        self._graph = graph
-        self._exec = check(cudart.cudaGraphInstantiate(graph, 0), "cudaGraphInstantiate")
+            succeeded = enqueue()
+        except BaseException:
+            _discard_capture(cudart, stream)
+            raise
+        ended = cudart.cudaStreamEndCapture(stream.handle)
+        error, graph = ended[0], (ended[1] if len(ended) > 1 else None)
+        if succeeded is False or int(error) != 0:
+            if graph is not None and int(error) == 0:
+                cudart.cudaGraphDestroy(graph)
+            cudart.cudaGetLastError()  # clear the error the broken capture left behind
+            why = "the captured work failed" if succeeded is False else f"cudaStreamEndCapture returned {getattr(error, 'name', int(error))}"
+            raise GraphCaptureError(
+                f"CUDA graph capture failed: {why}",
+                "run without CUDA graphs (the engine falls back by itself); --verbose shows TensorRT's reason",
+            )
+        graph_exec = check(cudart.cudaGraphInstantiate(graph, 0), "cudaGraphInstantiate")
+        return cls(graph, graph_exec)
 
     def launch(self, stream: Stream) -> None:
         check(runtime().cudaGraphLaunch(self._exec, stream.handle), "cudaGraphLaunch")

@@ -14,6 +14,8 @@ import contextlib
 import functools
 import gc
 import importlib
+import logging
+import threading
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Iterator
@@ -25,9 +27,17 @@ from trtpipe.errors import DependencyError
 FLAVOR_NAMES = ("tensorrt", "tensorrt_rtx")
 
 INSTALL_HINT = (
-    "on a GPU machine: pip install 'trtpipe[trt]' (TensorRT 10/11); "
-    "to build TensorRT-RTX engines anywhere, even without a GPU: pip install 'trtpipe[rtx]'"
+    "on a GPU machine: pip install 'trtpipe[trt-cu13]' (driver R580+, CUDA 13) or 'trtpipe[trt-cu12]' (CUDA 12 "
+    "drivers); to build TensorRT-RTX engines anywhere, even without a GPU: pip install 'trtpipe[rtx]'"
 )
+
+#: What TensorRT-RTX targets when no compute capability is set. Its documentation ("CPU-Only AOT and TensorRT-RTX
+#: Engines", Compute Capability): "by default, an engine built by TensorRT-RTX can be run on GPU devices with
+#: compute capability 8.0, 8.6, 8.9, 12.0, and later. To build engines for Turing devices, a compute capability of
+#: 7.5 needs to be specified". So: every ComputeCapability target of the installed version but these.
+RTX_NOT_BY_DEFAULT = ("SM75",)
+
+_injected: tuple | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +75,20 @@ class Flavor:
     def label(self) -> str:
         return f"{'TensorRT-RTX' if self.is_rtx else 'TensorRT'} {self.version}"
 
+    @property
+    def compute_capabilities(self) -> tuple[str, ...]:
+        """The ahead-of-time targets ``--compute-capability`` accepts: the module's ``ComputeCapability`` values
+        (``SM75``, ``SM80`` ...; not ``NONE``/``CURRENT``), lowest first; () for TensorRT, which builds for its GPU."""
+        enum = getattr(self.module, "ComputeCapability", None)
+        if enum is None:
+            return ()
+        return tuple(sorted((n for n in enum.__members__ if n.startswith("SM")), key=lambda n: int(n[2:])))
+
+    @property
+    def default_compute_capabilities(self) -> tuple[str, ...]:
+        """What an engine built without ``--compute-capability`` runs on (see :data:`RTX_NOT_BY_DEFAULT`)."""
+        return tuple(c for c in self.compute_capabilities if c not in RTX_NOT_BY_DEFAULT)
+
 
 @functools.lru_cache(maxsize=None)
 def _try_import(name: str) -> ModuleType | None:
@@ -77,7 +101,9 @@ def _try_import(name: str) -> ModuleType | None:
 
 
 def installed_flavors() -> list[Flavor]:
-    """The flavours that import on this machine, TensorRT before TensorRT-RTX."""
+    """The flavours that import on this machine, TensorRT before TensorRT-RTX (or those set by :func:`using_flavors`)."""
+    if _injected is not None:
+        return list(_injected)
     found = []
     for name in FLAVOR_NAMES:
         module = _try_import(name)
@@ -100,11 +126,25 @@ def get_flavor(name: str | None = None) -> Flavor:
         have = ", ".join(f.label for f in flavors) or "none"
         raise DependencyError(
             f"TensorRT flavour {name!r} is not installed (installed: {have})",
-            "install it: " + ("pip install 'trtpipe[rtx]'" if name == "tensorrt_rtx" else "pip install 'trtpipe[trt]'"),
+            "install it: " + ("pip install 'trtpipe[rtx]'" if name == "tensorrt_rtx" else "pip install 'trtpipe[trt-cu13]' (driver R580+) or 'trtpipe[trt-cu12]'"),
         )
     if not flavors:
         raise DependencyError("no TensorRT is installed (looked for tensorrt and tensorrt_rtx)", INSTALL_HINT)
     return flavors[0]
+
+
+@contextlib.contextmanager
+def using_flavors(*flavors: Flavor) -> Iterator[tuple[Flavor, ...]]:
+    """Makes :func:`installed_flavors` (and so the builder, runtime and inspect) see only ``flavors`` in the block.
+
+    Tests use it to run the whole path against a simulated TensorRT (``trtpipe.runtime.simulation``).
+    """
+    global _injected
+    previous, _injected = _injected, tuple(flavors)
+    try:
+        yield _injected
+    finally:
+        _injected = previous
 
 
 @contextlib.contextmanager
@@ -128,16 +168,33 @@ def no_gc_inside_tensorrt() -> Iterator[None]:
             gc.enable()
 
 
+_loggers: dict = {}  # TensorRT module -> its one logger
+_loggers_lock = threading.Lock()
+_log = logging.getLogger("trtpipe.tensorrt")
+
+
 def make_logger(flavor: Flavor):
-    """A TensorRT ILogger for ``flavor`` that forwards to Python logging and keeps the errors it saw.
+    """The process's one TensorRT ``ILogger`` for ``flavor``: forwards to Python logging and hands errors to captures.
 
-    TensorRT's INFO chatter goes to DEBUG ("trtpipe -v" shows it); its errors are kept in
-    ``logger.errors`` so a failed build can name them in the exception.
+    TensorRT keeps one logger per process: the first one given to a builder, runtime or parser is what its global
+    ``getLogger()`` returns, and a different one given later gets the warning "The logger passed into ... differs
+    from one already provided"; messages logged through the global one never reach it. So trtpipe makes one per
+    TensorRT module and reuses it; a caller that wants the errors of one operation wraps it in
+    ``with logger.capture_errors() as errors:``.
+
+    TensorRT's INFO chatter goes to DEBUG ("trtpipe -v" shows it); its errors go to DEBUG too (they reach the
+    user through the TrtpipeError that names them) and to every open capture.
     """
-    import logging
-
     trt = flavor.module
-    log = logging.getLogger("trtpipe.tensorrt")
+    with _loggers_lock:
+        logger = _loggers.get(trt)
+        if logger is None:
+            logger = _loggers[trt] = _new_logger(flavor)
+    return logger
+
+
+def _new_logger(flavor: Flavor):
+    trt = flavor.module
     levels = {
         trt.Logger.INTERNAL_ERROR: logging.ERROR,
         trt.Logger.ERROR: logging.ERROR,
@@ -149,14 +206,28 @@ def make_logger(flavor: Flavor):
     class _Logger(trt.ILogger):
         def __init__(self) -> None:
             trt.ILogger.__init__(self)
-            self.errors: list[str] = []
+            self._captures: list[list[str]] = []
+            self._lock = threading.Lock()
 
         def log(self, severity, msg: str) -> None:
             level = levels.get(severity, logging.DEBUG)
             if level >= logging.ERROR:
-                self.errors.append(msg)
-                # Errors reach the user through the raised TrtpipeError; repeat them only with -v.
-                level = logging.DEBUG
-            log.log(level, "[%s] %s", flavor.name, msg)
+                with self._lock:
+                    for errors in self._captures:
+                        errors.append(msg)
+                level = logging.DEBUG  # errors reach the user through the raised TrtpipeError; -v repeats them
+            _log.log(level, "[%s] %s", flavor.name, msg)
+
+        @contextlib.contextmanager
+        def capture_errors(self) -> Iterator[list[str]]:
+            """Collects the errors TensorRT logs while the block runs (from any thread: TensorRT logs from its own)."""
+            errors: list[str] = []
+            with self._lock:
+                self._captures.append(errors)
+            try:
+                yield errors
+            finally:
+                with self._lock:
+                    self._captures.remove(errors)
 
     return _Logger()

@@ -141,9 +141,7 @@ def inspect_engine(path: str | Path) -> EngineReport:
         sidecar = EngineSidecar.load(sidecar_path_for(path))
     except InputError as exc:
         problem = str(exc)
-    from trtpipe.testing import gpu_unavailable_reason
-
-    reason = gpu_unavailable_reason()
+    reason = _gpu_problem()
     if reason is not None:
         return EngineReport(path, sidecar, problem, None, f"deserializing needs a GPU; {reason}")
     from trtpipe.flavors import no_gc_inside_tensorrt
@@ -152,26 +150,51 @@ def inspect_engine(path: str | Path) -> EngineReport:
         return _load_and_describe(path, sidecar, problem)
 
 
+def _gpu_problem() -> str | None:
+    """Why no engine can be deserialized here (None: a CUDA device answers), asked through trtpipe.cuda."""
+    from trtpipe import cuda
+    from trtpipe.errors import CudaError
+
+    try:
+        if cuda.device_count() < 1:
+            return "CUDA found no device"
+    except (CudaError, DependencyError) as exc:
+        return exc.message
+    return None
+
+
 def _load_and_describe(path: Path, sidecar: EngineSidecar | None, problem: str | None) -> EngineReport:
+    from trtpipe import cuda
+    from trtpipe.errors import EngineMismatchError
     from trtpipe.flavors import get_flavor, make_logger
+    from trtpipe.runtime.compat import check_flavor, check_gpu
 
     try:
         flavor = get_flavor(sidecar.trt_flavor if sidecar else None)
     except DependencyError as exc:
         return EngineReport(path, sidecar, problem, None, exc.message)
+    if sidecar is not None:
+        gpu = cuda.device_info(cuda.current_device())
+        try:  # TensorRT would only say the plan is invalid; the sidecar says why
+            check_flavor(sidecar, flavor.name, flavor.version, str(path))
+            check_gpu(sidecar, gpu.name, gpu.major, gpu.minor, str(path), flavor=flavor)
+        except EngineMismatchError as exc:
+            return EngineReport(path, sidecar, problem, None, str(exc))
     trt = flavor.module
     logger = make_logger(flavor)
     runtime = trt.Runtime(logger)
-    engine = runtime.deserialize_cuda_engine(path.read_bytes())
+    with logger.capture_errors() as errors:
+        engine = runtime.deserialize_cuda_engine(path.read_bytes())
     if engine is None:
-        return EngineReport(path, sidecar, problem, None, "; ".join(logger.errors[-2:]) or "TensorRT refused it")
+        return EngineReport(path, sidecar, problem, None, "; ".join(errors[-2:]) or "TensorRT refused it")
     io = []
     for index in range(engine.num_io_tensors):
         name = engine.get_tensor_name(index)
         io.append(f"{engine.get_tensor_mode(name).name.lower()} {name} {tuple(engine.get_tensor_shape(name))} "
                   f"{engine.get_tensor_dtype(name).name}")
-    loaded = {"io": io, "profiles": engine.num_optimization_profiles,
-              "device_memory_bytes": int(getattr(engine, "device_memory_size_v2", engine.device_memory_size))}
+    # device_memory_size is gone in TensorRT 11 and RTX; _v2 exists from 10.1 on (trtpipe/data/trt_api_*.json).
+    memory = engine.device_memory_size_v2 if hasattr(engine, "device_memory_size_v2") else engine.device_memory_size
+    loaded = {"io": io, "profiles": engine.num_optimization_profiles, "device_memory_bytes": int(memory)}
     inspector = engine.create_engine_inspector()
     layers = tuple(inspector.get_layer_information(i, trt.LayerInformationFormat.ONELINE)
                    for i in range(engine.num_layers))

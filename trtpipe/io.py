@@ -1,4 +1,4 @@
-"""File helpers: atomic writes (temp file + rename) and content hashes."""
+"""File helpers: atomic writes (temp file + rename), output paths checked before the work, content hashes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Mapping
 
 from trtpipe.errors import InputError
 
@@ -66,6 +66,61 @@ def ensure_writable_dir(directory: str | Path) -> Path:
             "choose a directory you can write, or fix its permissions",
         )
     return directory
+
+
+def check_outputs(
+    *, files: Mapping[str, str | Path | None] | None = None, dirs: Mapping[str, str | Path | None] | None = None
+) -> None:
+    """Checks, before any long work, that every output a verb will write can be written; creates nothing.
+
+    Called first thing in each verb's ``run``: a calibration or benchmark that runs for minutes must not
+    end in a traceback because ``-o`` names a folder that cannot be written, losing what it measured.
+
+    Args:
+        files: option (as the user typed it, e.g. ``"-o"``, ``"--json"``) -> file path; None entries are skipped.
+            A file path must not be a directory, an existing file must be writable, and the nearest existing
+            folder above it must be a writable folder (missing folders are created by the writer later).
+        dirs: option -> folder path; None entries are skipped. The folder, or the nearest existing one above
+            it, must be a writable folder.
+
+    Raises:
+        InputError: naming the option, the path and what is in the way.
+    """
+    for option, path in (files or {}).items():
+        if path is not None:
+            _check_output(Path(path), option, directory=False)
+    for option, path in (dirs or {}).items():
+        if path is not None:
+            _check_output(Path(path), option, directory=True)
+
+
+def _check_output(path: Path, option: str, *, directory: bool) -> None:
+    def refuse(why: str) -> InputError:
+        return InputError(f"{option} {path}: cannot be written: {why}", "choose a path you can write (nothing was done yet)")
+
+    if path.exists():
+        if path.is_dir() != directory:
+            raise refuse("it is a folder, expected a file" if path.is_dir() else "it is a file, expected a folder")
+        if not os.access(path, os.W_OK | (os.X_OK if directory else 0)):
+            raise refuse("it is read-only")
+        if directory:
+            return
+    folder = path.parent if str(path.parent) else Path(".")
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise refuse(f"{folder} is not a directory (it is a file)")
+    if not os.access(folder, os.W_OK | os.X_OK) or not _can_create_in(folder):
+        raise refuse(f"folder {folder} is not writable")
+
+
+def _can_create_in(folder: Path) -> bool:
+    """Whether a file can be created in ``folder``: os.access says yes to root on read-only mounts (/sys, /proc)."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):  # O_TMPFILE where the filesystem has it: no name is ever visible
+            return True
+    except OSError:
+        return False
 
 
 def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:

@@ -8,7 +8,9 @@ from bench_fixtures import QUICK
 from trtpipe.bench.runner import run_bench
 from trtpipe.bench.targets import open_target
 
-pytestmark = pytest.mark.gpu
+from trtpipe.testing import tensorrt_unavailable_reason
+
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(tensorrt_unavailable_reason() is not None, reason=f"{tensorrt_unavailable_reason()}")]
 
 
 @pytest.fixture

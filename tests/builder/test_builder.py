@@ -126,7 +126,7 @@ def test_no_tensorrt_installed_names_what_to_install(tiny_onnx, tmp_path, monkey
     import trtpipe.flavors
 
     monkeypatch.setattr(trtpipe.flavors, "_try_import", lambda name: None)
-    with pytest.raises(DependencyError, match=r"no TensorRT is installed.*pip install 'trtpipe\[trt\]'.*'trtpipe\[rtx\]'"):
+    with pytest.raises(DependencyError, match=r"no TensorRT is installed.*pip install 'trtpipe\[trt-cu13\]'.*'trtpipe\[rtx\]'"):
         build_engine(tiny_onnx(), tmp_path / "t.engine")
     with pytest.raises(DependencyError, match=r"'tensorrt_rtx' is not installed"):
         build_engine(tiny_onnx(), tmp_path / "t.engine", RTX)

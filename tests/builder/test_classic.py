@@ -1,29 +1,18 @@
-"""TensorRT 10's classic path, without a GPU: a fake trt module and simulated device memory."""
+"""TensorRT 10's classic path, without a GPU: the simulated TensorRT of each flavour (its recorded API) and CUDA."""
 
 from __future__ import annotations
-
-import enum
-import types
 
 import numpy as np
 import pytest
 
 from trtpipe.builder.classic import configure_classic, make_entropy_calibrator
-from trtpipe.errors import ConfigError
+from trtpipe.errors import ConfigError, InputError
+from trtpipe.runtime.simulation import SimulatedCuda, make_tiny_classifier, simulated_trt
 from trtpipe.spec import BuildConfig, PreprocessSpec
 
 
-class FakeCalibratorBase:
-    def __init__(self):
-        self.base_initialised = True
-
-
-def fake_trt(with_int8: bool = True):
-    flags = {"FP16": 1, "INT8": 2} if with_int8 else {"FP16": 1}
-    module = types.SimpleNamespace(__version__="10.9.0", BuilderFlag=enum.Enum("BuilderFlag", flags))
-    if with_int8:
-        module.IInt8EntropyCalibrator2 = FakeCalibratorBase
-    return module
+def trt10():
+    return simulated_trt(SimulatedCuda(), "10.13.3.9", "tensorrt")
 
 
 class SimulatedDevice:
@@ -49,8 +38,8 @@ class SimulatedDevice:
 def test_calibrator_feeds_full_batches_from_one_kept_buffer(tmp_path):
     SimulatedDevice.allocations.clear()
     batches = [np.full((4, 3, 2, 2), i, np.float32) for i in range(3)] + [np.zeros((2, 3, 2, 2), np.float32)]
-    calibrator = make_entropy_calibrator(fake_trt())(batches, 4, tmp_path / "m.calib.cache", allocate=SimulatedDevice)
-    assert calibrator.base_initialised and calibrator.get_batch_size() == 4
+    calibrator = make_entropy_calibrator(trt10())(batches, 4, tmp_path / "m.calib.cache", allocate=SimulatedDevice)
+    assert calibrator.get_batch_size() == 4
     pointers = [calibrator.get_batch(["input"]) for _ in range(3)]
     device = SimulatedDevice.allocations[0]
     assert len(SimulatedDevice.allocations) == 1 and pointers == [[device.ptr]] * 3
@@ -61,54 +50,68 @@ def test_calibrator_feeds_full_batches_from_one_kept_buffer(tmp_path):
     assert device.closed
 
 
+def test_calibrator_returns_one_pointer_per_input_in_tensorrts_order(tmp_path):
+    SimulatedDevice.allocations.clear()
+    batches = [{"image": np.ones((2, 3, 4, 4), np.float32), "scale": np.full((2, 2), 7, np.float32)}]
+    calibrator = make_entropy_calibrator(trt10())(batches, 2, tmp_path / "c", allocate=SimulatedDevice, input_names=("image", "scale"))
+    pointers = calibrator.get_batch(["scale", "image"])
+    by_ptr = {d.ptr: d for d in SimulatedDevice.allocations}
+    assert len(pointers) == 2 and by_ptr[pointers[0]].memory.view(np.float32)[0] == 7.0
+    assert by_ptr[pointers[1]].memory.nbytes == 2 * 3 * 4 * 4 * 4
+    with pytest.raises(InputError, match=r"none for \['other'\]"):
+        make_entropy_calibrator(trt10())(batches, 2, tmp_path / "c").get_batch(["image", "other"])
+
+
 def test_calibration_cache_is_written_atomically_and_read_back(tmp_path):
     cache = tmp_path / "m.calib.cache"
-    calibrator = make_entropy_calibrator(fake_trt())([], 1, cache, allocate=SimulatedDevice)
+    calibrator = make_entropy_calibrator(trt10())([], 1, cache, allocate=SimulatedDevice)
     assert calibrator.read_calibration_cache() is None
     calibrator.write_calibration_cache(memoryview(b"TRT-1000-EntropyCalibration2\ninput: 3c010a14\n"))
     assert cache.read_bytes().startswith(b"TRT-1000")
-    assert make_entropy_calibrator(fake_trt())([], 1, cache).read_calibration_cache() == cache.read_bytes()
+    assert make_entropy_calibrator(trt10())([], 1, cache).read_calibration_cache() == cache.read_bytes()
     assert not list(tmp_path.glob("*.partial"))
 
 
-class FakeConfig:
-    def __init__(self):
-        self.flags = set()
-        self.int8_calibrator = None
+def _parsed_network(trt, onnx_path):
+    from trtpipe.flavors import Flavor, make_logger
 
-    def set_flag(self, flag):
-        self.flags.add(flag.name)
-
-
-class FakeNetwork:
-    def get_input(self, index):
-        return types.SimpleNamespace(shape=(-1, 3, 8, 8), name="input")
+    logger = make_logger(Flavor("tensorrt", trt.__version__, trt))
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)  # weakly typed: what the classic flags need
+    assert trt.OnnxParser(network, logger).parse_from_file(str(onnx_path))
+    return builder, network
 
 
-def test_configure_classic_sets_flags_and_attaches_the_calibrator(tmp_path):
+def test_configure_classic_calibrates_at_the_calibration_profiles_opt_batch(tmp_path):
     import cv2
 
     for i in range(10):
         cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((10, 10, 3), i * 20, np.uint8))
-    trt, builder_config = fake_trt(), FakeConfig()
+    trt = trt10()
+    builder, network = _parsed_network(trt, make_tiny_classifier(tmp_path / "tiny.onnx"))
+    profile = builder.create_optimization_profile()
+    profile.set_shape("input", (1, 3, 8, 8), (3, 3, 8, 8), (6, 3, 8, 8))
+    builder_config = builder.create_builder_config()
     config = BuildConfig(precision="int8", int8_mode="implicit", calib_images=str(tmp_path))
     spec = PreprocessSpec(model="m", height=8, width=8)
-    notes = configure_classic(trt, None, FakeNetwork(), builder_config, config, spec, tmp_path / "m.calib.cache")
-    assert builder_config.flags == {"FP16", "INT8"}
-    assert builder_config.int8_calibrator.get_batch_size() == 8
-    assert builder_config.trtpipe_calibrator is builder_config.int8_calibrator  # kept alive with the config
-    assert "IInt8EntropyCalibrator2 on 10 images" in notes[-1]
-    fp16 = FakeConfig()
-    assert configure_classic(trt, None, FakeNetwork(), fp16, BuildConfig(precision="fp16", fp16_mode="flag"), spec, None)
-    assert fp16.flags == {"FP16"} and fp16.int8_calibrator is None
+    notes, calibrator = configure_classic(trt, builder, network, builder_config, config, spec, tmp_path / "m.calib.cache", profile)
+    assert builder_config.get_flag(trt.BuilderFlag.INT8) and builder_config.get_flag(trt.BuilderFlag.FP16)
+    assert builder_config.int8_calibrator is calibrator and builder_config.get_calibration_profile() is profile
+    assert calibrator.get_batch_size() == 3  # the OPT batch TensorRT reads, not a fixed 8
+    assert "IInt8EntropyCalibrator2 on 10 images in batches of 3" in notes[-1]
+    fp16 = builder.create_builder_config()
+    notes, none = configure_classic(trt, builder, network, fp16, BuildConfig(precision="fp16", fp16_mode="flag"), spec, None)
+    assert notes == ["BuilderFlag.FP16"] and none is None and not fp16.get_flag(trt.BuilderFlag.INT8)
 
 
-def test_refused_without_tensorrt_10_classic_api():
+@pytest.mark.parametrize("flavor, version", [("tensorrt", "11.4.0.106"), ("tensorrt_rtx", "1.7.1.116")])
+def test_refused_where_the_classic_api_is_gone(flavor, version):
+    trt = simulated_trt(SimulatedCuda(), version, flavor)
     with pytest.raises(ConfigError, match="explicit mode"):
-        configure_classic(fake_trt(with_int8=False), None, FakeNetwork(), FakeConfig(), BuildConfig(precision="fp16"), None, None)
+        configure_classic(trt, None, None, None, BuildConfig(precision="fp16"), None, None)
 
 
-def test_refused_on_tensorrt_rtx_module():
+def test_refused_on_the_installed_tensorrt_rtx_module():
     trt = pytest.importorskip("tensorrt_rtx")
     with pytest.raises(ConfigError, match="explicit mode"):
-        configure_classic(trt, None, FakeNetwork(), FakeConfig(), BuildConfig(precision="fp16"), None, None)
+        configure_classic(trt, None, None, None, BuildConfig(precision="fp16"), None, None)

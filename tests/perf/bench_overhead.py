@@ -69,7 +69,8 @@ def main() -> None:
     with cuda.using_runtime(simulation):
         path = write_simulated_engine(tiny, work / "tiny.engine", {"input": ((1, 3, 8, 8),) * 3})
         with TensorRTEngine(path, flavor=simulated_flavor(simulation)) as trt_engine:
-            session = trt_engine._context.engine.session  # the simulation's own ORT session
+            trt_engine.infer({"input": x})  # makes the simulation's own ORT session
+            session = trt_engine._engine._session
             bare, ours = paired_us(lambda: session.run(None, {"input": x}), lambda: trt_engine.infer({"input": x}), args.repeat // 4)
     print(
         f"TensorRT path (SIMULATED: fake CUDA + TensorRT in Python, ORT computes): {ours - bare:.1f} us host-side per call "

@@ -153,12 +153,22 @@ def test_from_onnx_names_the_missing_onnx(tmp_path, engines):
         Pipeline.from_engine("m.onnx")
 
 
-def test_auto_is_tensorrt_where_a_gpu_and_the_engines_tensorrt_are(sim_engine, sim_flavor):
-    assert choose_backend(sim_engine, "auto", flavor=sim_flavor) == choose_backend(sim_engine, "tensorrt", flavor=sim_flavor)
-    assert choose_backend(sim_engine, "auto", flavor=sim_flavor).name == "tensorrt"
-    # the simulated GPU is there, but the engine's TensorRT 10.9 is not installed (TensorRT-RTX is): fall back
-    choice = choose_backend(sim_engine, "auto")
-    assert choice.name == "onnxruntime" and "needs TensorRT 10.9.0.34" in choice.fallback
+def test_auto_is_tensorrt_where_a_gpu_and_the_engines_tensorrt_are(sim_engine, simulated_machine):
+    assert choose_backend(sim_engine, "auto") == choose_backend(sim_engine, "tensorrt")
+    with Pipeline.from_engine(sim_engine) as pipe:
+        result = pipe(_image())
+    assert result.backend.endswith("-simulated") and result.fallback is None and result.precision == "fp32"
+
+
+def test_auto_falls_back_when_the_engines_tensorrt_is_not_installed(sim_engine, sim_flavor):
+    """A GPU (simulated) is here, but no TensorRT at all: "auto" runs ONNX Runtime and says why."""
+    from trtpipe.flavors import using_flavors
+
+    with using_flavors():
+        choice = choose_backend(sim_engine, "auto")
+        with pytest.raises(ConfigError, match=f"needs TensorRT on an NVIDIA GPU.*needs .*{sim_flavor.version}, and this machine has no TensorRT"):
+            choose_backend(sim_engine, "tensorrt")
+    assert choice.name == "onnxruntime" and f"{sim_flavor.version}, and this machine has no TensorRT" in choice.fallback
 
 
 def test_infer_cli_one_image_is_timed_and_names_precision_and_fallback(engines, tmp_path, capsys):

@@ -44,7 +44,7 @@ def test_simulated_tensorrt_matches_onnxruntime_and_splits_large_batches(sim_eng
         OnnxRuntimeEngine(tiny_classifier_onnx), tiny_spec()
     ) as ort_pipe:
         got, want = trt_pipe(batch), ort_pipe(batch)
-        assert got[0].backend == "tensorrt-simulated"
+        assert got[0].backend == f"{sim_flavor.name}-simulated"
         assert [r.indices for r in got] == [r.indices for r in want]
         np.testing.assert_allclose([r.scores for r in got], [r.scores for r in want], rtol=1e-5)
 
@@ -61,7 +61,7 @@ def test_eight_threads_give_sequential_results(sim_engine, sim_flavor):
 def test_from_engine_uses_the_sidecar_spec(sim_engine, sim_flavor):
     with Pipeline.from_engine(sim_engine, topk=2, flavor=sim_flavor) as pipe:
         assert pipe.spec == tiny_spec() and len(pipe(images(1)[0]).indices) == 2
-        assert pipe.backend == "tensorrt-simulated" and pipe.fallback is None
+        assert pipe.backend == f"{sim_flavor.name}-simulated" and pipe.fallback is None
 
 
 def test_use_after_close_and_bad_images(tiny_classifier_onnx):

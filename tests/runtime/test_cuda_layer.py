@@ -38,7 +38,7 @@ def test_oversized_copy_is_refused(sim_cuda):
 
 
 def test_failed_call_names_call_and_error(sim_cuda):
-    with pytest.raises(CudaError, match=r"cudaSetDevice\(3\) failed with cudaErrorInvalidValue \(1\)"):
+    with pytest.raises(CudaError, match=r"cudaSetDevice\(3\) failed with cudaErrorInvalidDevice \(101\)"):
         cuda.set_device(3)
 
 

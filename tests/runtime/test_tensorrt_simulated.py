@@ -23,7 +23,7 @@ def reference(onnx_path, x):
 @pytest.mark.parametrize("cuda_graph", [False, True])
 def test_outputs_match_onnxruntime_for_each_batch_size(sim_engine, sim_flavor, sim_cuda, tiny_classifier_onnx, cuda_graph):
     with TensorRTEngine(sim_engine, flavor=sim_flavor, cuda_graph=cuda_graph) as engine:
-        assert engine.backend == "tensorrt-simulated"
+        assert engine.backend == f"{sim_flavor.name}-simulated"
         assert engine.max_batch == 4
         for batch in (1, 3, 4, 1, 3):
             x = np.random.default_rng(batch).normal(size=(batch, 3, 8, 8)).astype(np.float32)
@@ -92,8 +92,8 @@ def test_simulation_rejects_wrong_dtype_copy(sim_engine, sim_flavor, sim_cuda):
 def test_simulation_poisons_output_read_before_synchronize(sim_engine, sim_flavor, sim_cuda, monkeypatch):
     """Without cudaStreamSynchronize the pinned output is garbage (NaN here); the engine must synchronize."""
     with TensorRTEngine(sim_engine, flavor=sim_flavor) as engine:
-        monkeypatch.setattr(engine._stream, "synchronize", lambda: None)
-        monkeypatch.setattr(type(engine._events[0]), "elapsed_ms", lambda self, end: 0.0)
+        monkeypatch.setattr(engine._contexts[0].stream, "synchronize", lambda: None)
+        monkeypatch.setattr(type(engine._contexts[0].events[0]), "elapsed_ms", lambda self, end: 0.0)
         outputs = engine.infer({"input": np.ones((1, 3, 8, 8), np.float32)})
         assert np.isnan(outputs["logits"]).all()
 
@@ -142,12 +142,12 @@ def test_corrupt_engine_with_matching_size(sim_engine, sim_flavor, sim_cuda):
 
 def test_engine_of_another_tensorrt_version(tiny_classifier_onnx, tmp_path, sim_cuda):
     path = write_simulated_engine(tiny_classifier_onnx, tmp_path / "old.engine", {"input": ((1, 3, 8, 8),) * 3}, version="10.3.0")
-    with pytest.raises(EngineMismatchError, match=r"built by TensorRT 10\.3\.0 .*this machine has TensorRT 10\.9\.0\.34.*Hint: rebuild"):
-        TensorRTEngine(path, flavor=simulated_flavor(sim_cuda, version="10.9.0.34"))
+    with pytest.raises(EngineMismatchError, match=r"built by TensorRT 10\.3\.0 .*this machine has TensorRT 10\.13\.3\.9.*Hint: rebuild"):
+        TensorRTEngine(path, flavor=simulated_flavor(sim_cuda, version="10.13.3.9"))
 
 
 def test_engine_of_another_flavor(tiny_classifier_onnx, tmp_path, sim_cuda):
-    path = write_simulated_engine(tiny_classifier_onnx, tmp_path / "rtx.engine", {"input": ((1, 3, 8, 8),) * 3}, flavor="tensorrt_rtx", version="1.7.1")
+    path = write_simulated_engine(tiny_classifier_onnx, tmp_path / "rtx.engine", {"input": ((1, 3, 8, 8),) * 3}, flavor="tensorrt_rtx", version="1.7.1.116")
     with pytest.raises(EngineMismatchError, match="built by TensorRT-RTX 1.7.1.*this machine has TensorRT 10"):
         TensorRTEngine(path, flavor=simulated_flavor(sim_cuda))
 
@@ -161,10 +161,10 @@ def test_engine_for_another_gpu(tiny_classifier_onnx, tmp_path, sim_cuda):
 
 def test_aot_engine_without_this_gpu_target(tiny_classifier_onnx, tmp_path, sim_cuda):
     target = {"kind": "aot", "compute_capabilities": ["SM75", "SM86"]}
-    path = write_simulated_engine(tiny_classifier_onnx, tmp_path / "aot.engine", {"input": ((1, 3, 8, 8),) * 3}, flavor="tensorrt_rtx", version="1.7.1", target=target)
+    path = write_simulated_engine(tiny_classifier_onnx, tmp_path / "aot.engine", {"input": ((1, 3, 8, 8),) * 3}, flavor="tensorrt_rtx", version="1.7.1.116", target=target)
     with pytest.raises(EngineMismatchError, match="SM75,SM86.*Hint: .*--compute-capability SM89"):
-        TensorRTEngine(path, flavor=simulated_flavor(sim_cuda, "tensorrt_rtx", "1.7.1"))
+        TensorRTEngine(path, flavor=simulated_flavor(sim_cuda, "tensorrt_rtx", "1.7.1.116"))
     target["compute_capabilities"].append("SM89")
-    path = write_simulated_engine(tiny_classifier_onnx, tmp_path / "aot.engine", {"input": ((1, 3, 8, 8),) * 3}, flavor="tensorrt_rtx", version="1.7.1", target=target)
-    with TensorRTEngine(path, flavor=simulated_flavor(sim_cuda, "tensorrt_rtx", "1.7.1")) as engine:
+    path = write_simulated_engine(tiny_classifier_onnx, tmp_path / "aot.engine", {"input": ((1, 3, 8, 8),) * 3}, flavor="tensorrt_rtx", version="1.7.1.116", target=target)
+    with TensorRTEngine(path, flavor=simulated_flavor(sim_cuda, "tensorrt_rtx", "1.7.1.116")) as engine:
         assert engine.backend == "tensorrt_rtx-simulated"

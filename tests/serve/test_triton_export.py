@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from tests.intake_models import batch_statistic_model, nonzero_output_model
 from trtpipe.cli.main import main
 from trtpipe.errors import ConfigError, InputError
 from trtpipe.serve.triton_export import export_repository
@@ -80,7 +81,9 @@ def test_engine_repository(tiny_with_spec, tmp_path):
     from trtpipe.builder.builder import build_engine
 
     engine = build_engine(tiny_with_spec, tmp_path / "tiny_fp32.engine", BuildConfig(flavor="tensorrt_rtx", batch=BatchRange(1, 4, 16))).engine_path
-    result = export_repository(engine, tmp_path / "repo", max_batch=8)
+    with pytest.raises(ConfigError, match="no stock Triton can load this engine"):
+        export_repository(engine, tmp_path / "repo", max_batch=8)
+    result = export_repository(engine, tmp_path / "repo", max_batch=8, force=True)
 
     network = parse_config(tmp_path / "repo" / "tiny_fp32" / "config.pbtxt")
     assert network["platform"] == "tensorrt_plan" and network["max_batch_size"] == 8
@@ -90,7 +93,7 @@ def test_engine_repository(tiny_with_spec, tmp_path):
     assert (tmp_path / "repo" / "tiny_fp32" / "1" / "model.plan").read_bytes() == engine.read_bytes()
     assert any("TensorRT-RTX runtime" in note for note in result.notes)
     with pytest.raises(ConfigError, match="exceeds the engine's profile max batch 16.*Hint"):
-        export_repository(engine, tmp_path / "repo", max_batch=32)
+        export_repository(engine, tmp_path / "repo", max_batch=32, force=True)
     assert parse_config(tmp_path / "repo" / "tiny_fp32" / "config.pbtxt")["max_batch_size"] == 8  # untouched
 
 
@@ -141,6 +144,73 @@ def test_cli_verb(tiny_with_spec, tmp_path, capsys):
     assert "no such file. Hint:" in capsys.readouterr().err
 
 
+def test_an_output_without_a_batch_axis_gets_max_batch_size_0_and_full_shapes(tmp_path):
+    """R7: NonZero's ``keep`` [4, num_kept] must not lose its 4 as if it were the batch."""
+    onnx_path = nonzero_output_model(tmp_path / "nz.onnx")
+    result = export_repository(onnx_path, tmp_path / "repo")
+    network = parse_config(tmp_path / "repo" / "nz" / "config.pbtxt")
+    assert network.get("max_batch_size", 0) == 0 and "dynamic_batching" not in network
+    assert [(o["name"], o["dims"]) for o in network["output"]] == [("logits", ["-1", "10"]), ("keep", ["4", "-1"])]
+    assert network["input"][0]["dims"] == ["-1", "3", "32", "32"]
+    assert any(note.startswith("output(s) keep 4x? have no batch axis") for note in result.notes)
+    settings = json.loads((tmp_path / "repo" / "nz_pipeline" / "1" / "pipeline.json").read_text())
+    assert settings["outputs"] == ["logits"] and settings["batch_limit"] == 8 and settings["fixed_batch"] is None
+    with pytest.raises(ConfigError, match=r"output\(s\) keep 4x\? have no batch axis.*--max-batch 4 was asked"):
+        export_repository(onnx_path, tmp_path / "repo2", max_batch=4)
+    assert not (tmp_path / "repo2").exists()
+
+
+def test_an_output_named_by_another_axis_is_not_the_batch(tmp_path):
+    import onnx
+
+    path = nonzero_output_model(tmp_path / "nz.onnx")
+    model = onnx.load(str(path))
+    model.graph.output[1].CopyFrom(onnx.helper.make_tensor_value_info("keep", onnx.TensorProto.INT64, ["num_kept", 4]))
+    onnx.save(model, str(path))  # keep declared [num_kept, 4], as NonZero transposed gives it
+    export_repository(path, tmp_path / "repo", pipeline=False)
+    assert parse_config(tmp_path / "repo" / "nz" / "config.pbtxt").get("max_batch_size", 0) == 0
+
+
+def test_a_pipeline_needs_an_output_with_a_batch_axis(tmp_path):
+    import onnx
+
+    path = batch_statistic_model(tmp_path / "stat.onnx")
+    model = onnx.load(str(path))
+    del model.graph.output[0]  # only batch_mean [10] is left
+    onnx.save(model, str(path))
+    with pytest.raises(ConfigError, match=r"no output has a batch axis \(batch_mean 10\).*Hint: pass --no-pipeline"):
+        export_repository(path, tmp_path / "repo")
+    export_repository(path, tmp_path / "repo", pipeline=False)
+    assert parse_config(tmp_path / "repo" / "stat" / "config.pbtxt")["output"][0]["dims"] == ["10"]
+
+
+def test_outputs_without_a_declared_shape_get_the_inferred_one(tmp_path):
+    from tests.intake_models import shapeless_output_model
+
+    export_repository(shapeless_output_model(tmp_path / "s.onnx"), tmp_path / "repo", pipeline=False)
+    network = parse_config(tmp_path / "repo" / "s" / "config.pbtxt")
+    assert network["output"] == [{"name": "y", "data_type": "TYPE_FP32", "dims": ["1", "8", "16", "16"]}]
+
+
+def test_a_tensorrt_rtx_engine_is_refused_unless_forced(tmp_path, capsys):
+    pytest.importorskip("tensorrt_rtx", reason="TensorRT-RTX builds engines on the CPU; pip install 'trtpipe[rtx]'")
+    from trtpipe.builder.builder import build_engine
+
+    onnx_path = batch_statistic_model(tmp_path / "stat.onnx")
+    engine = build_engine(onnx_path, tmp_path / "stat.engine", BuildConfig(flavor="tensorrt_rtx", batch=BatchRange(1, 2, 4))).engine_path
+    assert main(["triton-export", str(engine), "--repo", str(tmp_path / "repo")]) == 2
+    err = capsys.readouterr().err
+    assert "is a TensorRT-RTX" in err and "no stock Triton can load this engine" in err
+    assert f"Hint: serve the ONNX instead (trtpipe triton-export {onnx_path}" in err and "--force" in err
+    assert not (tmp_path / "repo").exists()
+    assert main(["triton-export", str(engine), "--repo", str(tmp_path / "repo"), "--force"]) == 0
+    assert "note: FORCED: a TensorRT-RTX engine needs the TensorRT-RTX runtime" in capsys.readouterr().out
+    network = parse_config(tmp_path / "repo" / "stat" / "config.pbtxt")
+    # The engine's sidecar keeps batch_mean's fixed first axis: not the batch, so max_batch_size 0 here too.
+    assert network.get("max_batch_size", 0) == 0
+    assert [(o["name"], o["dims"]) for o in network["output"]] == [("logits", ["-1", "10"]), ("batch_mean", ["10"])]
+
+
 # -- the pipeline model's pure helpers (no server needed) ------------------------------------------
 
 
@@ -175,5 +245,10 @@ def test_result_arrays_per_task():
     assert arrays["boxes"].shape == (1, 1, 4) and arrays["class_ids"].tolist() == [[3]] and arrays["labels"].tolist() == [[b"car"]]
     empty = result_arrays("detection", Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64), ()))
     assert empty["boxes"].shape == (1, 0, 4) and empty["labels"].shape == (1, 0)
-    arrays = result_arrays("segmentation", Segmentation(np.ones((5, 6), np.uint16), 21))
+    mask = np.ones((5, 6), np.uint16)
+    mask[:, :2] = 4
+    arrays = result_arrays("segmentation", Segmentation(mask, 21, labels=tuple(f"c{i}" for i in range(21))))
     assert arrays["mask"].shape == (1, 5, 6) and arrays["mask"].dtype == np.uint16
+    assert arrays["class_ids"].tolist() == [[1, 4]] and arrays["class_ids"].dtype == np.int32  # largest area first
+    np.testing.assert_allclose(arrays["fractions"], [[20 / 30, 10 / 30]])
+    assert arrays["labels"].tolist() == [[b"c1", b"c4"]]

@@ -21,7 +21,7 @@ import trtpipe
 from trtpipe.errors import BuildError, ConfigError
 from trtpipe.flavors import Flavor, get_flavor, make_logger, no_gc_inside_tensorrt
 from trtpipe.io import atomic_output, atomic_write_bytes, ensure_writable_dir, sha256_bytes, sha256_file
-from trtpipe.onnx.load import check_onnx_path, graph_io, load_onnx, onnx_sha256
+from trtpipe.onnx.load import check_onnx_path, graph_io, onnx_sha256, read_onnx
 from trtpipe.spec import (
     BuildConfig,
     EngineSidecar,
@@ -30,7 +30,7 @@ from trtpipe.spec import (
     preprocess_path_for,
     sidecar_path_for,
 )
-from trtpipe.builder.profiles import resolve_profile
+from trtpipe.builder.profiles import check_image_size, resolve_profile
 from trtpipe.runtime.onnxruntime_engine import model_precision
 
 log = logging.getLogger("trtpipe.builder")
@@ -101,27 +101,40 @@ def build_engine(
     ensure_writable_dir(output.parent)
     flavor = get_flavor(config.flavor)
     _check_precision_mode(flavor, config)
+    _check_compute_capabilities(flavor, config)
     if spec is None and preprocess_path_for(onnx_path).exists():
         spec = PreprocessSpec.load(preprocess_path_for(onnx_path))
 
-    source_model = load_onnx(onnx_path)
-    source_sha = onnx_sha256(onnx_path, source_model)
+    intake = read_onnx(onnx_path)
+    source_model = intake.model
+    source_sha = onnx_sha256(onnx_path)
     network_onnx, realised, notes, calib_sha = _prepare_network_onnx(onnx_path, source_model, config, spec, output)
-    network_model = source_model if network_onnx == onnx_path else load_onnx(network_onnx)
+    # trtpipe wrote the network ONNX itself (FP16, Q/DQ): the parser judges it, the checker's findings on the
+    # source were already recorded.
+    network_model = source_model if network_onnx == onnx_path else read_onnx(network_onnx, check=False).model
     inputs, outputs = graph_io(network_model)
-    ranges, profile_notes = resolve_profile(inputs, config)
+    _check_same_inputs(onnx_path, source_model, network_onnx, inputs)
+    ranges, profile_notes = resolve_profile(
+        inputs, config, weight_inputs=frozenset(name for name, _ in intake.weight_like_inputs)
+    )
+    size_warning = check_image_size(ranges, inputs, spec)
+    if size_warning:
+        profile_notes.append(size_warning)
     target = _target(flavor, config)
-    network_sha = onnx_sha256(network_onnx, network_model)
+    network_sha = onnx_sha256(network_onnx)
     fingerprint = {**config.fingerprint(), "network_onnx_sha256": network_sha}
 
-    current = _up_to_date_sidecar(output, source_sha, fingerprint, flavor, target)
+    profiles = ({r.name: r.to_dict() for r in ranges},)
+    current = _up_to_date_sidecar(output, source_sha, fingerprint, flavor, target, profiles)
     if current is not None and not force:
         return BuildResult(output, current, skipped=True, seconds=time.perf_counter() - started)
 
     log.info("building %s from %s with %s (%s) ...", output.name, network_onnx, flavor.label, realised)
     build_started = time.perf_counter()
     with no_gc_inside_tensorrt(), _ctrl_c_deferred() as interrupted:
-        serialized, build_notes = _build_serialized(flavor, network_onnx, ranges, config, spec, output, interrupted)
+        serialized, build_notes = _build_serialized(
+            flavor, network_onnx, ranges, config, spec, output, interrupted, intake.checker_findings
+        )
     build_seconds = time.perf_counter() - build_started
 
     sidecar = EngineSidecar(
@@ -132,7 +145,7 @@ def build_engine(
         onnx_sha256=source_sha,
         precision=config.precision,
         precision_realised=realised,
-        profiles=({r.name: r.to_dict() for r in ranges},),
+        profiles=profiles,
         inputs=inputs,
         outputs=outputs,
         trt_flavor=flavor.name,
@@ -145,7 +158,7 @@ def build_engine(
         weights=spec.weights if spec else "unknown",
         preprocess=spec.to_dict() if spec else None,
         calibration_cache_sha256=calib_sha,
-        notes=tuple(profile_notes) + tuple(notes) + tuple(build_notes) + _weights_notes(spec),
+        notes=intake.notes + tuple(profile_notes) + tuple(notes) + tuple(build_notes) + _weights_notes(spec),
         network_onnx_path=str(network_onnx),
         network_onnx_sha256=network_sha,
         network_onnx_precision=model_precision(network_model),
@@ -194,22 +207,62 @@ def _prepare_network_onnx(onnx_path, source_model, config, spec, output):
     return Path(prepared.path), prepared.precision_realised, list(prepared.notes), prepared.calibration_cache_sha256
 
 
-def _target(flavor: Flavor, config: BuildConfig) -> dict:
-    if flavor.is_rtx:
-        return {"kind": "aot", "compute_capabilities": list(config.compute_capabilities)}
-    if config.compute_capabilities:
+def _check_same_inputs(onnx_path: Path, source_model, network_onnx: Path, inputs) -> None:
+    """The network ONNX trtpipe wrote (FP16, Q/DQ) takes the source's inputs, no more: a rewrite must never
+    turn a replaced weight into a network input."""
+    if network_onnx == onnx_path:
+        return
+    source_inputs = [t.name for t in graph_io(source_model)[0]]
+    extra = [t.name for t in inputs if t.name not in source_inputs]
+    if extra:
+        raise BuildError(
+            f"{network_onnx}: the rewritten ONNX has inputs {extra} that {onnx_path.name} does not have "
+            f"(its inputs: {source_inputs})",
+            "this is a trtpipe bug; please report it with the model",
+        )
+
+
+def _check_compute_capabilities(flavor: Flavor, config: BuildConfig) -> None:
+    """``--compute-capability`` names targets of the installed TensorRT-RTX (checked before any long work).
+
+    Raises:
+        ConfigError: a value the flavour has no ``ComputeCapability`` for (listing the valid ones), or any value
+            with TensorRT 10/11, which builds for the GPU it runs on.
+    """
+    if not config.compute_capabilities:
+        return
+    if not flavor.is_rtx:
         raise ConfigError(
             f"--compute-capability applies to TensorRT-RTX ahead-of-time builds; {flavor.label} builds for the GPU "
             "it runs on",
             "drop --compute-capability, or build with --flavor tensorrt_rtx",
         )
+    valid = flavor.compute_capabilities
+    unknown = [cc for cc in config.compute_capabilities if cc not in valid]
+    if unknown:
+        raise ConfigError(
+            f"--compute-capability {','.join(unknown)}: {flavor.label} has no such target; valid values are "
+            f"{', '.join(valid)} (without the option: {', '.join(flavor.default_compute_capabilities)})",
+            f"pick from {', '.join(valid)}; for a GPU without an RTX target (e.g. Hopper, SM90) build with TensorRT "
+            "10/11 on that GPU: --flavor tensorrt",
+        )
+
+
+def _target(flavor: Flavor, config: BuildConfig) -> dict:
+    if flavor.is_rtx:
+        return {"kind": "aot", "compute_capabilities": list(config.compute_capabilities)}
     from trtpipe.cuda import device_info
 
     device = device_info()
     return {"kind": "gpu", "gpu_name": device.name, "compute_capability": device.compute_capability}
 
 
-def _up_to_date_sidecar(output: Path, source_sha: str, fingerprint: dict, flavor: Flavor, target: dict):
+def _up_to_date_sidecar(output: Path, source_sha: str, fingerprint: dict, flavor: Flavor, target: dict, profiles: tuple):
+    """The sidecar of an engine at ``output`` built from the same ONNX, options, TensorRT, target and profile.
+
+    The profile is compared as resolved, not only the options: an engine whose sidecar records another
+    profile for the same options (an older trtpipe resolved them differently) is rebuilt.
+    """
     sidecar_path = sidecar_path_for(output)
     if not (output.is_file() and sidecar_path.is_file()):
         return None
@@ -223,6 +276,7 @@ def _up_to_date_sidecar(output: Path, source_sha: str, fingerprint: dict, flavor
         and sidecar.network_onnx_sha256 == fingerprint["network_onnx_sha256"]  # older sidecars lack it: rebuild
         and (sidecar.trt_flavor, sidecar.trt_version) == (flavor.name, flavor.version)
         and sidecar.target == target
+        and tuple(sidecar.profiles) == profiles
         and sidecar.engine_bytes == output.stat().st_size
         and sidecar.engine_sha256 == sha256_file(output)
     )
@@ -230,14 +284,30 @@ def _up_to_date_sidecar(output: Path, source_sha: str, fingerprint: dict, flavor
 
 
 def _build_serialized(
-    flavor, network_onnx: Path, ranges: list[ShapeRange], config: BuildConfig, spec, output, interrupted: threading.Event
+    flavor,
+    network_onnx: Path,
+    ranges: list[ShapeRange],
+    config: BuildConfig,
+    spec,
+    output,
+    interrupted: threading.Event,
+    checker_findings: tuple[str, ...] = (),
 ):
     """Parses and builds; returns the serialized engine and notes from the build (classic calibration).
 
+    ``checker_findings`` (the ONNX checker's, on the source) are named in a parser rejection: the parser's
+    error names the node, the checker's finding may say why.
+
     Raises KeyboardInterrupt when ``interrupted`` was set (Ctrl-C) during parsing or building.
     """
+    logger = make_logger(flavor)  # the process's one TensorRT logger; this build's errors are captured from it
+    with logger.capture_errors() as errors:
+        return _build_with(flavor, logger, errors, network_onnx, ranges, config, spec, output, interrupted, checker_findings)
+
+
+def _build_with(flavor, logger, errors: list[str], network_onnx: Path, ranges, config, spec, output, interrupted,
+                checker_findings: tuple[str, ...]):
     trt = flavor.module
-    logger = make_logger(flavor)
     builder = trt.Builder(logger)
     classic = (config.precision == "int8" and config.int8_mode == "implicit") or (
         config.precision == "fp16" and config.fp16_mode == "flag"
@@ -251,7 +321,8 @@ def _build_serialized(
     if interrupted.is_set():
         raise KeyboardInterrupt
     if not parsed:
-        raise BuildError(f"{network_onnx}: the TensorRT ONNX parser rejected the model: {describe_parser_errors(parser)}",
+        also = f" (the ONNX checker also reports: {'; '.join(checker_findings)})" if checker_findings else ""
+        raise BuildError(f"{network_onnx}: the TensorRT ONNX parser rejected the model: {describe_parser_errors(parser)}{also}",
                          "run `trtpipe inspect MODEL.onnx` to list unsupported ops; rewrite them with "
                          "onnx-graphsurgeon or re-export with another opset")
 
@@ -267,29 +338,37 @@ def _build_serialized(
     if flavor.is_rtx and config.compute_capabilities:
         builder_config.num_compute_capabilities = len(config.compute_capabilities)
         for index, name in enumerate(config.compute_capabilities):
-            builder_config.set_compute_capability(getattr(trt.ComputeCapability, name), index)
+            if not builder_config.set_compute_capability(getattr(trt.ComputeCapability, name), index):
+                raise BuildError(f"{flavor.label} refused compute capability {name}: {'; '.join(errors[-2:])}",
+                                 f"pick from {', '.join(flavor.compute_capabilities)}")
     timing_cache_path = Path(config.timing_cache) if config.timing_cache else output.parent / "timing.cache"
     if flavor.has_timing_cache:
         _load_timing_cache(builder_config, timing_cache_path)
     notes: list[str] = []
+    calibrator = None
     if classic:
         from trtpipe.builder.classic import configure_classic
 
-        notes = configure_classic(trt, builder, network, builder_config, config, spec, output.with_suffix(".calib.cache"))
+        notes, calibrator = configure_classic(trt, builder, network, builder_config, config, spec,
+                                              output.with_suffix(".calib.cache"), calibration_profile=profile)
 
     # A progress monitor lets Ctrl-C stop TensorRT at its next step instead of after the whole build.
     monitor = _CancellingMonitor.create(trt, interrupted) if hasattr(trt, "IProgressMonitor") else None
     if monitor is not None:
         builder_config.progress_monitor = monitor
-    serialized = builder.build_serialized_network(network, builder_config)
+    try:
+        serialized = builder.build_serialized_network(network, builder_config)
+    finally:
+        if calibrator is not None:
+            calibrator.close()  # its device memory; the calibrator itself goes with builder_config
     if interrupted.is_set():
         raise KeyboardInterrupt
     if serialized is None:
-        errors = "; ".join(logger.errors[-3:]) or "no error message from TensorRT"
+        said = "; ".join(errors[-3:]) or "no error message from TensorRT"
         hint = "run with -v for TensorRT's full log"
-        if not flavor.is_rtx and "driver" in errors.lower():
+        if not flavor.is_rtx and "driver" in said.lower():
             hint = "TensorRT 10/11 builds need a GPU; to build ahead of time without one: pip install 'trtpipe[rtx]'"
-        raise BuildError(f"{flavor.label} failed to build {output.name}: {errors}", hint)
+        raise BuildError(f"{flavor.label} failed to build {output.name}: {said}", hint)
     if flavor.has_timing_cache:
         cache = builder_config.get_timing_cache()
         if cache is not None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Protocol
+from typing import Callable, Iterable, Iterator, Mapping, Protocol
 
 import numpy as np
 
@@ -58,28 +58,37 @@ def make_entropy_calibrator(trt):
     """Returns the ``EntropyCalibrator`` class, a subclass of ``trt.IInt8EntropyCalibrator2``."""
 
     class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
-        """Feeds fixed-size calibration batches from device memory it owns; reads/writes TensorRT's cache.
+        """Feeds calibration batches from device memory it owns, one buffer per network input; reads/writes the cache.
+
+        TensorRT 10 reads each batch with the calibration profile's OPT shape (``set_calibration_profile``; profile 0
+        when none is set), so every batch must have exactly that shape, and ``get_batch(names)`` must return one
+        device pointer per input, in the order of ``names``: the bindings copy that many pointers out of the list
+        (``pyInt8.cpp`` ``getBatch``), reading past a shorter one.
 
         Args:
-            batches: float32 input batches; a short last batch is dropped (TensorRT expects full ones).
-            batch_size: images per batch.
+            batches: per batch, input name -> float32 array of the OPT shape (a bare array feeds a single input
+                named in ``input_names``); a batch of another size is dropped (TensorRT reads full ones).
+            batch_size: images per batch (the OPT batch).
             cache_path: TensorRT's calibration cache; read when present (calibration is then skipped).
             allocate: ``nbytes -> DeviceInput``; defaults to CUDA memory via trtpipe.cuda.
+            input_names: the network's inputs, when ``batches`` yields bare arrays. Defaults to ("input",).
         """
 
         def __init__(
             self,
-            batches: Iterable[np.ndarray],
+            batches: Iterable[np.ndarray | Mapping[str, np.ndarray]],
             batch_size: int,
             cache_path: str | Path,
             allocate: Callable[[int], DeviceInput] = CudaDeviceInput,
+            input_names: tuple[str, ...] = ("input",),
         ):
             trt.IInt8EntropyCalibrator2.__init__(self)
             self.batch_size = int(batch_size)
             self.cache_path = Path(cache_path)
-            self._batches: Iterator[np.ndarray] = iter(batches)
+            self._batches: Iterator = iter(batches)
             self._allocate = allocate
-            self._device: DeviceInput | None = None  # kept alive: TensorRT reads it after get_batch returns
+            self._input_names = tuple(input_names)
+            self._device: dict[str, DeviceInput] = {}  # kept alive: TensorRT reads them after get_batch returns
             self.batches_fed = 0
 
         def get_batch_size(self) -> int:
@@ -87,15 +96,26 @@ def make_entropy_calibrator(trt):
 
         def get_batch(self, names, *args):
             for batch in self._batches:
-                if len(batch) != self.batch_size:
-                    log.info("dropped a short calibration batch of %d images", len(batch))
+                feeds = batch if isinstance(batch, Mapping) else {self._input_names[0]: batch}
+                if any(len(array) != self.batch_size for array in feeds.values()):
+                    log.info("dropped a short calibration batch of %d images", min(len(a) for a in feeds.values()))
                     continue
-                batch = np.ascontiguousarray(batch, dtype=np.float32)
-                if self._device is None:
-                    self._device = self._allocate(batch.nbytes)
-                self._device.copy_from(batch)
+                missing = [name for name in names if name not in feeds]
+                if missing:
+                    raise InputError(
+                        f"TensorRT asks calibration data for inputs {list(names)}; the batches have none for {missing}",
+                        "implicit INT8 calibration needs data for every network input; use the default explicit mode",
+                    )
+                pointers = []
+                for name in names:
+                    array = np.ascontiguousarray(feeds[name], dtype=np.float32)
+                    device = self._device.get(name)
+                    if device is None:
+                        device = self._device[name] = self._allocate(array.nbytes)
+                    device.copy_from(array)
+                    pointers.append(int(device.ptr))
                 self.batches_fed += 1
-                return [int(self._device.ptr)]
+                return pointers
             return None  # no more data: TensorRT computes the ranges
 
         def read_calibration_cache(self, *args):
@@ -108,21 +128,29 @@ def make_entropy_calibrator(trt):
             atomic_write_bytes(self.cache_path, memoryview(cache).tobytes())
 
         def close(self) -> None:
-            if self._device is not None:
-                self._device.close()
-                self._device = None
+            """Frees the device buffers; the builder calls it when the build is over."""
+            devices, self._device = self._device, {}
+            for device in devices.values():
+                device.close()
 
     return EntropyCalibrator
 
 
-def configure_classic(trt, builder, network, builder_config, config, spec, cache_path) -> list[str]:
+def configure_classic(trt, builder, network, builder_config, config, spec, cache_path, calibration_profile=None):
     """Sets BuilderFlag.FP16 / INT8 (with an EntropyCalibrator) on a TensorRT 10 builder config.
 
+    Args:
+        calibration_profile: the ``IOptimizationProfile`` TensorRT calibrates with (set with
+            ``set_calibration_profile``); its OPT shape is the calibration batch. Defaults to none set (TensorRT
+            then uses profile 0, whose OPT is taken from ``network``'s fixed batch or ``config.batch``).
+
     Returns:
-        notes for the sidecar. The calibrator is stored on ``builder_config`` so it outlives the build call.
+        (notes for the sidecar, the calibrator or None). The config holds the calibrator during the build (the
+        bindings keep it alive); the caller closes it after the build (its device memory) and drops it.
 
     Raises:
-        ConfigError: on TensorRT 11 / TensorRT-RTX (no BuilderFlag precision), or INT8 without images.
+        ConfigError: on TensorRT 11 / TensorRT-RTX (no BuilderFlag precision), INT8 without images, or a network
+            with inputs the calibration images cannot feed.
     """
     if not hasattr(trt, "IInt8EntropyCalibrator2") or not hasattr(trt.BuilderFlag, "INT8"):
         raise ConfigError(
@@ -133,42 +161,42 @@ def configure_classic(trt, builder, network, builder_config, config, spec, cache
     if config.precision == "fp16" or config.precision == "int8":
         builder_config.set_flag(trt.BuilderFlag.FP16)  # INT8 layers fall back to FP16 rather than FP32
         notes.append("BuilderFlag.FP16")
-    if config.precision == "int8":
-        from trtpipe.quant.images import load_images
-        from trtpipe.quant.prepare import Int8Options
+    if config.precision != "int8":
+        return notes, None
+    from trtpipe.quant.images import load_images
+    from trtpipe.quant.prepare import Int8Options
 
-        options = Int8Options.from_config(config)
-        if spec is None:
-            raise InputError(
-                "--int8-mode implicit needs the model's preprocess spec to prepare calibration images, none found",
-                "export with `trtpipe export MODEL` (it writes <stem>.preprocess.json beside the ONNX)",
-            )
-        batch_size = _profile_batch(network)
-        images = load_images(options.images, spec, options.max_images, batch_size)
-        calibrator = make_entropy_calibrator(trt)(images.batches(batch_size), batch_size, cache_path)
-        builder_config.set_flag(trt.BuilderFlag.INT8)
-        builder_config.int8_calibrator = calibrator
-        _keep_alive(builder_config, calibrator)
-        notes.append(f"BuilderFlag.INT8 with IInt8EntropyCalibrator2 on {len(images)} images (cache {cache_path})")
-    return notes
-
-
-_ALIVE: dict[int, object] = {}
-
-
-def _keep_alive(builder_config, calibrator) -> None:
-    """Ties the calibrator (and its device memory) to the builder config's lifetime.
-
-    TensorRT calls it during build_serialized_network; a calibrator collected before then would hand
-    TensorRT a freed pointer.
-    """
-    try:
-        builder_config.trtpipe_calibrator = calibrator
-    except AttributeError:  # binding objects without a __dict__
-        _ALIVE[id(builder_config)] = calibrator
+    options = Int8Options.from_config(config)
+    if spec is None:
+        raise InputError(
+            "--int8-mode implicit needs the model's preprocess spec to prepare calibration images, none found",
+            "export with `trtpipe export MODEL` (it writes <stem>.preprocess.json beside the ONNX)",
+        )
+    inputs = [network.get_input(i) for i in range(network.num_inputs)]
+    if len(inputs) != 1:
+        raise ConfigError(
+            f"--int8-mode implicit feeds calibration images to one input; this network has {len(inputs)} "
+            f"({', '.join(t.name for t in inputs)})",
+            "drop --int8-mode implicit: the default explicit mode calibrates with ONNX Runtime",
+        )
+    name = inputs[0].name
+    batch_size = _calibration_batch(inputs[0], calibration_profile)
+    images = load_images(options.images, spec, options.max_images, batch_size)
+    calibrator = make_entropy_calibrator(trt)(images.batches(batch_size), batch_size, cache_path, input_names=(name,))
+    builder_config.set_flag(trt.BuilderFlag.INT8)
+    builder_config.int8_calibrator = calibrator
+    if calibration_profile is not None:
+        builder_config.set_calibration_profile(calibration_profile)
+    notes.append(f"BuilderFlag.INT8 with IInt8EntropyCalibrator2 on {len(images)} images in batches of {batch_size} "
+                 f"(the calibration profile's OPT; cache {cache_path})")
+    return notes, calibrator
 
 
-def _profile_batch(network) -> int:
-    """Calibration batch: the input's fixed batch, else 8."""
-    shape = tuple(network.get_input(0).shape)
-    return int(shape[0]) if shape and shape[0] > 0 else 8
+def _calibration_batch(tensor, profile) -> int:
+    """The batch TensorRT reads per calibration batch: the input's fixed batch, else the calibration profile's OPT."""
+    shape = tuple(tensor.shape)
+    if shape and shape[0] > 0:
+        return int(shape[0])
+    if profile is not None and profile.get_shape(tensor.name):
+        return int(profile.get_shape(tensor.name)[1][0])
+    return 1  # profile 0 of a trtpipe build has OPT batch 1 unless --batch says otherwise

@@ -3,6 +3,17 @@
 The rules follow trtexec: a dynamic batch axis without ``--batch`` gets 1:1:1 (and the build says
 so); any other dynamic dimension must be given with ``--shapes``, since guessing an image size
 would build an engine that silently rejects the user's real inputs.
+
+``--batch`` together with ``--shapes``: ``--shapes`` gives an input's full shapes, ``--batch`` the
+batch axis of every input with a dynamic batch. For an input named in ``--shapes`` whose batch axis
+is dynamic and given as 1 in all three shapes (``images:1x3x32x32:1x3x48x64:1x3x96x128``), ``--batch``
+fills that axis (``--batch 1:8:32`` -> min 1x3x32x32, opt 8x3x48x64, max 32x3x96x128): the shapes
+give the image sizes, ``--batch`` the batch range. A batch range in ``--shapes`` that differs from
+``--batch`` is a contradiction and refused; one that equals it is accepted. Either way the profile
+recorded in the sidecar is the one TensorRT was given.
+
+Inputs that look like weights (a weight operand fed by a graph input: an export without its weights)
+have no batch axis: ``--batch`` leaves them at their fixed shape.
 """
 
 from __future__ import annotations
@@ -11,12 +22,20 @@ from trtpipe.errors import ConfigError
 from trtpipe.spec import BatchRange, BuildConfig, ShapeRange, TensorInfo
 
 
-def resolve_profile(inputs: tuple[TensorInfo, ...], config: BuildConfig) -> tuple[list[ShapeRange], list[str]]:
+def resolve_profile(
+    inputs: tuple[TensorInfo, ...], config: BuildConfig, *, weight_inputs: frozenset[str] = frozenset()
+) -> tuple[list[ShapeRange], list[str]]:
     """Returns one ShapeRange per input and notes about defaults taken.
+
+    Args:
+        inputs: the network's inputs (-1 for dynamic dimensions).
+        config: ``config.batch`` and ``config.shapes`` are used (see the module docstring for how they combine).
+        weight_inputs: names of inputs that look like weights: ``--batch`` does not apply to them.
 
     Raises:
         ConfigError: --shapes names an unknown input or contradicts a static dimension; a dynamic
-            non-batch dimension has no shape; --batch given for an input whose batch is fixed.
+            non-batch dimension has no shape; --batch given for an input whose batch is fixed, or
+            contradicting the batch range --shapes gives an input.
     """
     given = {s.name: s for s in config.shapes}
     names = [t.name for t in inputs]
@@ -29,13 +48,77 @@ def resolve_profile(inputs: tuple[TensorInfo, ...], config: BuildConfig) -> tupl
     ranges, notes = [], []
     for tensor in inputs:
         if tensor.name in given:
-            ranges.append(_check_against_static(tensor, given[tensor.name]))
+            ranges.append(_with_batch(_check_against_static(tensor, given[tensor.name]), tensor, config.batch))
+        elif tensor.name in weight_inputs and -1 not in tensor.shape:
+            ranges.append(ShapeRange(tensor.name, tensor.shape, tensor.shape, tensor.shape))
         else:
             shape_range, note = _from_batch(tensor, config.batch)
             ranges.append(shape_range)
             if note:
                 notes.append(note)
     return ranges, notes
+
+
+def _with_batch(shape_range: ShapeRange, tensor: TensorInfo, batch: BatchRange | None) -> ShapeRange:
+    """``--shapes`` for ``tensor`` with ``--batch`` applied to its dynamic batch axis (see the module docstring)."""
+    if batch is None:
+        return shape_range
+    given = (shape_range.min[0], shape_range.opt[0], shape_range.max[0])
+    wanted = (batch.min, batch.opt, batch.max)
+    if tensor.shape[0] != -1:
+        if wanted != (tensor.shape[0],) * 3:
+            raise ConfigError(
+                f"--batch {batch} asks for a batch range, but input {tensor.name!r} has a fixed batch "
+                f"(shape {_show(tensor.shape)})",
+                "re-export the ONNX with a dynamic batch axis (trtpipe export does by default), or drop --batch",
+            )
+        return shape_range
+    if given == wanted:
+        return shape_range
+    if given != (1, 1, 1):
+        raise ConfigError(
+            f"--batch {batch} and --shapes {shape_range} give input {tensor.name!r} two batch ranges "
+            f"({batch} and {':'.join(str(b) for b in given)})",
+            f"give the batch once: batch 1 in all three --shapes with --batch {batch}, or the batch inside "
+            "--shapes and no --batch",
+        )
+    return ShapeRange(
+        shape_range.name,
+        (batch.min, *shape_range.min[1:]),
+        (batch.opt, *shape_range.opt[1:]),
+        (batch.max, *shape_range.max[1:]),
+    )
+
+
+def check_image_size(ranges: list[ShapeRange], inputs: tuple[TensorInfo, ...], spec) -> str | None:
+    """A warning when the profile of the image input cannot take the preprocess spec's image size, else None.
+
+    The image input is the first input (the one ``Pipeline`` feeds), when it has rank 4; its height and
+    width axes follow the spec's layout (NCHW or NHWC).
+    """
+    if spec is None or not inputs or len(inputs[0].shape) != 4:
+        return None
+    shape_range = next(r for r in ranges if r.name == inputs[0].name)
+    h_axis, w_axis = (2, 3) if spec.layout == "NCHW" else (1, 2)
+    fits = all(
+        shape_range.min[axis] <= size <= shape_range.max[axis] for axis, size in ((h_axis, spec.height), (w_axis, spec.width))
+    )
+    if fits:
+        return None
+    sizes = (
+        f"{shape_range.min[h_axis]}x{shape_range.min[w_axis]}..{shape_range.max[h_axis]}x{shape_range.max[w_axis]}"
+    )
+    example = list(shape_range.opt)
+    example[h_axis], example[w_axis] = spec.height, spec.width
+    if -1 not in inputs[0].shape[1:]:
+        fix = "export the model at the spec's size, or correct the spec's height and width"
+    else:
+        fix = f"give --shapes {shape_range.name}:MIN:OPT:MAX with {spec.height}x{spec.width} inside, e.g. opt {_show(tuple(example))}"
+    return (
+        f"WARNING: the profile of input {shape_range.name!r} takes images of {sizes} (height x width), but the "
+        f"preprocess spec ({spec.model}) makes {spec.height}x{spec.width}: Pipeline.from_engine and trtpipe infer "
+        f"will refuse every image; {fix}"
+    )
 
 
 def _check_against_static(tensor: TensorInfo, shape_range: ShapeRange) -> ShapeRange:

@@ -52,6 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from trtpipe.io import check_outputs
+
+    check_outputs(files={"--json": args.json}, dirs={"--json (default reports/)": None if args.json else "reports"})
     from trtpipe.bench.measure import MeasureSettings, StderrProgress
     from trtpipe.bench.runner import run_bench
     from trtpipe.bench.stats import parse_duration

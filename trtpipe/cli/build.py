@@ -56,7 +56,10 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from trtpipe.builder.builder import build_engine
+    from trtpipe.builder.builder import build_engine, default_engine_path
+    from trtpipe.io import check_outputs
+
+    check_outputs(files={"-o": args.output or default_engine_path(args.onnx, args.precision), "--timing-cache": args.timing_cache})
 
     result = build_engine(args.onnx, args.output, config_from_args(args), force=args.force)
     for note in result.sidecar.notes:

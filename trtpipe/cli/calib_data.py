@@ -15,7 +15,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from trtpipe.io import check_outputs
     from trtpipe.quant.calib_data import make_calib_data
+
+    check_outputs(dirs={"FOLDER": args.folder})
 
     print(make_calib_data(args.folder, args.count, args.seed).summary())
     return 0

@@ -23,10 +23,12 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from trtpipe.quant.prepare import Int8Options, prepare_int8, stem_of
+    from trtpipe.io import check_outputs
 
     start = time.perf_counter()
     onnx_path = Path(args.onnx)
     output = Path(args.output) if args.output else onnx_path.with_name(f"{stem_of(onnx_path)}.int8.onnx")
+    check_outputs(files={"-o": output})  # the calibration cache goes beside it
     options = Int8Options(
         Path(args.images), args.calib_method, args.max_images, tuple(args.keep_fp), args.auto_keep,
         Path(args.cache) if args.cache else None, args.bias_correction,

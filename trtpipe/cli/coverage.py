@@ -18,6 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from trtpipe.io import check_outputs
+
+    check_outputs(dirs={"--workdir": args.workdir, "--reports": args.reports})
     from trtpipe.coverage.catalog import ALL, QUICK, load_sources
     from trtpipe.coverage.report import summary_lines, write_reports
     from trtpipe.coverage.sweep import run_sweep

@@ -37,7 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trtpipe.zoo.export import export_model
+    from trtpipe.io import check_outputs
+    from trtpipe.zoo.export import default_output_path, export_model
+
+    check_outputs(files={"-o": args.output or default_output_path(args.name)})
 
     export_model(
         args.name,

@@ -25,8 +25,10 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from trtpipe.quant.fidelity import format_table, measure_fidelity, write_json
+    from trtpipe.io import check_outputs
 
     onnx_path = Path(args.onnx)
+    check_outputs(files={"--json": args.json}, dirs={"--work-dir": args.work_dir or onnx_path.parent})
     results, overlap = measure_fidelity(
         onnx_path, args.precisions, args.images, args.calib, Path(args.work_dir or onnx_path.parent),
         args.calib_method, args.max_images, args.eval_images, tuple(args.keep_fp), args.auto_keep,

@@ -26,7 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trtpipe.io import atomic_write_text
+    from trtpipe.io import atomic_write_text, check_outputs
+
+    check_outputs(files={"--json": args.json})
     from trtpipe.pipeline.pipeline import Pipeline
     from trtpipe.pipeline.preprocess import load_image
     from trtpipe.runtime.loader import default_backend

@@ -22,8 +22,10 @@ def run(args: argparse.Namespace) -> int:
 
     from trtpipe.bench.compare import compare, load_reports
     from trtpipe.bench.render import TABLE_COLUMNS, table_cells, write_outputs
+    from trtpipe.io import check_outputs
     from trtpipe.bench.report import BenchReport
 
+    check_outputs(files={"-o": args.output})  # the .csv and charts go beside it
     reports = load_reports(args.reports)
     baseline = BenchReport.load(args.baseline) if args.baseline else None
     comparison = compare(reports, baseline=baseline, allow_mixed=args.allow_mixed)

@@ -22,10 +22,12 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from trtpipe.onnx.load import load_onnx
+    from trtpipe.io import check_outputs
     from trtpipe.quant.prepare import Int8Options, calibrate_model, require_spec, _batch_size
     from trtpipe.quant.sensitivity import format_table, rank_layers
 
     onnx_path = Path(args.onnx)
+    check_outputs(dirs={"the ONNX's folder (calibration cache)": onnx_path.parent})
     spec = require_spec(onnx_path, None)
     model = load_onnx(onnx_path, check=False)
     calibration = calibrate_model(

@@ -37,7 +37,10 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from trtpipe.errors import ConfigError
+    from trtpipe.io import check_outputs
     from trtpipe.serve.server import find_tritonserver
+
+    check_outputs(dirs={"--repo": args.repo})
 
     installation = find_tritonserver(args.tritonserver)
     is_engine = Path(args.model).suffix != ".onnx"

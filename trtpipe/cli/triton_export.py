@@ -17,6 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "ONNX Runtime inside the Python backend for a Triton without that backend")
     parser.add_argument("--no-pipeline", dest="pipeline", action="store_false",
                         help="write the network model only (no preprocess spec needed)")
+    parser.add_argument("--force", action="store_true",
+                        help="write a TensorRT-RTX engine's repository although no stock Triton can load it")
 
 
 def add_repository_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,10 +53,14 @@ def export_from_args(args: argparse.Namespace, repo, onnx_runner: str, pipeline:
         pipeline=pipeline,
         topk=args.topk,
         labels=args.labels,
+        force=getattr(args, "force", False),  # triton-export only: serve runs the repository, so it never forces
     )
 
 
 def run(args: argparse.Namespace) -> int:
+    from trtpipe.io import check_outputs
+
+    check_outputs(dirs={"--repo": args.repo})
     result = export_from_args(args, args.repo, args.onnx_runner, args.pipeline)
     for note in result.notes:
         print(f"note: {note}")

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 from trtpipe.errors import InputError, OnnxModelError
 from trtpipe.spec import TensorInfo
+
+log = logging.getLogger("trtpipe.onnx")
 
 # ONNX TensorProto element types -> numpy dtype names (the ones vision models use).
 _ONNX_DTYPES = {
@@ -25,36 +29,94 @@ def check_onnx_path(path: str | Path) -> Path:
     return path
 
 
-def load_onnx(path: str | Path, *, check: bool = True, load_weights: bool = True):
-    """Loads an ONNX model, rejecting what TensorRT could never build with a message that says why.
+# Operand positions that carry weights: a graph input (not an initializer) in one of these is almost
+# always a weight that the export left out (torch.onnx.export(..., export_params=False)).
+WEIGHT_OPERANDS = {
+    "Conv": (1, 2), "ConvTranspose": (1, 2), "Gemm": (1, 2), "MatMul": (1,), "PRelu": (1,),
+    "BatchNormalization": (1, 2, 3, 4), "InstanceNormalization": (1, 2), "LayerNormalization": (1, 2),
+    "GroupNormalization": (1, 2),
+}
+
+
+@dataclass(frozen=True)
+class OnnxIntake:
+    """An ONNX model as trtpipe reads it, and what reading it found that the user should know.
+
+    None of the findings stops a build: TensorRT's parser is the authority on what can be built, ONNX
+    Runtime on what can run; both accept models the ONNX checker's strict mode refuses (outputs with no
+    shape field, a value_info whose rank disagrees with shape inference, ...).
+    """
+
+    path: Path
+    model: object  # onnx.ModelProto, initializer-backed graph inputs removed (see ``constant_inputs``)
+    checker_findings: tuple[str, ...] = ()  # "checker: ...", "strict shape inference: ..." (first finding of each)
+    constant_inputs: tuple[str, ...] = ()  # graph inputs that are also initializers: treated as constants
+    # (input name, "Conv 'node'"): graph inputs with no initializer that feed a weight operand
+    weight_like_inputs: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """The checker's findings and weights exported as inputs: what may be wrong with the model."""
+        warnings = [
+            f"ONNX {finding} (a warning only: TensorRT's parser and ONNX Runtime decide what runs; "
+            "onnx.checker.check_model(path, full_check=True) gives the full report)"
+            for finding in self.checker_findings
+        ]
+        if self.weight_like_inputs:
+            warnings.append(
+                f"graph input(s) {_names(tuple(f'{name} ({consumer})' for name, consumer in self.weight_like_inputs))} "
+                "have no initializer but feed weight operands: the model looks exported without its weights "
+                "(torch.onnx.export(..., export_params=False)), so the engine takes them as inputs; export with "
+                "export_params=True to build the weights in"
+            )
+        return tuple(warnings)
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """One line per finding (the warnings, then the constant inputs), for the engine's sidecar."""
+        if not self.constant_inputs:
+            return self.warnings
+        return self.warnings + (
+            f"{len(self.constant_inputs)} graph input(s) are also initializers (as keep_initializers_as_inputs=True "
+            f"exports list them): {_names(self.constant_inputs)}; treated as constant weights, not network inputs",
+        )
+
+
+def read_onnx(path: str | Path, *, check: bool = True, load_weights: bool = True) -> OnnxIntake:
+    """Reads an ONNX model, refusing only what cannot be read; everything else becomes a finding.
+
+    Refused: a missing path, a file that is not ONNX or is truncated, a missing or short external data
+    file, an empty graph. The ONNX checker's findings (structural check, then strict shape inference)
+    are returned, not raised: TensorRT's parser and ONNX Runtime run models it refuses, and the build
+    reports the parser's own error, naming the node, for what TensorRT cannot build.
+
+    Graph inputs that are also initializers (``keep_initializers_as_inputs=True`` exports) are removed
+    from ``model.graph.input`` for IR version 4 and newer (IR 3 requires them listed): they are weights,
+    and trtpipe's rewrites (FP16, Q/DQ) must not leave replaced weights behind as network inputs.
 
     Args:
         path: the .onnx file (external data files are found beside it).
-        check: run the ONNX checker (full check, as the parser would trip on the same faults).
+        check: run the ONNX checker and strict shape inference and return their findings.
         load_weights: load external data too; False reads only the graph (fast inspection).
 
     Returns:
-        onnx.ModelProto.
+        OnnxIntake with the onnx.ModelProto and the findings.
 
     Raises:
         InputError: the path is missing or a directory.
-        OnnxModelError: not ONNX, truncated or corrupt, fails the checker, or has an empty graph.
+        OnnxModelError: not ONNX, truncated or corrupt, an external data file missing or too short,
+            or an empty graph.
     """
     import onnx
     from google.protobuf.message import DecodeError
 
     path = check_onnx_path(path)
     try:
-        model = onnx.load(str(path), load_external_data=load_weights)
-    except (DecodeError, RuntimeError, ValueError, UnicodeDecodeError) as exc:
+        model = onnx.load(str(path), load_external_data=False)
+    except (DecodeError, RuntimeError, ValueError, UnicodeDecodeError, onnx.checker.ValidationError) as exc:
         raise OnnxModelError(
             f"{path}: not a readable ONNX model ({type(exc).__name__}: {_first_line(exc)})",
             "the file is truncated, corrupt or not ONNX; export it again (trtpipe export NAME) or check the download",
-        ) from None
-    except FileNotFoundError as exc:  # external data file missing
-        raise OnnxModelError(
-            f"{path}: external data file is missing ({exc.filename})",
-            "keep the .onnx and its external data files together in one folder",
         ) from None
     if not model.graph.node:
         raise OnnxModelError(
@@ -62,35 +124,170 @@ def load_onnx(path: str | Path, *, check: bool = True, load_weights: bool = True
             f"{len(model.graph.output)} outputs, 0 nodes)",
             "the export produced an empty graph; check the exporter's output and that the file is a model, not a stub",
         )
-    if check:
+    _check_external_data(path, model)
+    findings = checker_findings(path, model) if check else ()  # before the weights load: the graph is enough
+    if load_weights:
+        from onnx.external_data_helper import load_external_data_for_model
+
         try:
-            # Checking by path handles models over 2 GB with external data.
-            onnx.checker.check_model(str(path) if load_weights else model, full_check=load_weights)
-        except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+            load_external_data_for_model(model, str(path.parent))
+        except (OSError, ValueError, onnx.checker.ValidationError) as exc:
             raise OnnxModelError(
-                f"{path}: fails the ONNX checker: {_first_line(exc)}",
-                "fix the exporter (or run onnx.checker.check_model on it to see the full report) and export again",
+                f"{path}: its external data cannot be read ({type(exc).__name__}: {_first_line(exc)})",
+                "keep the .onnx and its external data files together in one folder, as the exporter wrote them",
             ) from None
-    return model
+    constant_inputs = _drop_constant_inputs(model)
+    return OnnxIntake(path, model, findings, constant_inputs, weight_like_inputs(model))
+
+
+def load_onnx(path: str | Path, *, check: bool = True, load_weights: bool = True):
+    """:func:`read_onnx`, logging its warnings; returns the onnx.ModelProto.
+
+    Constant inputs (initializers listed as inputs, a harmless export choice) are logged at debug level
+    only; the builder records every note in the engine's sidecar.
+
+    Raises:
+        InputError, OnnxModelError: as :func:`read_onnx`.
+    """
+    intake = read_onnx(path, check=check, load_weights=load_weights)
+    for warning in intake.warnings:
+        log.warning("%s: %s", intake.path, warning)
+    if intake.constant_inputs:
+        log.debug("%s: %s", intake.path, intake.notes[-1])
+    return intake.model
+
+
+def checker_findings(path: Path, model) -> tuple[str, ...]:
+    """The first finding of the ONNX checker on ``path`` and of strict shape inference on ``model``.
+
+    The checker reads the file itself (so models over 2 GB and external data are checked as stored);
+    shape inference needs shapes only, so ``model`` should be read without its external data.
+    """
+    import onnx
+
+    findings = []
+    try:
+        onnx.checker.check_model(str(path))
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        # The checker does not say which tensor lacks its shape field; name them.
+        shapeless = [
+            value.name for value in (*model.graph.input, *model.graph.output, *model.graph.value_info)
+            if value.type.HasField("tensor_type") and not value.type.tensor_type.HasField("shape")
+        ]
+        where = f" (no shape field: {_names(tuple(shapeless))})" if shapeless and "'shape'" in str(exc) else ""
+        findings.append(f"checker: {_first_line(exc).rstrip('.')}{where}")
+    try:
+        onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, RuntimeError) as exc:
+        findings.append(f"strict shape inference: {_first_line(exc)}")
+    return tuple(findings)
+
+
+def weight_like_inputs(model) -> tuple[tuple[str, str], ...]:
+    """(name, consumer) of graph inputs with no initializer used only as weight operands (Conv's W, Gemm's B, ...).
+
+    An input that also feeds a data operand (Conv's X, any other op) is data, whatever else it feeds.
+    """
+    initializers = {init.name for init in model.graph.initializer}
+    inputs = {value.name for value in model.graph.input} - initializers
+    weight_uses: dict[str, str] = {}
+    data_uses: set[str] = set()
+    for node in model.graph.node:
+        weight_operands = WEIGHT_OPERANDS.get(node.op_type, ())
+        for index, name in enumerate(node.input):
+            if name not in inputs:
+                continue
+            if index in weight_operands:
+                weight_uses.setdefault(name, f"{node.op_type} {node.name or '(unnamed)'!r}")
+            else:
+                data_uses.add(name)
+    return tuple((name, consumer) for name, consumer in weight_uses.items() if name not in data_uses)
+
+
+def _drop_constant_inputs(model) -> tuple[str, ...]:
+    """Removes graph inputs that are also initializers (IR >= 4); returns their names."""
+    initializers = {init.name for init in model.graph.initializer}
+    constant = [value for value in model.graph.input if value.name in initializers]
+    if not constant or model.ir_version < 4:
+        return tuple(value.name for value in constant)
+    kept = [value for value in model.graph.input if value.name not in initializers]
+    del model.graph.input[:]
+    model.graph.input.extend(kept)
+    return tuple(value.name for value in constant)
+
+
+def _check_external_data(path: Path, model) -> None:
+    """Every external data file a tensor names exists beside the model and holds the bytes it points at."""
+    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
+
+    for tensor in _all_tensors(model.graph):
+        if not uses_external_data(tensor):
+            continue
+        info = ExternalDataInfo(tensor)
+        data_path = path.parent / info.location
+        if not data_path.is_file():
+            raise OnnxModelError(
+                f"{path}: external data file {info.location!r} of tensor {tensor.name!r} is missing "
+                f"(looked for {data_path})",
+                "keep the .onnx and its external data files together in one folder, as the exporter wrote them; "
+                "copy the missing file back or export the model again",
+            )
+        end = (info.offset or 0) + (info.length or 0)
+        if info.length and data_path.stat().st_size < end:
+            raise OnnxModelError(
+                f"{path}: external data file {info.location!r} of tensor {tensor.name!r} has "
+                f"{data_path.stat().st_size} bytes, the tensor needs bytes {info.offset or 0}..{end}",
+                "the data file is truncated or belongs to another export; copy it again or export the model again",
+            )
+
+
+def _all_tensors(graph):
+    """Initializers and tensor attributes (Constant values), subgraphs (If/Loop/Scan bodies) included."""
+    import onnx
+
+    yield from graph.initializer
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.type == onnx.AttributeProto.TENSOR:
+                yield attribute.t
+            elif attribute.type == onnx.AttributeProto.TENSORS:
+                yield from attribute.tensors
+            elif attribute.type == onnx.AttributeProto.GRAPH:
+                yield from _all_tensors(attribute.g)
+            elif attribute.type == onnx.AttributeProto.GRAPHS:
+                for subgraph in attribute.graphs:
+                    yield from _all_tensors(subgraph)
 
 
 def onnx_sha256(path: str | Path, model=None) -> str:
-    """sha256 of the .onnx file and of any external data files it names, in a stable order."""
+    """sha256 of the .onnx file and of any external data files it names, in a stable order.
+
+    Args:
+        path: the .onnx file.
+        model: the model read from ``path`` without its weights, to save reading the graph again. A model
+            whose weights were loaded no longer names its data files (onnx moves the bytes in), so the
+            file's graph is read again to find them: a changed weights file must change the hash.
+    """
     path = Path(path)
     digest = hashlib.sha256(path.read_bytes())
-    if model is not None:
-        locations = sorted(
-            {
-                entry.value
-                for init in model.graph.initializer
-                if init.data_location == 1  # EXTERNAL
-                for entry in init.external_data
-                if entry.key == "location"
-            }
-        )
-        for location in locations:
-            digest.update((path.parent / location).read_bytes())
+    for location in external_data_files(path, model):
+        digest.update((path.parent / location).read_bytes())
     return digest.hexdigest()
+
+
+def external_data_files(path: str | Path, model=None) -> tuple[str, ...]:
+    """The external data file names (relative to the model's folder) that ``path`` refers to, sorted."""
+    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
+
+    def locations(proto) -> set[str]:
+        return {ExternalDataInfo(t).location for t in _all_tensors(proto.graph) if uses_external_data(t)}
+
+    found = locations(model) if model is not None else set()
+    if not found:
+        import onnx
+
+        found = locations(onnx.load(str(path), load_external_data=False))
+    return tuple(sorted(found))
 
 
 def graph_io(model) -> tuple[tuple[TensorInfo, ...], tuple[TensorInfo, ...]]:
@@ -114,6 +311,10 @@ def opset_of(model) -> int | None:
         if entry.domain in ("", "ai.onnx"):
             return entry.version
     return None
+
+
+def _names(names: tuple[str, ...], shown: int = 6) -> str:
+    return ", ".join(names[:shown]) + (f" (+{len(names) - shown} more)" if len(names) > shown else "")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -66,6 +66,13 @@ class Engine(abc.ABC):
         """Largest batch the engine accepts (the profile's max); None when unbounded."""
         return None
 
+    @property
+    def num_contexts(self) -> int:
+        """How many inferences can run at once: TensorRT's execution contexts (``contexts=N``, trtexec's
+        ``--infStreams``); 1 for backends that run one call at a time. ``infer``/``infer_timed`` are thread-safe
+        on every backend; callers beyond this number wait for a free context."""
+        return 1
+
     @abc.abstractmethod
     def infer_timed(self, feeds: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], StageTimes]:
         """Runs one inference; returns the outputs (host arrays, safe to keep) and stage times."""

@@ -70,18 +70,41 @@ def check_flavor(sidecar: EngineSidecar, flavor_name: str, flavor_version: str, 
         )
 
 
-def check_gpu(sidecar: EngineSidecar, gpu_name: str, major: int, minor: int, engine: str) -> None:
-    """Raises EngineMismatchError unless the engine targets this GPU's compute capability."""
+def check_gpu(sidecar: EngineSidecar, gpu_name: str, major: int, minor: int, engine: str, *, flavor=None) -> None:
+    """Raises EngineMismatchError unless the engine has code for this GPU's compute capability.
+
+    A TensorRT 10/11 engine runs on the compute capability it was built on. A TensorRT-RTX engine runs on its
+    ahead-of-time targets: the ones recorded, or, built without ``--compute-capability``, the flavour's default
+    targets (``flavor.default_compute_capabilities``; SM75 must be asked for). TensorRT-RTX has no target for
+    some GPUs at all (Hopper, SM90): the message then says what would run there.
+
+    Args:
+        flavor: the installed flavour (a ``trtpipe.flavors.Flavor``), for TensorRT-RTX's target lists. Without
+            it, an RTX engine built for its default targets is let through (TensorRT decides).
+    """
     target = sidecar.target or {}
     mine = f"{gpu_name} (compute capability {major}.{minor})"
+    sm = f"SM{major}{minor}"
     if target.get("kind") == "aot":
-        targets = [str(t).upper() for t in target.get("compute_capabilities", [])]
-        if targets and f"SM{major}{minor}" not in targets:
+        recorded = [str(t).upper() for t in target.get("compute_capabilities", [])]
+        valid = tuple(flavor.compute_capabilities) if flavor is not None and flavor.is_rtx else ()
+        defaults = tuple(flavor.default_compute_capabilities) if valid else ()
+        runs_on = recorded or list(defaults)
+        if not runs_on or sm in runs_on:
+            return
+        if valid and sm not in valid:
             raise EngineMismatchError(
-                f"engine {engine} was {_built_by(sidecar)}; this machine's GPU is {mine}",
-                _rebuild_hint(sidecar) + f" --compute-capability SM{major}{minor}",
+                f"engine {engine} was {_built_by(sidecar)}; this machine's GPU is {mine}, which "
+                f"{flavor.label} has no target for (its targets: {', '.join(valid)})",
+                "on this GPU use TensorRT 10/11 instead (pip install 'trtpipe[trt-cu13]', driver R580+, or "
+                f"'trtpipe[trt-cu12]'): trtpipe build {sidecar.onnx_path} --precision {sidecar.precision} "
+                "--flavor tensorrt --force; or run the ONNX with --backend onnxruntime",
             )
-        return
+        raise EngineMismatchError(
+            f"engine {engine} was {_built_by(sidecar)}; this machine's GPU is {mine}"
+            + ("" if recorded else f" (the default targets are {', '.join(defaults)})"),
+            _rebuild_hint(sidecar) + f" --compute-capability {sm}",
+        )
     built_cc = str(target.get("compute_capability", ""))
     if built_cc and built_cc != f"{major}.{minor}":
         raise EngineMismatchError(

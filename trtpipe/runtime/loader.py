@@ -243,11 +243,9 @@ def _find_beside(recorded: Path, engine_path: Path) -> Path | None:
 
 def _onnx_sha256(path: Path) -> str:
     """The builder's sha256 of an ONNX file with its external data (trtpipe.onnx.load.onnx_sha256)."""
-    import onnx
-
     from trtpipe.onnx.load import onnx_sha256
 
-    return onnx_sha256(path, onnx.load(str(path), load_external_data=False))
+    return onnx_sha256(path)
 
 
 def _detect_precision(path: Path) -> str:

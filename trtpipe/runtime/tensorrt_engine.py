@@ -1,17 +1,33 @@
-"""A TensorRT engine that owns its execution context, CUDA stream, and device/pinned buffers.
+"""A TensorRT engine: one deserialized ``ICudaEngine`` and N execution contexts, each with its own CUDA stream,
+device/pinned buffers and CUDA graph (trtexec's ``--infStreams N``).
 
-Life of one call (TensorRT 10/11/RTX "v3" API):
-``set_input_shape`` (when the shape changed) -> copy into pinned memory -> async H2D -> ``execute_async_v3``
-(or a captured CUDA graph) -> async D2H -> ``cudaStreamSynchronize`` -> copy the outputs out.
-Buffers are allocated once, for the profile's max shape, and every tensor address is set once: the
-addresses never change, which is also what makes CUDA graph replay valid.
+Life of one call (TensorRT 10/11/RTX "v3" API), on a context that is free:
+``set_input_shape`` (when the shape differs from the context's) -> copy into pinned memory -> async H2D ->
+``execute_async_v3`` (or the context's CUDA graph) -> async D2H -> ``cudaStreamSynchronize`` -> copy the outputs out.
+Buffers are allocated once per context, for the profile's max shape, and every tensor address is set once.
 
-One context and stream serve all callers; a lock makes ``infer`` safe from several threads (calls on
-one engine are serialised; for parallel GPU work open one engine per worker thread).
+Several contexts (``contexts=N``): the engine (weights) is deserialized once; each context holds its own
+activation memory, shapes, stream and buffers, so N threads calling ``infer`` run on the GPU in parallel. A caller
+takes a free context (one whose input shapes already match, when there is one) and gives it back when done;
+with all N busy it waits. ``infer``/``infer_timed`` are thread-safe.
+
+CUDA graphs (``cuda_graph=True``): a graph captures ``execute_async_v3`` as the context was when it was captured,
+so each context keeps one graph, for its current input shapes, and drops it when its shapes change (replaying it
+then would run kernels set up for the old shapes: stale results). With several contexts, requests of a shape go
+to the context that holds that shape's graph, so alternating batch sizes keep one graph per (context, shape) instead
+of capturing again. A capture that fails (work TensorRT cannot capture) is ended, its error cleared and the graph
+dropped, and the engine runs without graphs from then on with a warning (what trtexec does). TensorRT-RTX captures
+graphs itself (its ``IRuntimeConfig.cuda_graph_strategy``); trtpipe uses that there instead of capturing.
+
+Tensor data types: FP32/FP16/INT8/UINT8/INT32/INT64/BOOL are numpy arrays of that dtype. BF16 and FP8 (E4M3)
+inputs and outputs are ``ml_dtypes`` arrays (``ml_dtypes.bfloat16``, ``ml_dtypes.float8_e4m3fn``; feed
+``x.astype(ml_dtypes.bfloat16)``, read ``y.astype(np.float32)``): their bytes are TensorRT's layout. INT4/FP4 (two
+values per byte) and E8M0 tensors are refused at load with a message naming the tensor. Buffer sizes come from
+TensorRT's own ``DataType.itemsize``.
 
 Two more public paths serve measurement (``trtpipe bench``):
 - :meth:`TensorRTEngine.enqueue_ahead` queues inferences of fixed inputs without synchronizing, each with
-  its own CUDA events (trtexec's throughput mode: the GPU never waits for the host);
+  its own CUDA events (trtexec's throughput mode: the GPU never waits for the host); it runs on context 0;
 - :meth:`TensorRTEngine.profile_layers` runs a separate execution context with an ``IProfiler`` attached
   and returns per-layer times and the engine inspector's layer information.
 """
@@ -22,20 +38,24 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 
 from trtpipe import cuda
-from trtpipe.errors import ConfigError, DependencyError, EngineMismatchError, InputError
-from trtpipe.flavors import Flavor, installed_flavors
+from trtpipe.errors import ConfigError, CudaError, DependencyError, EngineMismatchError, InputError
+from trtpipe.flavors import Flavor, installed_flavors, make_logger
 from trtpipe.runtime.base import ClosedError, Engine, NotReadyError, StageTimes, validate_feeds
 from trtpipe.runtime.compat import check_flavor, check_gpu, load_sidecar
 from trtpipe.spec import EngineSidecar, TensorInfo
 
 log = logging.getLogger("trtpipe.runtime")
+
+#: TensorRT DataType name -> the numpy / ml_dtypes dtype name of the arrays that feed or read it.
+_ARRAY_DTYPES = {"FLOAT": "float32", "HALF": "float16", "INT8": "int8", "UINT8": "uint8", "INT32": "int32",
+                 "INT64": "int64", "BOOL": "bool", "BF16": "bfloat16", "FP8": "float8_e4m3fn"}
 
 
 def _flavor_for(sidecar: EngineSidecar, engine: str) -> Flavor:
@@ -47,74 +67,131 @@ def _flavor_for(sidecar: EngineSidecar, engine: str) -> Flavor:
     if not flavors:
         raise DependencyError(
             f"engine {engine} needs {sidecar.trt_flavor} {sidecar.trt_version}, and no TensorRT is installed",
-            "pip install 'trtpipe[trt]' (or 'trtpipe[rtx]' for TensorRT-RTX engines), or run the ONNX with --backend onnxruntime",
+            "pip install 'trtpipe[trt-cu13]' (driver R580+) or 'trtpipe[trt-cu12]' ('trtpipe[rtx]' for TensorRT-RTX "
+            "engines), or run the ONNX with --backend onnxruntime",
         )
     check_flavor(sidecar, flavors[0].name, flavors[0].version, engine)  # raises: the flavour differs
     return flavors[0]
 
 
+def array_dtype(trt, trt_dtype, tensor: str, engine: str) -> np.dtype:
+    """The numpy dtype of the arrays that feed or read a tensor of TensorRT ``trt_dtype``.
+
+    ``trt.nptype`` knows FP32/FP16/INT8/UINT8/INT32/INT64/BOOL only (it raises TypeError for the rest); BF16 and FP8
+    map to ``ml_dtypes`` (a dependency of onnx), whose item sizes equal TensorRT's ``DataType.itemsize``.
+
+    Raises:
+        EngineMismatchError: a 4-bit (INT4, FP4) or E8M0 tensor, or one whose size TensorRT gives differently.
+    """
+    name = trt_dtype.name
+    if name not in _ARRAY_DTYPES:
+        raise EngineMismatchError(
+            f"engine {engine}: tensor {tensor!r} is {name}, which trtpipe cannot feed or read (TensorRT packs "
+            "INT4/FP4 two values per byte; E8M0 is a scale type)",
+            "keep the model's inputs and outputs in FP32/FP16/BF16/FP8/INT8 (quantize and dequantize inside the "
+            "network) and rebuild",
+        )
+    if name in ("BF16", "FP8"):
+        import ml_dtypes  # noqa: F401 - registers the bfloat16 / float8 dtypes with numpy
+
+    dtype = np.dtype(_ARRAY_DTYPES[name])
+    itemsize = getattr(trt_dtype, "itemsize", None)  # TensorRT's own size (a Python property in the bindings)
+    if itemsize is not None and itemsize != dtype.itemsize:
+        raise EngineMismatchError(
+            f"engine {engine}: tensor {tensor!r} is {name} of {itemsize} bytes per value, numpy's {dtype} has "
+            f"{dtype.itemsize}", "this is a trtpipe bug; please report it with the TensorRT version",
+        )
+    return dtype
+
+
+@dataclass(eq=False)
+class _Context:
+    """One execution context with what it owns: stream, timing events, buffers, shapes and CUDA graph."""
+
+    index: int
+    context: object
+    stream: cuda.Stream
+    events: list
+    host: dict = field(default_factory=dict)  # tensor -> PinnedBuffer (max shape)
+    device: dict = field(default_factory=dict)  # tensor -> DeviceBuffer (max shape)
+    shapes: dict = field(default_factory=dict)  # input -> shape the context holds now
+    graph: tuple | None = None  # (input shapes, cuda.Graph) captured with the context's current shapes
+
+
 class TensorRTEngine(Engine):
-    """Deserializes ``path`` after checking its sidecar against this machine, and runs it.
+    """Deserializes ``path`` after checking its sidecar against this machine, and runs it on ``contexts`` contexts.
 
     Args:
         path: the ``.engine`` file; its ``.engine.json`` sidecar must sit beside it.
         flavor: the TensorRT flavour to use; defaults to the installed one that built the engine
             (tests pass a simulated one).
-        device: CUDA device index. Defaults to 0.
-        cuda_graph: capture ``execute_async_v3`` in a CUDA graph per input shape and replay it
-            (saves launch overhead on small models; shapes must repeat to pay off). Defaults to False.
+        device: CUDA device index. Defaults to 0. Every call makes it the calling thread's current device.
+        cuda_graph: replay ``execute_async_v3`` from a CUDA graph per context and input shape (saves launch
+            overhead on small models; shapes must repeat to pay off). Defaults to False.
+        contexts: execution contexts, each with its own stream, buffers and graph (trtexec's ``--infStreams``);
+            that many threads can run inferences at once. Defaults to 1.
+
+    Raises:
+        ConfigError: ``contexts`` below 1.
+        EngineMismatchError, DependencyError, InputError: the engine does not fit this machine (see
+            ``trtpipe.runtime.compat``), cannot be deserialized, or has tensors trtpipe cannot feed.
     """
 
-    device_timed = True  # h2d / compute / d2h come from CUDA events on the engine's stream
+    device_timed = True  # h2d / compute / d2h come from CUDA events on the context's stream
 
-    def __init__(self, path: str | Path, *, flavor: Flavor | None = None, device: int = 0, cuda_graph: bool = False):
+    def __init__(self, path: str | Path, *, flavor: Flavor | None = None, device: int = 0, cuda_graph: bool = False,
+                 contexts: int = 1):
+        if int(contexts) < 1:
+            raise ConfigError(f"contexts={contexts}, expected 1 or more", "use contexts=1, or N for N parallel streams (--infStreams N)")
         self.path = Path(path)
         self._closed = False
-        self._lock = threading.Lock()
-        self._graphs: dict[tuple, cuda.Graph] = {}
+        self._state = threading.Condition()  # guards _free, _closed and _queues
+        self._contexts: list[_Context] = []
+        self._free: list[_Context] = []
         self._owned: list = []  # everything allocated, closed in reverse order
         self._queues: list[EnqueueAhead] = []  # open enqueue-ahead queues, closed before the engine
-        self._staged_by: object | None = None  # the queue whose inputs are on the device (None: the last infer's)
+        self._staged_by: object | None = None  # the queue whose inputs are on context 0's device (None: an infer's)
+        self.cuda_graph_failure: str | None = None  # why CUDA graphs were given up, when a capture failed
         self.sidecar = load_sidecar(self.path)
         self.flavor = flavor or _flavor_for(self.sidecar, str(self.path))
         self.simulated = bool(getattr(self.flavor.module, "SIMULATED", False))
         self.backend = self.flavor.name + ("-simulated" if self.simulated else "")
         self.cuda_graph = cuda_graph
-        # Both checks come before deserializing: TensorRT would only log an error and return None.
+        # TensorRT-RTX captures and replays graphs itself, shape changes included (its runtime config).
+        self._native_graphs = bool(cuda_graph and hasattr(self.flavor.module, "CudaGraphStrategy"))
+        self._device_index = int(device)
+        # Every check comes before deserializing: TensorRT would only log an error and return None.
         check_flavor(self.sidecar, self.flavor.name, self.flavor.version, str(self.path))
-        cuda.set_device(device)
-        gpu = cuda.device_info(device)
-        check_gpu(self.sidecar, gpu.name, gpu.major, gpu.minor, str(self.path))
+        cuda.set_device(self._device_index)
+        gpu = cuda.device_info(self._device_index)
+        check_gpu(self.sidecar, gpu.name, gpu.major, gpu.minor, str(self.path), flavor=self.flavor)
         self.device = gpu
         try:
-            self._load()
+            self._load(int(contexts))
         except BaseException:
             self.close()
             raise
 
     # -- setup ---------------------------------------------------------------------------------
 
-    def _load(self) -> None:
+    def _load(self, contexts: int) -> None:
         trt = self.flavor.module
-        self._logger = trt.Logger(trt.Logger.WARNING)
+        self._logger = make_logger(self.flavor)  # TensorRT keeps one logger per process
         self._runtime = trt.Runtime(self._logger)
-        self._engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
+        with self._logger.capture_errors() as errors:
+            self._engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
         if self._engine is None:
+            said = "; ".join(errors[-2:]) or "no error message from TensorRT"
             raise EngineMismatchError(
                 f"{self.flavor.label} could not deserialize {self.path} although its sidecar matches this machine "
-                "(see TensorRT's log above): the file is corrupt",
+                f"({said}): the file is corrupt",
                 f"rebuild it: trtpipe build {self.sidecar.onnx_path} --precision {self.sidecar.precision} --force",
             )
-        self._stream = self._own(cuda.Stream())
-        self._events = [self._own(cuda.Event()) for _ in range(4)]
-        self._context = self._engine.create_execution_context()
-        if self._context is None:
-            raise EngineMismatchError(
-                f"TensorRT could not create an execution context for {self.path} (out of GPU memory?)",
-                "free GPU memory (nvidia-smi) or rebuild with a smaller max batch",
-            )
         self._describe_tensors()
-        self._allocate()
+        for index in range(contexts):
+            slot = self._new_context(index)
+            self._contexts.append(slot)
+            self._free.append(slot)
 
     def _own(self, resource):
         self._owned.append(resource)
@@ -122,10 +199,16 @@ class TensorRTEngine(Engine):
 
     def _describe_tensors(self) -> None:
         trt, engine = self.flavor.module, self._engine
-        inputs, outputs, self._limits = [], [], {}
+        inputs, outputs, self._limits, self._dtypes = [], [], {}, {}
         for i in range(engine.num_io_tensors):
             name = engine.get_tensor_name(i)
-            dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(name)))
+            dtype = array_dtype(trt, engine.get_tensor_dtype(name), name, str(self.path))
+            if engine.get_tensor_format(name) != trt.TensorFormat.LINEAR:
+                raise EngineMismatchError(
+                    f"engine {self.path}: tensor {name!r} has the vectorized format {engine.get_tensor_format(name).name}",
+                    "rebuild without custom I/O formats (trtpipe builds LINEAR ones)",
+                )
+            self._dtypes[name] = dtype
             info = TensorInfo(name, tuple(int(d) for d in engine.get_tensor_shape(name)), dtype.name)
             if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
                 inputs.append(info)
@@ -138,15 +221,29 @@ class TensorRTEngine(Engine):
                 outputs.append(info)
         self._inputs, self._outputs = tuple(inputs), tuple(outputs)
 
-    def _allocate(self) -> None:
-        """One device + pinned buffer per tensor, for the profile's max shape; addresses set once."""
-        context = self._context
-        self._device: dict[str, cuda.DeviceBuffer] = {}
-        self._host: dict[str, cuda.PinnedBuffer] = {}
+    def _new_context(self, index: int) -> _Context:
+        """An execution context with its stream, events and buffers for the profile's max shape; addresses set once."""
+        trt, engine = self.flavor.module, self._engine
+        stream = self._own(cuda.Stream())
+        events = [self._own(cuda.Event()) for _ in range(4)]
+        with self._logger.capture_errors() as errors:
+            if self._native_graphs:
+                config = engine.create_runtime_config()
+                config.cuda_graph_strategy = trt.CudaGraphStrategy.WHOLE_GRAPH_CAPTURE
+                context = engine.create_execution_context(config)
+            else:
+                context = engine.create_execution_context()
+        if context is None:
+            raise EngineMismatchError(
+                f"TensorRT could not create execution context {index + 1} for {self.path} "
+                f"({'; '.join(errors[-2:]) or 'out of GPU memory?'})",
+                "free GPU memory (nvidia-smi), use fewer contexts, or rebuild with a smaller max batch",
+            )
+        slot = _Context(index, context, stream, events)
         for info in self._inputs:
             max_shape = self._limits[info.name][1]
-            context.set_input_shape(info.name, max_shape)
-            self._buffers(info.name, max_shape, info.dtype)
+            self._set_shape(slot, info.name, max_shape)
+            self._buffers(slot, info.name, max_shape)
         for info in self._outputs:
             max_shape = tuple(int(d) for d in context.get_tensor_shape(info.name))
             if any(d < 0 for d in max_shape):
@@ -155,16 +252,16 @@ class TensorRTEngine(Engine):
                     "trtpipe runs engines whose output shapes follow from the input shapes; export the model with "
                     "fixed-size outputs (e.g. NMS outside the network)",
                 )
-            self._buffers(info.name, max_shape, info.dtype)
-        for name, buffer in self._device.items():
+            self._buffers(slot, info.name, max_shape)
+        for name, buffer in slot.device.items():
             if not context.set_tensor_address(name, buffer.ptr):
                 raise EngineMismatchError(f"TensorRT refused the address of tensor {name!r}", "this is a trtpipe bug; please report it")
-        self._shapes_set: dict[str, tuple[int, ...]] = {i.name: self._limits[i.name][1] for i in self._inputs}
+        return slot
 
-    def _buffers(self, name: str, shape: tuple[int, ...], dtype: str) -> None:
-        host = self._own(cuda.PinnedBuffer(shape, dtype))
-        self._host[name] = host
-        self._device[name] = self._own(cuda.DeviceBuffer(host.nbytes))
+    def _buffers(self, slot: _Context, name: str, shape: tuple[int, ...]) -> None:
+        host = self._own(cuda.PinnedBuffer(shape, self._dtypes[name]))
+        slot.host[name] = host
+        slot.device[name] = self._own(cuda.DeviceBuffer(host.nbytes))
 
     # -- Engine interface ----------------------------------------------------------------------
 
@@ -172,40 +269,54 @@ class TensorRTEngine(Engine):
     def max_batch(self) -> int | None:
         return min(high[0] for _, high in self._limits.values()) if self._limits else None
 
+    @property
+    def num_contexts(self) -> int:
+        """Execution contexts: how many inferences can run on the GPU at once (``contexts=``)."""
+        return len(self._contexts)
+
     def infer_timed(self, feeds: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], StageTimes]:
-        with self._lock:
-            self._check_open("TensorRTEngine")
-            start = time.perf_counter()
-            validate_feeds(feeds, self._inputs, str(self.path), self._limits)
-            stream, (ev_start, ev_h2d, ev_compute, ev_d2h) = self._stream, self._events
-            self._apply_shapes({name: array.shape for name, array in feeds.items()})
+        """Runs one inference on a free execution context; thread-safe (see the module docstring).
+
+        Returns:
+            The outputs (copies, safe to keep) and StageTimes: h2d/compute/d2h in ms from CUDA events on the
+            context's stream, end_to_end from ``perf_counter`` around the call (waiting for a context included).
+        """
+        start = time.perf_counter()
+        self._check_open("TensorRTEngine")
+        validate_feeds(feeds, self._inputs, str(self.path), self._limits)
+        shapes = {name: tuple(array.shape) for name, array in feeds.items()}
+        slot = self._acquire(shapes)
+        try:
+            cuda.set_device(self._device_index)  # the current device is per thread
+            stream, (ev_start, ev_h2d, ev_compute, ev_d2h) = slot.stream, slot.events
+            self._apply_shapes(slot, shapes)
             for info in self._inputs:
                 array = feeds[info.name]
-                np.copyto(self._host[info.name].view(array.shape), array)
+                np.copyto(slot.host[info.name].view(array.shape), array)
             ev_start.record(stream)
-            self._queue_inputs(self._host, stream)
-            self._staged_by = None
+            self._queue_inputs(slot, slot.host, stream)
+            if slot.index == 0:
+                self._staged_by = None
             ev_h2d.record(stream)
-            self._execute()
+            self._execute(slot)
             ev_compute.record(stream)
-            out_shapes = self._output_shapes()
-            self._queue_outputs(self._host, out_shapes, stream)
+            out_shapes = self._output_shapes(slot)
+            self._queue_outputs(slot, slot.host, out_shapes, stream)
             ev_d2h.record(stream)
             stream.synchronize()  # pinned outputs are only valid from here on
-            results = {name: self._host[name].view(shape).copy() for name, shape in out_shapes.items()}
-            end = time.perf_counter()
-            times = StageTimes(
-                h2d=ev_start.elapsed_ms(ev_h2d),
-                compute=ev_h2d.elapsed_ms(ev_compute),
-                d2h=ev_compute.elapsed_ms(ev_d2h),
-                end_to_end=(end - start) * 1e3,
-            )
-            return results, times
+            results = {name: slot.host[name].view(shape).copy() for name, shape in out_shapes.items()}
+            device_ms = (ev_start.elapsed_ms(ev_h2d), ev_h2d.elapsed_ms(ev_compute), ev_compute.elapsed_ms(ev_d2h))
+        finally:
+            self._release(slot)
+        end = time.perf_counter()
+        return results, StageTimes(h2d=device_ms[0], compute=device_ms[1], d2h=device_ms[2], end_to_end=(end - start) * 1e3)
 
     # -- measurement paths (bench) -------------------------------------------------------------
 
     def enqueue_ahead(self, feeds: Mapping[str, np.ndarray], *, transfers: bool = True, depth: int = 2) -> "EnqueueAhead":
         """Opens a queue that launches inferences of ``feeds`` without synchronizing (trtexec's throughput mode).
+
+        The queue runs on execution context 0 (taking it per ``enqueue``, so ``infer`` calls interleave).
 
         Args:
             feeds: the inputs of every queued inference, validated like ``infer``'s and staged once.
@@ -218,19 +329,24 @@ class TensorRTEngine(Engine):
             An :class:`EnqueueAhead` (a context manager): ``enqueue()`` -> handle, ``wait(handle)`` -> stage
             times, ``outputs(handle)`` after the wait, ``close()``.
         """
-        with self._lock:
-            self._check_open("TensorRTEngine")
-            validate_feeds(feeds, self._inputs, str(self.path), self._limits)
-            queue = EnqueueAhead(self, feeds, transfers, depth)
-            self._queues.append(queue)
+        self._check_open("TensorRTEngine")
+        validate_feeds(feeds, self._inputs, str(self.path), self._limits)
+        slot = self._acquire(None, self._contexts[0])
+        try:
+            cuda.set_device(self._device_index)
+            queue = EnqueueAhead(self, slot, feeds, transfers, depth)
+            with self._state:
+                self._queues.append(queue)
             return queue
+        finally:
+            self._release(slot)
 
     def profile_layers(self, feeds: Mapping[str, np.ndarray], *, iterations: int = 50, warmup: int = 1) -> "LayerTimes":
         """Times every layer of ``iterations`` runs of ``feeds`` with TensorRT's ``IProfiler``, plus layer information.
 
         Profiling makes TensorRT time each layer and synchronize between them, which slows the whole run: it
-        uses a separate execution context (the engine's own context keeps its state) and should run after a
-        timing run, never during it. The engine lock is held throughout, so no other call interleaves.
+        uses a separate execution context (the engine's own contexts keep their state) and should run after a
+        timing run, never during it. It holds context 0 (its stream and buffers) throughout.
 
         Args:
             feeds: the inputs, validated like ``infer``'s.
@@ -242,116 +358,180 @@ class TensorRTEngine(Engine):
                 f"profile_layers got iterations={iterations}, warmup={warmup}; expected iterations >= 1, warmup >= 0",
                 "profile e.g. 50 iterations after 1 warm-up run (the defaults)",
             )
-        with self._lock:
-            self._check_open("TensorRTEngine")
-            validate_feeds(feeds, self._inputs, str(self.path), self._limits)
-            trt, stream = self.flavor.module, self._stream
-            self._apply_shapes({name: array.shape for name, array in feeds.items()})
+        self._check_open("TensorRTEngine")
+        validate_feeds(feeds, self._inputs, str(self.path), self._limits)
+        slot = self._acquire(None, self._contexts[0])
+        trt, stream = self.flavor.module, slot.stream
+        profiler = _layer_profiler(trt)
+        context = inspector = None
+        try:
+            cuda.set_device(self._device_index)
             for info in self._inputs:
-                np.copyto(self._host[info.name].view(feeds[info.name].shape), feeds[info.name])
-            self._queue_inputs(self._host, stream)
+                np.copyto(slot.host[info.name].view(feeds[info.name].shape), feeds[info.name])
+            self._apply_shapes(slot, {name: tuple(array.shape) for name, array in feeds.items()})
+            self._queue_inputs(slot, slot.host, stream)
             self._staged_by = None
-            stream.synchronize()
-            profiler = _layer_profiler(trt)
-            context = inspector = None
-            try:
+            with self._logger.capture_errors() as errors:
                 context = self._engine.create_execution_context()
-                if context is None:
-                    raise EngineMismatchError(
-                        f"TensorRT could not create a profiling context for {self.path} (out of GPU memory?)",
-                        "free GPU memory (nvidia-smi), or profile a smaller batch",
-                    )
-                for info in self._inputs:
-                    context.set_input_shape(info.name, feeds[info.name].shape)
-                for name, buffer in self._device.items():
-                    context.set_tensor_address(name, buffer.ptr)
-                context.profiler = profiler
-                for run in range(warmup + iterations):
-                    if run == warmup:
-                        profiler.times.clear()
-                    if not context.execute_async_v3(stream.ptr):
-                        raise EngineMismatchError(f"TensorRT execute_async_v3 failed while profiling {self.path}", "see TensorRT's log above")
-                    stream.synchronize()
-                inspector = self._engine.create_engine_inspector()
-                inspector.execution_context = context
-                information = inspector.get_engine_information(trt.LayerInformationFormat.JSON)
-            finally:
-                # The inspector refers to the context, the context to the engine: drop them in that order.
-                del inspector, context
-            return LayerTimes({name: tuple(times) for name, times in profiler.times.items()}, iterations, information)
+            if context is None:
+                raise EngineMismatchError(
+                    f"TensorRT could not create a profiling context for {self.path} ({'; '.join(errors) or 'out of GPU memory?'})",
+                    "free GPU memory (nvidia-smi), or profile a smaller batch",
+                )
+            for info in self._inputs:
+                if not context.set_input_shape(info.name, feeds[info.name].shape):
+                    raise InputError(f"TensorRT rejected shape {feeds[info.name].shape} for input {info.name!r}",
+                                     "keep shapes within the profile")
+            for name, buffer in slot.device.items():
+                if not context.set_tensor_address(name, buffer.ptr):
+                    raise EngineMismatchError(f"TensorRT refused the address of tensor {name!r}", "this is a trtpipe bug; please report it")
+            context.profiler = profiler
+            for run in range(warmup + iterations):
+                if run == warmup:
+                    profiler.times.clear()
+                if not context.execute_async_v3(stream.ptr):
+                    raise EngineMismatchError(f"TensorRT execute_async_v3 failed while profiling {self.path}", "see TensorRT's log above")
+                stream.synchronize()
+            inspector = self._engine.create_engine_inspector()
+            inspector.execution_context = context
+            information = inspector.get_engine_information(trt.LayerInformationFormat.JSON)
+        finally:
+            _synchronize_quietly(stream)  # the context must not go while its work is queued
+            # The inspector refers to the context, the context to the engine: drop them in that order.
+            del inspector, context
+            self._release(slot)
+        return LayerTimes({name: tuple(times) for name, times in profiler.times.items()}, iterations, information)
 
-    # -- internals shared by the paths above (the engine lock is held) -------------------------
+    # -- contexts ------------------------------------------------------------------------------
 
     def _check_open(self, what: str) -> None:
         if self._closed:
             raise ClosedError(what)
 
-    def _apply_shapes(self, shapes: Mapping[str, tuple[int, ...]]) -> bool:
-        """Sets the input shapes that differ from the context's; True when any changed."""
+    def _acquire(self, shapes: Mapping[str, tuple[int, ...]] | None, wanted: _Context | None = None) -> _Context:
+        """Takes a free context (``wanted``, else one already holding ``shapes``, else the first free); waits for one."""
+        with self._state:
+            while True:
+                self._check_open("TensorRTEngine")
+                if wanted is not None:
+                    if wanted in self._free:
+                        self._free.remove(wanted)
+                        return wanted
+                elif self._free:
+                    pick = next((c for c in self._free if shapes is not None and c.shapes == shapes), self._free[0])
+                    self._free.remove(pick)
+                    return pick
+                self._state.wait()
+
+    def _release(self, slot: _Context) -> None:
+        with self._state:
+            self._free.append(slot)
+            self._state.notify_all()
+
+    # -- internals shared by the paths above (the caller holds ``slot``) -----------------------
+
+    def _set_shape(self, slot: _Context, name: str, shape: tuple[int, ...]) -> None:
+        if not slot.context.set_input_shape(name, shape):
+            raise InputError(f"TensorRT rejected shape {shape} for input {name!r} of {self.path}", "keep shapes within the profile")
+        slot.shapes[name] = tuple(shape)
+
+    def _apply_shapes(self, slot: _Context, shapes: Mapping[str, tuple[int, ...]]) -> bool:
+        """Sets the input shapes that differ from the context's; True when any changed (its graph is then stale)."""
         changed = False
         for name, shape in shapes.items():
-            shape = tuple(shape)
-            if self._shapes_set[name] != shape:
-                if not self._context.set_input_shape(name, shape):
-                    raise InputError(f"TensorRT rejected shape {shape} for input {name!r}", "keep shapes within the profile")
-                self._shapes_set[name] = shape
+            if slot.shapes.get(name) != tuple(shape):
+                self._set_shape(slot, name, tuple(shape))
                 changed = True
+        if changed and slot.graph is not None:
+            slot.graph[1].close()  # captured with the old shapes: replaying it would give stale results
+            slot.graph = None
         return changed
 
-    def _output_shapes(self) -> dict[str, tuple[int, ...]]:
-        return {info.name: tuple(int(d) for d in self._context.get_tensor_shape(info.name)) for info in self._outputs}
+    def _output_shapes(self, slot: _Context) -> dict[str, tuple[int, ...]]:
+        return {info.name: tuple(int(d) for d in slot.context.get_tensor_shape(info.name)) for info in self._outputs}
 
-    def _queue_inputs(self, host: Mapping[str, cuda.PinnedBuffer], stream: cuda.Stream) -> None:
-        """Queues H2D copies of the current input shapes from ``host`` into the engine's device inputs."""
+    def _queue_inputs(self, slot: _Context, host: Mapping[str, cuda.PinnedBuffer], stream: cuda.Stream) -> None:
+        """Queues H2D copies of the context's current input shapes from ``host`` into its device inputs."""
         for info in self._inputs:
-            nbytes = _nbytes(self._shapes_set[info.name], info.dtype)
-            cuda.copy_htod_async(self._device[info.name], host[info.name], nbytes, stream)
+            nbytes = _nbytes(slot.shapes[info.name], self._dtypes[info.name])
+            cuda.copy_htod_async(slot.device[info.name], host[info.name], nbytes, stream)
 
-    def _queue_outputs(self, host: Mapping[str, cuda.PinnedBuffer], shapes: Mapping[str, tuple[int, ...]], stream: cuda.Stream) -> None:
-        """Queues D2H copies of the outputs (of ``shapes``) from the engine's device outputs into ``host``."""
+    def _queue_outputs(self, slot: _Context, host: Mapping[str, cuda.PinnedBuffer], shapes: Mapping[str, tuple[int, ...]],
+                       stream: cuda.Stream) -> None:
+        """Queues D2H copies of the outputs (of ``shapes``) from the context's device outputs into ``host``."""
         for info in self._outputs:
-            cuda.copy_dtoh_async(host[info.name], self._device[info.name], _nbytes(shapes[info.name], info.dtype), stream)
+            nbytes = _nbytes(shapes[info.name], self._dtypes[info.name])
+            cuda.copy_dtoh_async(host[info.name], slot.device[info.name], nbytes, stream)
 
-    def _execute(self) -> None:
-        stream = self._stream
-        if not self.cuda_graph:
-            self._launch()
+    def _execute(self, slot: _Context) -> None:
+        if not self.cuda_graph or self._native_graphs or self.cuda_graph_failure is not None:
+            self._launch(slot)
             return
-        key = tuple(self._shapes_set[i.name] for i in self._inputs)
-        graph = self._graphs.get(key)
-        if graph is None:
-            # TensorRT needs one plain launch after a shape change before its work can be captured.
-            self._launch()
-            stream.synchronize()
-            self._graphs[key] = graph = cuda.Graph(stream, self._launch)
-        graph.launch(stream)
+        key = tuple(slot.shapes[i.name] for i in self._inputs)
+        if slot.graph is not None and slot.graph[0] == key:
+            slot.graph[1].launch(slot.stream)
+            return
+        # TensorRT needs one plain launch after a shape change before its work can be captured; it also
+        # computes this call's outputs, so a capture that fails below costs nothing but the warning.
+        self._launch(slot)
+        try:
+            graph = cuda.Graph.capture(slot.stream, lambda: self._enqueue(slot))
+        except cuda.GraphCaptureError as failure:
+            self.cuda_graph_failure = str(failure.message)
+            log.warning("%s: CUDA graph capture failed (%s); running without CUDA graphs from now on, as trtexec does",
+                        self.path.name, failure.message)
+            return
+        slot.graph = (key, graph)
+        graph.launch(slot.stream)
 
-    def _launch(self) -> None:
-        if not self._context.execute_async_v3(self._stream.ptr):
+    def _enqueue(self, slot: _Context) -> bool:
+        return bool(slot.context.execute_async_v3(slot.stream.ptr))
+
+    def _launch(self, slot: _Context) -> None:
+        with self._logger.capture_errors() as errors:
+            ok = self._enqueue(slot)
+        if not ok:
             raise EngineMismatchError(
-                f"TensorRT execute_async_v3 failed for {self.path} (see TensorRT's log above)",
+                f"TensorRT execute_async_v3 failed for {self.path} ({'; '.join(errors[-2:]) or 'see TensorRT log'})",
                 "check the GPU (nvidia-smi) and rebuild the engine on this machine if it persists",
             )
 
     def close(self) -> None:
-        with self._lock:
+        """Waits for the calls in flight, then frees contexts, graphs, streams and buffers; twice is harmless."""
+        with self._state:
             if self._closed:
                 return
             self._closed = True
-            while self._queues:
-                self._queues.pop()._release()
-            for graph in self._graphs.values():
-                graph.close()
-            self._graphs.clear()
-            # TensorRT objects go before the memory they point at; the context before its engine.
-            for attr in ("_context", "_engine", "_runtime"):
-                if hasattr(self, attr):
-                    setattr(self, attr, None)
-            while self._owned:
-                self._owned.pop().close()
+            self._state.notify_all()
+            while len(self._free) < len(self._contexts):  # calls in flight finish first
+                self._state.wait()
+            queues, self._queues = self._queues, []
+        for queue in queues:
+            queue._release()
+        for slot in self._contexts:
+            if slot.graph is not None:
+                slot.graph[1].close()
+                slot.graph = None
+            _synchronize_quietly(slot.stream)  # TensorRT must not lose a context with work queued on it
+            slot.context = None
+        # TensorRT objects go before the memory they point at; the contexts before their engine.
+        self._contexts, self._free = [], []
+        for attr in ("_engine", "_runtime"):
+            if hasattr(self, attr):
+                setattr(self, attr, None)
+        while self._owned:
+            self._owned.pop().close()
 
 
-def _nbytes(shape: tuple[int, ...], dtype: str) -> int:
+def _synchronize_quietly(stream) -> None:
+    """Synchronizes ``stream`` on an error or close path, where a second error must not hide the first."""
+    try:
+        stream.synchronize()
+    except CudaError as exc:
+        log.debug("synchronize before freeing failed: %s", exc)
+
+
+def _nbytes(shape: tuple[int, ...], dtype: np.dtype) -> int:
     return int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
 
 
@@ -399,8 +579,8 @@ class EnqueueAhead:
     Made by :meth:`TensorRTEngine.enqueue_ahead`. Each in-flight inference has its own slot: four CUDA events
     (so H2D, compute and D2H are measured per inference even while others are queued) and its own pinned
     outputs (so reading one inference's outputs never races the next one's copy). Inputs are staged once in
-    the queue's own pinned memory; the engine's context, stream and device buffers are shared, and the
-    engine lock is taken per ``enqueue``, so ``infer`` calls from other threads interleave correctly.
+    the queue's own pinned memory; execution context 0's stream and device buffers are shared, and the queue
+    takes that context per ``enqueue``, so ``infer`` calls from other threads interleave correctly.
     One thread should drive a queue. Closing it (or the engine) waits for its work and frees what it allocated.
 
     Usage::
@@ -411,11 +591,12 @@ class EnqueueAhead:
             logits = queue.outputs(first)["logits"]            # only after wait()
     """
 
-    def __init__(self, engine: TensorRTEngine, feeds: Mapping[str, np.ndarray], transfers: bool, depth: int):
+    def __init__(self, engine: TensorRTEngine, context: _Context, feeds: Mapping[str, np.ndarray], transfers: bool, depth: int):
         if depth < 1 or depth > MAX_IN_FLIGHT:
             raise ConfigError(f"enqueue-ahead depth {depth}, expected 1..{MAX_IN_FLIGHT}", "use 2 (double buffering)")
         self.transfers = transfers
         self._engine = engine
+        self._context = context
         self._closed = False
         self._shapes = {name: tuple(array.shape) for name, array in feeds.items()}
         self._host: dict[str, cuda.PinnedBuffer] = {}
@@ -423,11 +604,11 @@ class EnqueueAhead:
         self._tickets = 0
         try:
             for info in engine.inputs:
-                self._host[info.name] = buffer = cuda.PinnedBuffer(self._shapes[info.name], info.dtype)
+                self._host[info.name] = buffer = cuda.PinnedBuffer(self._shapes[info.name], engine._dtypes[info.name])
                 np.copyto(buffer.array, feeds[info.name])
-            engine._apply_shapes(self._shapes)
-            shapes = engine._output_shapes()
-            self._outputs = {info.name: (shapes[info.name], info.dtype) for info in engine.outputs}
+            engine._apply_shapes(context, self._shapes)
+            shapes = engine._output_shapes(context)
+            self._outputs = {info.name: (shapes[info.name], engine._dtypes[info.name]) for info in engine.outputs}
             for _ in range(depth):
                 self._slots.append(_Slot(self._outputs if transfers else None))
         except BaseException:
@@ -437,28 +618,34 @@ class EnqueueAhead:
     def enqueue(self) -> InFlight:
         """Queues one inference (H2D, execute, D2H as configured) and returns its handle; does not block on the GPU."""
         engine = self._engine
-        with engine._lock:
-            if self._closed or engine._closed:
+        if self._closed:
+            raise ClosedError("EnqueueAhead")
+        context = engine._acquire(None, self._context)  # raises ClosedError once the engine is closed
+        try:
+            if self._closed:
                 raise ClosedError("EnqueueAhead")
+            cuda.set_device(engine._device_index)
             index = self._free_slot()
-            slot, stream = self._slots[index], engine._stream
-            engine._apply_shapes(self._shapes)  # an infer() in between may have set other shapes
+            slot, stream = self._slots[index], context.stream
+            engine._apply_shapes(context, self._shapes)  # an infer() in between may have set other shapes
             if not self.transfers and engine._staged_by is not self:
-                engine._queue_inputs(self._host, stream)  # staged before the slot's events: not timed
+                engine._queue_inputs(context, self._host, stream)  # staged before the slot's events: not timed
                 engine._staged_by = self
             slot.events[0].record(stream)
             if self.transfers:
-                engine._queue_inputs(self._host, stream)
+                engine._queue_inputs(context, self._host, stream)
                 engine._staged_by = self
             slot.events[1].record(stream)
-            engine._execute()
+            engine._execute(context)
             slot.events[2].record(stream)
             if self.transfers:
-                engine._queue_outputs(slot.host, {name: shape for name, (shape, _) in self._outputs.items()}, stream)
+                engine._queue_outputs(context, slot.host, {name: shape for name, (shape, _) in self._outputs.items()}, stream)
             slot.events[3].record(stream)
             self._tickets += 1
             slot.ticket, slot.state = self._tickets, "queued"
             return InFlight(index, slot.ticket)
+        finally:
+            engine._release(context)
 
     def wait(self, handle: InFlight) -> dict[str, float | None]:
         """Blocks until the inference of ``handle`` has finished (its last event); returns its stage times in ms.
@@ -496,22 +683,27 @@ class EnqueueAhead:
     def close(self) -> None:
         """Waits for the queued work and frees the events and pinned buffers; the engine stays open."""
         engine = self._engine
-        with engine._lock:
-            if engine._closed:
-                return  # the engine released this queue when it closed
-            if self in engine._queues:
-                engine._queues.remove(self)
+        try:
+            context = engine._acquire(None, self._context)
+        except ClosedError:
+            return  # the engine released this queue when it closed
+        try:
+            with engine._state:
+                if self in engine._queues:
+                    engine._queues.remove(self)
             self._release()
+        finally:
+            engine._release(context)
 
     def _release(self) -> None:
-        """Frees everything (the engine lock is held, or the queue never got past construction)."""
+        """Frees everything (the caller holds context 0, or the engine is closing, or construction failed)."""
         if self._closed:
             return
         self._closed = True
         engine = self._engine
         if any(slot.state == "queued" for slot in self._slots) or engine._staged_by is self:
             # A queued D2H still writes into our pinned memory; a GPU would write into freed memory.
-            engine._stream.synchronize()
+            self._context.stream.synchronize()
         if engine._staged_by is self:
             engine._staged_by = None
         for slot in self._slots:

@@ -15,7 +15,8 @@ Per batch of requests handed over by Triton's dynamic batcher:
 
 Outputs per task: classification ``class_ids`` INT32, ``scores`` FP32, ``labels`` BYTES (top-k, from the
 request parameter ``topk`` or pipeline.json's default); detection ``boxes`` FP32 [K, 4] (x1, y1, x2, y2 in
-source pixels), ``scores``, ``class_ids``, ``labels``; segmentation ``mask`` UINT16 [H, W] at the source size.
+source pixels), ``scores``, ``class_ids``, ``labels``; segmentation ``mask`` UINT16 [H, W] at the source size, and
+the classes present, largest area first: ``class_ids`` INT32, ``fractions`` FP32 (of the pixels), ``labels`` BYTES.
 """
 
 from __future__ import annotations
@@ -86,7 +87,16 @@ def result_arrays(task: str, result) -> dict[str, np.ndarray]:
             "labels": np.array([label.encode() for label in result.labels], dtype=np.object_),
         }
     else:
-        arrays = {"mask": np.asarray(result.mask, np.uint16)}
+        mask = np.asarray(result.mask, np.uint16)
+        present, counts = np.unique(mask, return_counts=True)
+        order = np.argsort(-counts, kind="stable")  # largest area first
+        labels = result.labels
+        arrays = {
+            "mask": mask,
+            "class_ids": present[order].astype(np.int32),
+            "fractions": (counts[order] / max(mask.size, 1)).astype(np.float32),
+            "labels": np.array([(labels[i] if i < len(labels) else str(i)).encode() for i in present[order]], dtype=np.object_),
+        }
     return {name: np.ascontiguousarray(array[np.newaxis]) for name, array in arrays.items()}
 
 
@@ -145,14 +155,15 @@ class TritonPythonModel:
         return self.heads[topk]
 
     def _infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """Calls the network model in chunks of its max batch (or its fixed batch, padded)."""
+        """Calls the network model in chunks of its max batch (its fixed batch, padded; or its ``batch_limit``
+        when Triton does not batch it but its batch axis is dynamic)."""
         settings = self.settings
-        chunk = settings["max_batch"] or settings["fixed_batch"]
+        chunk = settings["max_batch"] or settings["fixed_batch"] or settings.get("batch_limit")
         parts = []
         for start in range(0, len(batch), chunk):
             part = batch[start : start + chunk]
             count = len(part)
-            if not settings["max_batch"] and count < chunk:  # a fixed-batch network: pad, then drop the padding
+            if settings["fixed_batch"] and count < chunk:  # a fixed-batch network: pad, then drop the padding
                 part = np.concatenate([part, np.zeros((chunk - count, *part.shape[1:]), part.dtype)])
             request = pb_utils.InferenceRequest(
                 model_name=settings["network_model"],

@@ -55,7 +55,10 @@ PIPELINE_OUTPUTS = {
         ("boxes", "TYPE_FP32", [-1, 4]), ("scores", "TYPE_FP32", [-1]),
         ("class_ids", "TYPE_INT32", [-1]), ("labels", "TYPE_STRING", [-1]),
     ),
-    "segmentation": (("mask", "TYPE_UINT16", [-1, -1]),),
+    "segmentation": (
+        ("mask", "TYPE_UINT16", [-1, -1]), ("class_ids", "TYPE_INT32", [-1]), ("fractions", "TYPE_FP32", [-1]),
+        ("labels", "TYPE_STRING", [-1]),
+    ),
 }
 
 
@@ -67,11 +70,15 @@ class NetworkModel:
     path: Path
     inputs: tuple[TensorInfo, ...]
     outputs: tuple[TensorInfo, ...]
-    max_batch: int  # Triton's max_batch_size; 0: the model has a fixed batch, Triton does not batch it
+    max_batch: int  # Triton's max_batch_size; 0: Triton does not batch it (fixed batch, or an output without one)
     preferred_batch_sizes: tuple[int, ...]
     spec: PreprocessSpec | None
     extra_files: tuple[Path, ...] = ()  # ONNX external data, copied beside model.onnx
     notes: tuple[str, ...] = ()
+    # With max_batch 0 and a dynamic batch axis (an output has no batch axis): images per network call.
+    batch_limit: int | None = None
+    # Outputs whose first axis is the batch: the ones the pipeline model splits per image (None: all).
+    batch_outputs: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +115,7 @@ def export_repository(
     pipeline: bool = True,
     topk: int = DEFAULT_TOPK,
     labels: str | None = None,
+    force: bool = False,
 ) -> ExportResult:
     """Writes (or replaces) the network model and its ``<name>_pipeline`` model in a Triton repository.
 
@@ -129,10 +137,17 @@ def export_repository(
         topk: classes returned when a request does not ask for another number.
         labels: the pipeline model's class names: a bundled label set ("coco80" ...) or a text file, one name
             per line. Defaults to the preprocess spec's set.
+        force: write a TensorRT-RTX engine's repository although no stock Triton can load it.
+
+    An output whose first axis is not the batch (a NonZero index list ``[4, num_kept]``, a fixed-size
+    table) makes the network model ``max_batch_size: 0`` with full shapes: Triton would otherwise take
+    that axis for the batch and drop it from the config. The pipeline model then calls the network with
+    whole batches (up to the engine profile's max, or 8 for an ONNX) and returns the batched outputs' results.
 
     Raises:
         InputError: the model file or its sidecar/spec is missing or unreadable.
-        ConfigError: invalid batch sizes, counts or names.
+        ConfigError: invalid batch sizes, counts or names; --max-batch for a model Triton cannot batch;
+            a TensorRT-RTX engine without ``force``; an output of unknown rank.
     """
     start = time.perf_counter()
     model_path = Path(model_path)
@@ -141,7 +156,7 @@ def export_repository(
         raise ConfigError(f"queue delay is {queue_delay_us} us, expected >= 0", "e.g. --queue-delay-us 1000")
     if onnx_runner not in ONNX_RUNNERS:
         raise ConfigError(f"ONNX runner {onnx_runner!r} is not one of {ONNX_RUNNERS}", "use onnxruntime or python")
-    network = describe_model(model_path, max_batch)
+    network = describe_model(model_path, max_batch, force=force)
     if labels is not None and network.spec is not None:
         from trtpipe.labels import load_labels
 
@@ -157,6 +172,12 @@ def export_repository(
         raise ConfigError(
             f"{model_path} has {len(network.inputs)} inputs {[t.name for t in network.inputs]}; the pipeline feeds one image tensor",
             "pass --no-pipeline and send the network's inputs yourself",
+        )
+    if pipeline and network.batch_outputs == ():
+        raise ConfigError(
+            f"{model_path}: no output has a batch axis ({', '.join(f'{t.name} {_dims(t.shape)}' for t in network.outputs)}), "
+            "so the pipeline model cannot split the network's results per image",
+            "pass --no-pipeline and call the network model directly",
         )
     runtime = "tensorrt_plan" if network.kind == "engine" else (
         "onnxruntime_onnx" if onnx_runner == "onnxruntime" else "python (ONNX Runtime)"
@@ -190,28 +211,45 @@ def export_repository(
 # ----------------------------------------------------------------------------------------------
 
 
-def describe_model(model_path: Path, max_batch: int | None = None) -> NetworkModel:
-    """Reads I/O, batch limits and preprocess spec from an engine's sidecar or from an ONNX graph."""
+def describe_model(model_path: Path, max_batch: int | None = None, *, force: bool = False) -> NetworkModel:
+    """Reads I/O, batch limits and preprocess spec from an engine's sidecar or from an ONNX graph.
+
+    Raises:
+        ConfigError: ``max_batch`` below 1 or more than the model allows; a TensorRT-RTX engine (unless
+            ``force``); an output whose rank is unknown.
+    """
     if max_batch is not None and max_batch < 1:
         raise ConfigError(f"--max-batch is {max_batch}, expected >= 1", "give a positive batch size, e.g. --max-batch 8")
     if not model_path.is_file():
         raise InputError(f"{model_path}: no such file", "give an .engine (with its .engine.json sidecar) or an .onnx file")
     if model_path.suffix == ".onnx":
         return _describe_onnx(model_path, max_batch)
-    return _describe_engine(model_path, max_batch)
+    return _describe_engine(model_path, max_batch, force)
 
 
-def _describe_engine(path: Path, max_batch: int | None) -> NetworkModel:
+def _describe_engine(path: Path, max_batch: int | None, force: bool) -> NetworkModel:
     from trtpipe.runtime.compat import load_sidecar
 
     sidecar = load_sidecar(path)  # also refuses an engine whose size disagrees with its sidecar
-    batched = all(t.shape and t.shape[0] == -1 for t in sidecar.inputs)
     notes = [
         f"the engine was built with {sidecar.trt_flavor} {sidecar.trt_version}: Triton's TensorRT backend must run the "
         "same TensorRT version (pick the Triton container release that ships it)"
     ]
     if sidecar.trt_flavor == "tensorrt_rtx":
-        notes.append("a TensorRT-RTX engine needs the TensorRT-RTX runtime; Triton's stock TensorRT backend cannot load it")
+        if not force:
+            raise ConfigError(
+                f"{path} is a {sidecar.flavor_label} engine: Triton's tensorrt_plan backend links TensorRT, not TensorRT-RTX, and no "
+                "stock Triton can load this engine",
+                f"serve the ONNX instead (trtpipe triton-export {sidecar.onnx_path}: Triton's onnxruntime backend), or "
+                "build with TensorRT on the serving GPU (trtpipe build --flavor tensorrt, the TensorRT version of the "
+                "Triton container) for its tensorrt backend; on an RTX PC, trtpipe's runtime runs the engine itself "
+                "(trtpipe infer, Pipeline.from_engine); --force writes the repository anyway, for a Triton with a "
+                "TensorRT-RTX backend of your own",
+            )
+        notes.append(
+            "FORCED: a TensorRT-RTX engine needs the TensorRT-RTX runtime; Triton's stock TensorRT backend cannot load it"
+        )
+    batched = all(t.shape and t.shape[0] == -1 for t in sidecar.inputs)
     if not batched:
         if max_batch is not None:
             raise ConfigError(
@@ -226,6 +264,12 @@ def _describe_engine(path: Path, max_batch: int | None) -> NetworkModel:
             f"--max-batch {max_batch} exceeds the engine's profile max batch {profile_max} ({path})",
             f"use --max-batch {profile_max} or less, or rebuild with trtpipe build --batch 1:{max_batch}:{max_batch}",
         )
+    # The sidecar keeps -1 for every dynamic axis: a fixed first axis beside a dynamic input batch is not the batch.
+    # (A data-dependent first axis is -1 in an engine too; the ONNX, which names its axes, tells them apart.)
+    unbatched = tuple(t for t in sidecar.outputs if not t.shape or t.shape[0] != -1)
+    if unbatched:
+        return _not_batched_by_triton("engine", path, sidecar.inputs, sidecar.outputs, unbatched, max_batch, profile_max,
+                                      sidecar.preprocess_spec, (), notes)
     limit = max_batch or profile_max
     preferred = tuple(sorted({b for b in (profile_opt, limit) if 1 < b <= limit}))
     return NetworkModel(
@@ -235,16 +279,21 @@ def _describe_engine(path: Path, max_batch: int | None) -> NetworkModel:
 
 
 def _describe_onnx(path: Path, max_batch: int | None) -> NetworkModel:
-    from trtpipe.onnx.load import graph_io, load_onnx
+    from trtpipe.onnx.load import external_data_files, graph_io, read_onnx
 
-    model = load_onnx(path, check=False, load_weights=False)
+    model = _with_inferred_shapes(read_onnx(path, check=False, load_weights=False).model)
     inputs, outputs = graph_io(model)
+    shapeless = [t.name for t in outputs if not t.shape]
+    if shapeless:
+        raise ConfigError(
+            f"{path}: output(s) {shapeless} declare no shape and ONNX shape inference finds none, but Triton's "
+            "config.pbtxt needs every output's rank",
+            "declare the outputs' shapes in the ONNX (onnx.helper.make_tensor_value_info), or pass "
+            "--no-pipeline and write config.pbtxt's output dims yourself",
+        )
     spec_path = preprocess_path_for(path)
     spec = PreprocessSpec.load(spec_path) if spec_path.is_file() else None
-    extra = tuple(
-        sorted({path.parent / entry.value for init in model.graph.initializer if init.data_location == 1
-                for entry in init.external_data if entry.key == "location"})
-    )
+    extra = tuple(path.parent / name for name in external_data_files(path, model))
     batched = all(t.shape and t.shape[0] == -1 for t in inputs)
     if not batched:
         if max_batch is not None:
@@ -253,8 +302,60 @@ def _describe_onnx(path: Path, max_batch: int | None) -> NetworkModel:
                 "re-export the ONNX with a dynamic batch dimension (trtpipe export does)",
             )
         return NetworkModel("onnx", path, inputs, outputs, 0, (), spec, extra)
+    # The batch axis is the one the inputs name: an output whose first axis is fixed, or named otherwise
+    # (NonZero's [4, num_kept], a detection count), has no batch axis.
+    batch_names = {_first_axis_name(value) for value in model.graph.input if value.name in {t.name for t in inputs}}
+    unbatched = tuple(
+        tensor for tensor, value in zip(outputs, model.graph.output)
+        if tensor.shape[0] != -1 or _first_axis_name(value) not in batch_names
+    )
+    if unbatched:
+        return _not_batched_by_triton("onnx", path, inputs, outputs, unbatched, max_batch, DEFAULT_ONNX_MAX_BATCH,
+                                      spec, extra, ())
     limit = max_batch or DEFAULT_ONNX_MAX_BATCH
     return NetworkModel("onnx", path, _without_batch(inputs), _without_batch(outputs), limit, (limit,) if limit > 1 else (), spec, extra)
+
+
+def _not_batched_by_triton(kind, path, inputs, outputs, unbatched, max_batch, batch_limit, spec, extra, notes) -> NetworkModel:
+    """max_batch_size 0 and full shapes, for a model with an output whose first axis is not the batch."""
+    shown = ", ".join(f"{t.name} {_dims(t.shape)}" for t in unbatched)
+    if max_batch is not None:
+        raise ConfigError(
+            f"{path}: output(s) {shown} have no batch axis (their first axis is not the inputs' batch), so Triton "
+            f"cannot batch the model, and --max-batch {max_batch} was asked",
+            "drop --max-batch: the network model is written with max_batch_size 0 and full shapes",
+        )
+    note = (
+        f"output(s) {shown} have no batch axis: the network model has max_batch_size 0 and full shapes (Triton would "
+        f"take their first axis for the batch and drop it); the pipeline model sends up to {batch_limit} images per call"
+    )
+    names = {t.name for t in unbatched}
+    return NetworkModel(
+        kind, path, inputs, outputs, 0, (), spec, extra, notes=(*notes, note), batch_limit=batch_limit,
+        batch_outputs=tuple(t.name for t in outputs if t.name not in names),
+    )
+
+
+def _with_inferred_shapes(model):
+    """``model`` with output shapes filled in by ONNX shape inference where it finds them (it is lenient)."""
+    import onnx
+
+    try:
+        return onnx.shape_inference.infer_shapes(model)
+    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, RuntimeError):
+        return model
+
+
+def _first_axis_name(value_info) -> str | None:
+    """The symbolic name of a tensor's first axis ("N", "batch"), "" for an unnamed dynamic one, None if fixed."""
+    dims = value_info.type.tensor_type.shape.dim
+    if not dims or dims[0].HasField("dim_value"):
+        return None
+    return dims[0].dim_param
+
+
+def _dims(shape: tuple[int, ...]) -> str:
+    return "x".join("?" if d == -1 else str(d) for d in shape) or "scalar"
 
 
 def _without_batch(tensors: tuple[TensorInfo, ...]) -> tuple[TensorInfo, ...]:
@@ -346,11 +447,13 @@ def _write_pipeline_model(
         "network_model": network_name,
         "input": network.inputs[0].name,
         "input_dtype": network.inputs[0].dtype,
-        "outputs": [t.name for t in network.outputs],
+        "outputs": [t.name for t in network.outputs if network.batch_outputs is None or t.name in network.batch_outputs],
         "max_batch": network.max_batch,
-        "fixed_batch": None if network.max_batch else (network.inputs[0].shape[0] if network.inputs[0].shape else 1),
+        "fixed_batch": None if network.max_batch or network.batch_limit else (network.inputs[0].shape[0] if network.inputs[0].shape else 1),
         "default_topk": topk,
     }
+    if network.batch_limit:
+        settings["batch_limit"] = network.batch_limit  # Triton does not batch the network, but its batch axis is dynamic
     (version / "pipeline.json").write_text(json.dumps(settings, indent=2) + "\n")
     config = pipeline_config(folder.name, network_name, network, instances, queue_delay_us)
     (folder / "config.pbtxt").write_text(to_pbtxt(config))
