@@ -16,8 +16,9 @@ All rules live in this file's first section:
   reads); a command that fails is retried after the others, for inputs made further down the README;
   commands in LAST (which delete what others need) run at the end; a BACKGROUND command (a server) is
   started, awaited, and stopped once everything else has run.
-* **Not run** (NOT_RUN, each with its reason, each reported as a skipped test) and **adjusted** (ADJUSTED:
-  only timed-run lengths and port numbers, each with its reason, each change printed).
+* **Not run** (NOT_RUN, each with its reason, each reported as a skipped test), **refused here**
+  (NEEDS_TENSORRT_GPU: without TensorRT on a GPU each must exit 2 with the expected message and a Hint) and
+  **adjusted** (ADJUSTED: only timed-run lengths and port numbers, each with its reason, each change printed).
 * **Small inputs.** calib_data/ is filled with CALIB_IMAGES images before anything runs, so ``make calib-data``
   (which fills it only when empty) leaves it be and calibration takes seconds, not minutes.
 """
@@ -56,8 +57,16 @@ NOT_RUN = {
     r"^make bench\b": "a benchmark sweep over three precisions, three batch sizes and three backends (minutes); "
                       "its steps (build, bench, report) run here one by one from the CLI examples",
     r"^pip install\b": "installs packages into the environment the tests run in",
-    r"^trtpipe bench engines/\S+\.engine\b(?!.*--backend)": "times a TensorRT engine, which needs an NVIDIA GPU "
-                                                           "(make test-gpu runs the GPU bench tests)",
+}
+
+#: regex -> (what the refusal must say, why) for commands that need TensorRT (not TensorRT-RTX) on an NVIDIA GPU.
+#: On a machine without both, each must be refused cleanly (exit 2, that text, a Hint, no traceback); on a
+#: machine with both, it runs like any other command.
+NEEDS_TENSORRT_GPU = {
+    r"^trtpipe bench engines/\S+\.engine\b(?!.*--backend)": (r"needs an NVIDIA GPU", "times a TensorRT engine on the GPU"),
+    r"^trtpipe triton-export engines/\S+\.engine\b": (r"no stock Triton can load this engine",
+                                                      "engines built here are TensorRT-RTX engines, which Triton's "
+                                                      "tensorrt_plan backend cannot load"),
 }
 
 #: regex on the command -> (replacement, why). Only lengths of timed runs and port numbers are changed.
@@ -159,7 +168,7 @@ def adjust(text: str, ports: dict[str, int]) -> tuple[str, list[str]]:
             continue
         new = re.sub(pattern, replacement.format(**ports) if "{" in replacement else replacement, text)
         if new != text:
-            changes.append(f"{text!r} -> {new!r}: {why}")
+            changes.append(f"adjusted {text!r} -> {new!r}: {why}")
             text = new
     return text, changes
 
@@ -211,7 +220,7 @@ def test_extraction_rules():
 def test_every_rule_still_matches_a_readme_command():
     """A rule for a command the README no longer has is stale: remove it, so the rules stay a true list."""
     texts = [c.text for c in extract_commands(README.read_text()) if not c.python]
-    for pattern in [*NOT_RUN, *ADJUSTED, *BACKGROUND, *LAST]:
+    for pattern in [*NOT_RUN, *NEEDS_TENSORRT_GPU, *ADJUSTED, *BACKGROUND, *LAST]:
         assert any(re.search(pattern, t) for t in texts), f"rule {pattern!r} matches no README command"
 
 
@@ -276,6 +285,24 @@ def workspace(tmp_path_factory) -> Workspace:
     return work
 
 
+def _tensorrt_gpu_here() -> bool:
+    """True when this machine has a usable NVIDIA GPU and TensorRT (TensorRT-RTX alone does not count)."""
+    from trtpipe.flavors import installed_flavors
+    from trtpipe.testing import gpu_unavailable_reason
+
+    return gpu_unavailable_reason() is None and any(f.name == "tensorrt" for f in installed_flavors())
+
+
+def _refusal_problem(step, done) -> str | None:
+    """Why ``done`` is not the clean refusal NEEDS_TENSORRT_GPU expects of ``step``; None when it is."""
+    expected, why = _matches(NEEDS_TENSORRT_GPU, step.text)
+    output = done.stdout + done.stderr
+    if done.returncode == 2 and re.search(expected, output) and "Hint:" in output and "Traceback" not in output:
+        return None
+    return (f"{step.command.label}\n  ran: {step.text}\n  needs TensorRT on a GPU ({why}), so here it must exit 2 "
+            f"saying {expected!r} with a Hint; it exited {done.returncode}: {output.strip()[-800:]}")
+
+
 @dataclass
 class _Step:
     command: ReadmeCommand
@@ -328,6 +355,7 @@ def _stop(process: subprocess.Popen) -> str:
 
 def test_every_readme_command_runs(workspace, capsys):
     ordinary, last, problems = _steps(workspace)
+    tensorrt_gpu = _tensorrt_gpu_here()
     servers: list[subprocess.Popen] = []
     failures: dict[int, str] = {}
     seconds: dict[str, float] = {}
@@ -349,7 +377,15 @@ def test_every_readme_command_runs(workspace, capsys):
                 started = time.perf_counter()
                 done = workspace.run(step.text, python=step.command.python)
                 seconds[step.text[:90]] = time.perf_counter() - started
-                if done.returncode != 0:
+                if not step.command.python and _matches(NEEDS_TENSORRT_GPU, step.text) and not tensorrt_gpu:
+                    refusal = _refusal_problem(step, done)
+                    if refusal:
+                        failures[index] = refusal
+                        failed.append(index)
+                    else:
+                        failures.pop(index, None)
+                        workspace.log.append(f"{step.text!r}: refused cleanly here, as it must be without TensorRT on a GPU")
+                elif done.returncode != 0:
                     failures[index] = f"{step.command.label}\n  ran: {step.text[:300]}\n  exit {done.returncode}: " \
                                       f"{(done.stderr or done.stdout).strip()[-1500:]}"
                     failed.append(index)
@@ -370,7 +406,7 @@ def test_every_readme_command_runs(workspace, capsys):
             _stop(server)
     with capsys.disabled():
         for change in dict.fromkeys(workspace.log):  # once each, in order
-            print(f"\n  adjusted: {change}", end="")
+            print(f"\n  {change}", end="")
         slowest = sorted(seconds.items(), key=lambda item: -item[1])[:5]
         print("\n  slowest README commands: " + "; ".join(f"{text} {s:.1f} s" for text, s in slowest), end="")
     assert not (problems or failures), "README commands that do not run as written:\n" + "\n".join(
