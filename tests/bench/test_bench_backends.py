@@ -88,9 +88,12 @@ def test_ctrl_c_keeps_partial_results(classifier_onnx):
 
 
 def test_tensorrt_path_against_the_simulation(simulation):
+    """The plumbing of device stages from CUDA events into the report, on the simulation's fake clock."""
     engine_path, flavor = simulation
     with open_target(engine_path, flavor=flavor) as target:
-        report = run_bench(target, [1, 4], type(QUICK)(warmup_s=0.0, duration_s=0.05, iterations_min=3))
+        report = run_bench(target, [1, 4], type(QUICK)(warmup_s=0.0, duration_s=0.05, iterations_min=3),
+                           keep_simulated_clock=True)
+    assert report.functional_check  # whatever its results hold, a report never shows a simulation's figures
     results = _by_mode(report)
     assert set(results) >= {(1, "latency"), (1, "throughput"), (4, "latency"), (4, "throughput"), (4, "end_to_end")}
     assert report.simulated and report.backend["name"].endswith("-simulated")
@@ -103,10 +106,25 @@ def test_tensorrt_path_against_the_simulation(simulation):
     assert report.sidecar["precision"] == report.model["precision"]
 
 
+def test_a_simulated_run_is_a_functional_check_with_no_figures(simulation):
+    engine_path, flavor = simulation
+    with open_target(engine_path, flavor=flavor) as target:
+        report = run_bench(target, [1, 4], type(QUICK)(warmup_s=0.0, duration_s=0.02, iterations_min=3))
+    assert report.functional_check and any("functional check" in note for note in report.notes)
+    assert {(r.batch, r.mode) for r in report.results} >= {(1, "latency"), (4, "throughput"), (4, "end_to_end")}
+    for result in report.results:
+        assert not result.timed and result.metrics == {} and result.wall_s is None and result.iterations >= 3
+        assert result.latency is None and result.images_per_s is None  # nothing to put in a table or chart
+        assert result.check == {"passed": True, "outputs": {"logits": [result.batch, 5]}}
+    data = report.to_dict()["results"][0]
+    assert data["timed"] is False and data["metrics"] == {} and data["throughput"]["images_per_s"] is None
+
+
 def test_tensorrt_no_transfers_times_compute_only(simulation):
     engine_path, flavor = simulation
     with open_target(engine_path, flavor=flavor, transfers=False) as target:
-        report = run_bench(target, [2], type(QUICK)(warmup_s=0.0, duration_s=0.02, iterations_min=3), transfers=False, end_to_end=False)
+        report = run_bench(target, [2], type(QUICK)(warmup_s=0.0, duration_s=0.02, iterations_min=3), transfers=False,
+                           end_to_end=False, keep_simulated_clock=True)
     for result in report.results:
         assert result.metrics["h2d"] is None and result.metrics["d2h"] is None
         assert result.metrics["host_latency"].median == pytest.approx(result.metrics["gpu_compute"].median)

@@ -16,8 +16,13 @@ def test_bench_then_report(classifier_onnx, tmp_path, capsys):
                  "--iterations-min", "5", "--json", str(out)])
     assert code == 0
     captured = capsys.readouterr()
-    assert "batch   2 latency" in captured.out and f"wrote {out}" in captured.err
+    table = captured.out.splitlines()
+    assert table[0].split() == ["batch", "mode", "iterations", "latency", "median", "ms", "p99", "ms", "images/s",
+                                "throughput", "from"]  # a header row first
+    assert any(line.split()[:3] == ["2", "latency", line.split()[2]] and "synchronous" in line for line in table[2:])
     assert "latency (synchronous)" in captured.err  # the progress display
+    summary = captured.err.strip().splitlines()[-1]  # one summary line, last
+    assert summary.startswith("trtpipe bench: tinynet fp32 on onnxruntime-cpu") and f"-> {out}" in summary
     report = BenchReport.load(out)
     assert not report.partial and {r.batch for r in report.results} == {1, 2}
 
@@ -26,6 +31,13 @@ def test_bench_then_report(classifier_onnx, tmp_path, capsys):
     assert md.is_file() and md.with_suffix(".csv").is_file()
     assert (tmp_path / "reports" / "compare_latency.png").stat().st_size > 5000
     assert "1.00×" in md.read_text()
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert lines[0].split()[:2] == ["series", "batch"] and set(lines[1]) <= {"-", " "}  # header row, then a rule
+    assert len(lines) == 4 and "1.00×" in lines[2]
+    summary = captured.err.strip().splitlines()
+    assert len(summary) == 1 and summary[0].startswith("trtpipe report: 1 series from 1 timed report(s) -> ")
+    assert "compare_latency.png" in summary[0]
 
 
 def test_ctrl_c_writes_a_partial_report(classifier_onnx, tmp_path, monkeypatch, capsys):
@@ -91,20 +103,29 @@ def test_bench_simulate_runs_a_real_engine_file_labelled_simulated(classifier_on
     engine = build_engine(classifier_onnx, tmp_path / "tinynet_fp32.engine", BuildConfig(flavor="tensorrt_rtx", batch=BatchRange(1, 2, 4))).engine_path
     out = tmp_path / "sim.json"
     assert main(["bench", str(engine), "--simulate", "--batch", "1,4", "--warmup", "0", "--duration", "0.05s",
-                 "--iterations-min", "3", "--profile-layers", "--json", str(out)]) == 0
+                 "--iterations", "3", "--profile-layers", "--json", str(out)]) == 0
     captured = capsys.readouterr()
     rows = captured.out.strip().splitlines()
-    assert rows and all(row.startswith("[SIMULATED: host-side overhead, not GPU speed] batch") for row in rows)
-    assert "SIMULATED" in captured.err.splitlines()[-1]
+    assert rows[0].split()[:3] == ["batch", "mode", "inferences"]
+    assert len(rows) > 2 and all(row.endswith("ran (functional check, not timed)") for row in rows[2:])
+    assert "ms" not in captured.out  # not one timing
+    assert "SIMULATED: functional check, nothing timed" in captured.err.splitlines()[-1]
 
     report = BenchReport.load(out)
-    assert report.simulated and report.backend["name"] == "tensorrt_rtx-simulated" and "Simulated" in report.backend["gpu"]
+    assert report.simulated and report.functional_check and report.backend["name"] == "tensorrt_rtx-simulated"
+    assert "Simulated" in report.backend["gpu"]
     assert report.model["file"] == str(engine) and report.model["sha256"] == EngineSidecar.load(sidecar_path_for(engine)).engine_sha256
-    assert any("host-side overhead, not GPU speed" in note for note in report.notes)
+    assert any("functional check" in note for note in report.notes)
     assert {(r.batch, r.mode) for r in report.results} >= {(1, "latency"), (1, "throughput"), (4, "end_to_end")}
-    assert report.layer_profile["simulated"] and report.layer_profile["layers"]
+    assert all(not r.timed and not r.metrics and r.check["passed"] for r in report.results)
+    profile = report.layer_profile
+    assert profile["simulated"] and profile["layers"] and profile["total_ms"] is None
+    assert all(set(layer) == {"name", "count"} for layer in profile["layers"])  # no fake layer times
 
     md = tmp_path / "sim.md"
     assert main(["report", str(out), "-o", str(md)]) == 0
-    table = [line for line in md.read_text().splitlines() if line.startswith("| tinynet |")]
-    assert table and all("simulated" in line for line in table)
+    text = md.read_text()
+    assert "## Functional checks (simulated: no timings)" in text and "## Results" not in text
+    check = [line for line in text.splitlines() if line.startswith("| tinynet |")]
+    assert len(check) == 1 and "ran, outputs checked" in check[0] and "ms" not in check[0]
+    assert not list(tmp_path.glob("sim_*.png"))  # never charted

@@ -70,12 +70,27 @@ def test_rendered_markdown_csv_and_charts(two_machines, tmp_path):
         assert image.std() > 10 and len(np.unique(image.reshape(-1, 3), axis=0)) > 20  # drawn, not blank
 
 
-def test_simulated_and_partial_rows_are_flagged(tmp_path):
-    report = fabricated_report(backend="tensorrt-simulated", simulated=True)
+def test_partial_rows_are_flagged(tmp_path):
+    report = fabricated_report()
     report.mark_partial("interrupted (Ctrl-C); complete batches: [1]")
     markdown = render_markdown(compare([BenchReport.load(report.save(tmp_path / "s.json"))]))
-    assert "SIMULATED" in markdown and "PARTIAL" in markdown
-    assert all("simulated, partial" in line for line in markdown.splitlines() if line.startswith("| mobilenetv2 |"))
+    assert "PARTIAL" in markdown
+    rows = [line for line in markdown.splitlines() if line.startswith("| mobilenetv2 |")]
+    assert len(rows) == 2 and all(line.endswith("| partial |") and "[partial]" in line for line in rows)
+
+
+def test_a_version_1_simulated_report_loses_its_fake_timings(tmp_path):
+    """Reports written before schema 2 carried the simulation's fake-clock latency: read back, it is gone."""
+    data = fabricated_report(backend="tensorrt-simulated", simulated=True).to_dict()
+    data["schema_version"] = 1
+    for result in data["results"]:
+        del result["timed"]
+    path = tmp_path / "old_sim.json"
+    path.write_text(json.dumps(data))
+    report = BenchReport.load(path)
+    assert report.functional_check and all(not r.timed and r.metrics == {} and r.latency is None for r in report.results)
+    comparison = compare([report])
+    assert comparison.rows == [] and len(comparison.checks) == 1 and comparison.checks[0].iterations == 8
 
 
 def test_different_models_need_allow_mixed(tmp_path):
@@ -91,7 +106,7 @@ def test_other_schema_version_is_refused(tmp_path):
     data["schema_version"] = SCHEMA_VERSION + 1
     path = tmp_path / "future.json"
     path.write_text(json.dumps(data))
-    with pytest.raises(InputError, match="schema version 2.*Hint: re-run trtpipe bench"):
+    with pytest.raises(InputError, match=f"schema version {SCHEMA_VERSION + 1}.*reads versions 1, 2.*Hint: re-run trtpipe bench"):
         BenchReport.load(path)
 
 

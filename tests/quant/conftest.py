@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import cv2
@@ -9,6 +10,8 @@ import numpy as np
 import pytest
 
 from trtpipe.spec import PreprocessSpec
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # model_kinds.py, importable by the test modules
 
 SIZE = 32
 

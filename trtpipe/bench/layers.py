@@ -17,15 +17,16 @@ def profile_layers(target, batch: int, settings=None, iterations: int = 50) -> d
     """Profiles ``iterations`` runs at ``batch``; returns per-layer median times and the layer information.
 
     Args:
-        target: a BenchTarget on a TensorRT engine (a GPU, or the simulation, whose layer times are fake
-            and labelled so).
+        target: a BenchTarget on a TensorRT engine (a GPU, or the simulation: then only the layer names
+            and counts are kept, a functional check of the profiler's plumbing; its times are fake).
         batch: the batch size to profile.
         settings: unused (kept for the caller's symmetry with the timing run); one warm-up run is made.
         iterations: profiled runs. Defaults to 50.
 
     Returns:
         ``{"batch", "iterations", "simulated", "total_ms", "layers": [{"name", "median_ms", "mean_ms", "count",
-        "share"}], "engine_information"}``, layers slowest first.
+        "share"}], "engine_information"}``, layers slowest first. Simulated: ``total_ms`` is None and layers
+        have only ``name`` and ``count``, in the engine's order.
     """
     import numpy as np
 
@@ -38,6 +39,14 @@ def profile_layers(target, batch: int, settings=None, iterations: int = 50) -> d
     from trtpipe.bench.runner import make_feeds
 
     measured = engine.profile_layers(make_feeds(target, batch), iterations=iterations)
+    try:
+        information = json.loads(measured.engine_information)
+    except (TypeError, ValueError):
+        information = measured.engine_information
+    if engine.simulated:  # the simulation's layer times come from its fake clock: no figure survives
+        layers = [{"name": name, "count": len(times)} for name, times in measured.times_ms.items()]
+        return {"batch": batch, "iterations": measured.iterations, "simulated": True, "total_ms": None,
+                "layers": layers, "engine_information": information}
     layers = [
         {"name": name, "median_ms": float(np.median(times)), "mean_ms": float(np.mean(times)), "count": len(times)}
         for name, times in measured.times_ms.items()
@@ -46,9 +55,5 @@ def profile_layers(target, batch: int, settings=None, iterations: int = 50) -> d
     for layer in layers:
         layer["share"] = layer["median_ms"] / total
     layers.sort(key=lambda layer: layer["median_ms"], reverse=True)
-    try:
-        information = json.loads(measured.engine_information)
-    except (TypeError, ValueError):
-        information = measured.engine_information
     return {"batch": batch, "iterations": measured.iterations, "simulated": engine.simulated, "total_ms": total,
             "layers": layers, "engine_information": information}

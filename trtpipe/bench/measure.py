@@ -7,6 +7,8 @@ Two modes, always labelled in the report:
 - **enqueue-ahead throughput** (:func:`measure_enqueue_ahead`): up to ``in_flight`` inferences are queued
   before the oldest is waited for, so the device never idles between them; throughput is iterations over the
   wall time with the queue drained, and each inference's device stages still come from its own CUDA events.
+- **concurrent streams** (:func:`measure_concurrent`, trtexec's ``--infStreams N``): N threads each run
+  synchronous inferences, on their own execution context; throughput is all their iterations over the wall time.
 
 Ctrl-C ends a loop cleanly: it returns what was measured so far with ``partial=True`` and the caller
 decides to stop (the bench then writes a report marked partial).
@@ -51,10 +53,14 @@ class Samples:
     iterations: int = 0
     wall_s: float = 0.0
     partial: bool = False  # Ctrl-C ended the loop early
+    # Host clock (perf_counter) at which each iteration started, in ms since the timed loop began; the
+    # per-iteration export (bench --exportTimes) needs it, the statistics do not.
+    starts_ms: list[float] = field(default_factory=list)
 
-    def add(self, metrics: Mapping[str, float | None]) -> None:
+    def add(self, metrics: Mapping[str, float | None], start_ms: float | None = None) -> None:
         for name, value in metrics.items():
             self.values[name].append(value)
+        self.starts_ms.append(start_ms)
         self.iterations += 1
 
 
@@ -120,7 +126,7 @@ def measure_sync(
                 t0 = time.perf_counter()
                 metrics = step()
                 call_ms = (time.perf_counter() - t0) * 1e3
-                samples.add({"call": call_ms, **metrics})
+                samples.add({"call": call_ms, **metrics}, (t0 - start) * 1e3)
                 progress.update(phase, time.perf_counter() - start, settings.duration_s, samples.iterations)
         finally:
             samples.wall_s = time.perf_counter() - start
@@ -145,15 +151,15 @@ def measure_enqueue_ahead(
     samples = Samples()
     pending: collections.deque = collections.deque()
 
-    def drain(keep: int) -> list[Mapping[str, float | None]]:
+    def drain(keep: int) -> list[tuple[Mapping[str, float | None], float | None]]:
         finished = []
         while len(pending) > keep:
-            handle, enqueue_ms = pending.popleft()
-            finished.append({"enqueue": enqueue_ms, **target.wait(handle)})
+            handle, enqueue_ms, start_ms = pending.popleft()
+            finished.append(({"enqueue": enqueue_ms, **target.wait(handle)}, start_ms))
         return finished
 
     def warm_step() -> None:
-        pending.append((target.enqueue(), None))
+        pending.append((target.enqueue(), None, None))
         drain(settings.in_flight - 1)
 
     try:
@@ -166,19 +172,97 @@ def measure_enqueue_ahead(
             while queued < settings.iterations_min or time.perf_counter() - start < settings.duration_s:
                 t0 = time.perf_counter()
                 handle = target.enqueue()
-                pending.append((handle, (time.perf_counter() - t0) * 1e3))
+                pending.append((handle, (time.perf_counter() - t0) * 1e3, (t0 - start) * 1e3))
                 queued += 1
-                for metrics in drain(settings.in_flight - 1):
-                    samples.add(metrics)
+                for metrics, start_ms in drain(settings.in_flight - 1):
+                    samples.add(metrics, start_ms)
                 progress.update(phase, time.perf_counter() - start, settings.duration_s, samples.iterations)
         except KeyboardInterrupt:
             samples.partial = True
-        for metrics in drain(0):
-            samples.add(metrics)
+        for metrics, start_ms in drain(0):
+            samples.add(metrics, start_ms)
         samples.wall_s = time.perf_counter() - start
     except KeyboardInterrupt:  # during warm-up: nothing was timed; leave no work queued behind
         samples.partial = True
         drain(0)
+    progress.done(phase, samples)
+    return samples
+
+
+def measure_concurrent(
+    step: Callable[[], Mapping[str, float | None]],
+    settings: MeasureSettings,
+    streams: int,
+    phase: str = "throughput",
+    progress: Progress | None = None,
+) -> Samples:
+    """``streams`` threads each call ``step`` (one synchronous inference) in a loop, all for the same duration.
+
+    trtexec's ``--infStreams N``: every thread runs on its own execution context and CUDA stream, so the
+    inferences overlap on the device. Each thread warms up on its own; the timed loop starts for all at
+    once and ends when the duration and the minimum iteration count (over all threads) are reached.
+    Throughput is every thread's iterations over the wall time of the slowest thread.
+
+    Ctrl-C (delivered to the calling thread) stops every thread after its current call; the samples are
+    then partial. An exception in a thread stops the others and is raised here.
+    """
+    import threading
+
+    if streams < 1:
+        raise ConfigError(f"--infStreams is {streams}, expected >= 1", "e.g. --infStreams 2")
+    progress = progress or _NoProgress()
+    samples = Samples()
+    lock = threading.Lock()
+    stop = threading.Event()
+    clock: dict[str, float] = {}
+    # The barrier's action runs once, before any thread is released: the clock starts for all at once.
+    warmed = threading.Barrier(streams + 1, action=lambda: clock.__setitem__("start", time.perf_counter()))
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            warm_up(step, settings)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller, which raises it
+            errors.append(exc)
+            stop.set()
+        try:
+            warmed.wait()
+        except threading.BrokenBarrierError:
+            return
+        while not stop.is_set():
+            t0 = time.perf_counter()
+            try:
+                metrics = step()
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller, which raises it
+                errors.append(exc)
+                stop.set()
+                return
+            call_ms = (time.perf_counter() - t0) * 1e3
+            with lock:
+                samples.add({"call": call_ms, **metrics}, (t0 - clock["start"]) * 1e3)
+                if samples.iterations >= settings.iterations_min and time.perf_counter() - clock["start"] >= settings.duration_s:
+                    stop.set()
+
+    threads = [threading.Thread(target=worker, name=f"infStream-{i}", daemon=True) for i in range(streams)]
+    for thread in threads:
+        thread.start()
+    try:
+        warmed.wait()  # every stream has warmed up
+        while any(thread.is_alive() for thread in threads):
+            for thread in threads:
+                thread.join(timeout=0.05)
+            progress.update(phase, time.perf_counter() - clock["start"], settings.duration_s, samples.iterations)
+    except threading.BrokenBarrierError:
+        pass
+    except KeyboardInterrupt:
+        samples.partial = True
+        stop.set()
+        warmed.abort()
+        for thread in threads:
+            thread.join()
+    samples.wall_s = time.perf_counter() - clock["start"] if "start" in clock else 0.0
+    if errors:
+        raise errors[0]
     progress.done(phase, samples)
     return samples
 

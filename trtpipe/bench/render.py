@@ -1,7 +1,8 @@
-"""A Comparison as files: a Markdown report, a CSV of every statistic, and PNG charts (matplotlib, Agg).
+"""A Comparison as files: a Markdown report, a CSV of every statistic, and PNG charts (see bench.charts).
 
     paths = write_outputs(compare(load_reports(files), baseline), "reports/compare.md")
-    # reports/compare.md, reports/compare.csv, reports/compare_latency.png, reports/compare_throughput.png
+    # reports/compare.md, reports/compare.csv, reports/compare_latency.png, reports/compare_throughput.png,
+    # and reports/compare_concurrency.png when a served model's load test is among the reports
 """
 
 from __future__ import annotations
@@ -11,15 +12,30 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
-from trtpipe.bench.compare import Comparison, Row
-from trtpipe.bench.report import METRICS, MODES, SCHEMA_VERSION
-from trtpipe.bench.stats import STAT_FIELDS, format_ms
-from trtpipe.io import atomic_output, atomic_write_text
+from trtpipe.bench.charts import tail_percentile, write_charts
+from trtpipe.bench.compare import CheckRow, Comparison, Row, ServedRow
+from trtpipe.bench.environment import machine_key
+from trtpipe.bench.report import METRICS, MODES, SCHEMA_VERSION, SERVER_STAGES
+from trtpipe.bench.stats import STAT_FIELDS, format_ms, percentile_key
+from trtpipe.io import atomic_write_text
 
-TABLE_COLUMNS = (
-    "model", "machine", "backend", "precision", "weights", "batch", "latency median ms", "latency p99 ms",
-    "GPU compute median ms", "throughput img/s", "end-to-end median ms", "× latency", "× throughput", "flags",
+
+def table_columns(tail: float = 99.0) -> tuple[str, ...]:
+    """The results table's header; ``tail`` is the percentile of the tail column (--percentile, default 99)."""
+    return (
+        "model", "machine", "series", "backend", "precision", "weights", "batch", "iterations", "latency median ms",
+        f"latency p{percentile_key(tail)} ms", "GPU compute median ms", "throughput img/s", "end-to-end median ms",
+        "× latency", "× throughput", "flags",
+    )
+
+
+TABLE_COLUMNS = table_columns()
+SERVED_COLUMNS = (
+    "model", "series", "protocol", "batch", "concurrency", "requests", "errors", "requests/s", "images/s", "client mean ms",
+    "client p50 ms", "client p90 ms", "client p95 ms", "client p99 ms", "server request ms", "server queue ms",
+    "server compute ms", "flags",
 )
+CHECK_COLUMNS = ("model", "machine", "backend", "precision", "engine file", "batches", "modes", "inferences run", "result")
 
 
 @dataclass(frozen=True)
@@ -35,10 +51,7 @@ def write_outputs(comparison: Comparison, markdown_path: str | Path) -> Outputs:
     """Writes the Markdown report and, beside it, the CSV and the PNG charts (same stem)."""
     markdown_path = Path(markdown_path)
     stem = markdown_path.with_suffix("")
-    charts = (
-        write_latency_chart(comparison, stem.with_name(stem.name + "_latency.png")),
-        write_throughput_chart(comparison, stem.with_name(stem.name + "_throughput.png")),
-    )
+    charts = write_charts(comparison, stem)
     csv_path = atomic_write_text(stem.with_suffix(".csv"), render_csv(comparison))
     atomic_write_text(markdown_path, render_markdown(comparison, charts))
     return Outputs(markdown_path, csv_path, charts)
@@ -49,16 +62,17 @@ def write_outputs(comparison: Comparison, markdown_path: str | Path) -> Outputs:
 # ----------------------------------------------------------------------------------------------
 
 
-def table_cells(row: Row) -> list[str]:
+def table_cells(row: Row, tail: float = 99.0) -> list[str]:
     """The Markdown/console table cells of one row (weights always shown: random weights stay visible)."""
     lat = row.latency
     thr = "—" if row.images_per_s is None else f"{row.images_per_s:,.1f}" + (" †" if row.throughput_source == "synchronous" else "")
     return [
-        row.model, row.machine, row.backend, row.precision,
+        row.model, row.machine, row.series, row.backend, row.precision,
         "**RANDOM**" if row.weights == "random" else row.weights,
         str(row.batch),
+        str(row.iterations or "—"),
         format_ms(lat.median if lat else None) + ("" if row.latency_kind == "host latency" or lat is None else " (call)"),
-        format_ms(lat.p99 if lat else None),
+        format_ms(lat.percentile(tail) if lat else None),
         format_ms(row.gpu_compute.median if row.gpu_compute else None),
         thr,
         format_ms(row.end_to_end.median if row.end_to_end else None),
@@ -68,6 +82,24 @@ def table_cells(row: Row) -> list[str]:
     ]
 
 
+def served_cells(row: ServedRow) -> list[str]:
+    lat, means = row.latency, (row.server or {}).get("mean_ms") or {}
+    compute = [means.get(k) for k in ("compute_input", "compute_infer", "compute_output")]
+    return [
+        row.model, row.series, row.backend, str(row.batch), str(row.concurrency), str(row.requests), str(row.errors),
+        _rate(row.requests_per_s), _rate(row.images_per_s), format_ms(lat.mean if lat else None),
+        *(format_ms(lat.percentile(p) if lat else None) for p in (50, 90, 95, 99)),
+        format_ms(means.get("request")), format_ms(means.get("queue")),
+        format_ms(sum(compute) if all(c is not None for c in compute) else None),
+        ", ".join(row.flags) or "—",
+    ]
+
+
+def check_cells(row: CheckRow) -> list[str]:
+    return [row.model, row.machine, row.backend, row.precision, row.file or "—", ",".join(map(str, row.batches)),
+            ", ".join(row.modes), str(row.iterations), "ran, outputs checked" if row.passed else "INCOMPLETE"]
+
+
 def markdown_table(header: list[str] | tuple[str, ...], rows: list[list[str]]) -> str:
     def line(cells) -> str:
         return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
@@ -75,44 +107,78 @@ def markdown_table(header: list[str] | tuple[str, ...], rows: list[list[str]]) -
     return "\n".join([line(header), "|" + "|".join("---" for _ in header) + "|", *(line(r) for r in rows)])
 
 
+def text_table(header: list[str] | tuple[str, ...], rows: list[list[str]]) -> str:
+    """A plain-text table for the console: a header row, a rule, then the rows, columns aligned."""
+    cells = [list(header), *([str(c).replace("**", "") for c in row] for row in rows)]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
 def render_markdown(comparison: Comparison, charts: tuple[Path, ...] = ()) -> str:
-    """The report: machines, one results table, notes (every flag explained), metric definitions, charts."""
+    """The report: machines, results, served models, functional checks, notes (every flag explained), definitions, charts."""
     reports = comparison.reports
+    tail = tail_percentile(comparison)
     lines = [
         "# trtpipe benchmark comparison",
         "",
-        f"{len(reports)} report(s), schema version {SCHEMA_VERSION}, model(s): {', '.join(comparison.models)}."
+        f"{len(reports)} report(s), schema version {SCHEMA_VERSION}, model(s): {', '.join(comparison.models)}; "
+        f"{len(comparison.series)} series (one per timed run, never merged)"
+        + (f", {len(comparison.checks)} functional check(s)" if comparison.checks else "") + "."
         + (f" Baseline: `{comparison.baseline.source}`." if comparison.baseline else ""),
         "",
         "## Machines",
         "",
         markdown_table(
-            ("machine", "GPU", "driver / CUDA", "TensorRT", "CPU (usable cores)", "ONNX Runtime", "torch", "trtpipe"),
+            ("machine", "GPU", "driver / CUDA", "TensorRT", "CPU (usable cores)", "load at start", "ONNX Runtime", "torch", "trtpipe"),
             [_machine_cells(key, env) for key, env in comparison.machines.items()],
         ),
         "",
-        "## Results",
-        "",
-        markdown_table(TABLE_COLUMNS, [table_cells(row) for row in comparison.rows]),
-        "",
     ]
+    if comparison.rows:
+        lines += ["## Results", "", markdown_table(table_columns(tail), [table_cells(row, tail) for row in comparison.rows]), ""]
+    if comparison.served:
+        lines += ["## Served models (load test)", "", markdown_table(SERVED_COLUMNS, [served_cells(r) for r in comparison.served]), ""]
+    if comparison.checks:
+        lines += ["## Functional checks (simulated: no timings)", "",
+                  "These runs went through trtpipe's TensorRT/CUDA code path on a CPU simulation of TensorRT and CUDA. "
+                  "They show the engine path works; they measure nothing, so they have no latency, throughput or speedup "
+                  "and appear in no chart.", "",
+                  markdown_table(CHECK_COLUMNS, [check_cells(r) for r in comparison.checks]), ""]
     if comparison.notes:
         lines += ["## Notes", "", *(f"- {note}" for note in comparison.notes), ""]
     lines += [
         "## What the columns measure",
         "",
-        "- **latency**: GPU rows: host latency = H2D + GPU compute + D2H of one inference, from CUDA events, in the "
-        f"synchronous mode ({MODES['latency']}). Rows marked (call): one synchronous call on the host clock "
-        "(perf_counter), the only latency a CPU backend has.",
+        "- **series**: one run (one report file). Runs differing only in a mode (CUDA graph, transfers, streams, threads, "
+        "fallback, weights, shapes) are separate series named by the difference; identical runs are named by their file.",
+        "- **latency**: per batch (one inference of `batch` images). GPU rows: host latency = H2D + GPU compute + D2H "
+        f"of one inference, from CUDA events, in the synchronous mode ({MODES['latency']}). Rows marked (call): one "
+        "synchronous call on the host clock (perf_counter), the only latency a CPU backend has.",
+        f"- **latency p{percentile_key(tail)}**: the tail percentile (`--percentile`), of `iterations` samples; read it "
+        f"with the count: below {_min_text(tail)} iterations it is the largest of a handful of samples.",
         f"- **GPU compute**: {METRICS['gpu_compute']}; — where the backend has no device stage.",
         f"- **throughput**: images/s = batch × inferences/s; {MODES['throughput']}. † = from the synchronous run.",
         f"- **end-to-end**: {METRICS['end_to_end']}, {_frame(reports)} frames.",
         "- **× latency / × throughput**: speedup against the baseline at the same batch (higher is faster).",
-        "",
     ]
+    if comparison.served:
+        lines += [
+            f"- **served models**: {MODES['concurrency']}. requests = successful requests measured at that level; "
+            f"client pNN: {METRICS['client_request']}; server: Triton's statistics over the level, means per request "
+            f"({'; '.join(f'{k}: {v}' for k, v in SERVER_STAGES.items())}).",
+        ]
+    lines.append("")
     for chart in charts:
         lines += [f"![{chart.stem}]({chart.name})", ""]
     return "\n".join(lines)
+
+
+def _min_text(tail: float) -> str:
+    from trtpipe.bench.stats import min_iterations_for
+
+    return f"{min_iterations_for(tail):,}"
 
 
 def _frame(reports) -> str:
@@ -129,7 +195,8 @@ def _machine_cells(key: str, env: dict) -> list[str]:
     packages = env.get("packages") or {}
     trt = " ".join(f"{name} {packages[name]}" for name in ("tensorrt", "tensorrt-rtx") if name in packages) or "—"
     cpu = env.get("cpu") or {}
-    return [key, gpu, cuda_text, trt, f"{cpu.get('model')} ({cpu.get('usable_cores')})",
+    load = env.get("load_average_1min")
+    return [key, gpu, cuda_text, trt, f"{cpu.get('model')} ({cpu.get('usable_cores')})", "—" if load is None else f"{load:g}",
             packages.get("onnxruntime-gpu") or packages.get("onnxruntime") or "—", packages.get("torch") or "—",
             env.get("trtpipe") or "?"]
 
@@ -142,107 +209,43 @@ def _speedup(value: float | None) -> str:
     return "—" if value is None else f"{value:.2f}×"
 
 
+def _rate(value: float | None) -> str:
+    return "—" if value is None else f"{value:,.1f}"
+
+
 # ----------------------------------------------------------------------------------------------
 # CSV: one line per report, batch and mode, every statistic of every metric
 # ----------------------------------------------------------------------------------------------
 
 
 def render_csv(comparison: Comparison) -> str:
-    head = ["model", "machine", "backend", "device", "precision", "weights", "simulated", "partial", "batch", "mode",
-            "iterations", "wall_s", "inferences_per_s", "images_per_s", "throughput_source", "source"]
+    """Every result of every report; a functional check's lines have ``timed`` False and no figure."""
+    head = ["model", "series", "machine", "backend", "device", "precision", "weights", "simulated", "timed", "partial",
+            "batch", "mode", "concurrency", "iterations", "errors", "wall_s", "inferences_per_s", "images_per_s",
+            "throughput_source", "source"]
     stat_columns = [f"{metric}_{stat}_ms" for metric in METRICS for stat in STAT_FIELDS if stat != "count"]
+    server_columns = [f"server_{stage}_mean_ms" for stage in SERVER_STAGES]
+    labels = {id(s.report): s.label for s in comparison.series.values()}
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(head + stat_columns)
+    writer.writerow(head + stat_columns + server_columns)
     for report in comparison.reports:
-        from trtpipe.bench.environment import machine_key
-
         machine = machine_key(report.environment)
         for result in report.results:
             values = []
             for metric in METRICS:
                 stats = result.metrics.get(metric)
                 values += [("" if stats is None else f"{getattr(stats, s):.6g}") for s in STAT_FIELDS if s != "count"]
+            means = (result.server or {}).get("mean_ms") or {}
             writer.writerow([
-                report.model["name"], machine, report.backend["name"], report.backend.get("device"), report.model["precision"],
-                report.model["weights"], report.simulated, report.partial or result.partial, result.batch, result.mode,
-                result.iterations, f"{result.wall_s:.6g}", _num(result.inferences_per_s), _num(result.images_per_s),
-                result.throughput_source or "", report.source,
-            ] + values)
+                report.model["name"], labels.get(id(report), "functional check"), machine, report.backend["name"],
+                report.backend.get("device"), report.model["precision"], report.model["weights"], report.simulated,
+                result.timed, report.partial or result.partial, result.batch, result.mode, result.concurrency or "",
+                result.iterations, result.errors if result.mode == "concurrency" else "", _num(result.wall_s),
+                _num(result.inferences_per_s), _num(result.images_per_s), result.throughput_source or "", report.source,
+            ] + values + [_num(means.get(stage)) for stage in SERVER_STAGES])
     return out.getvalue()
 
 
 def _num(value: float | None) -> str:
     return "" if value is None else f"{value:.6g}"
-
-
-# ----------------------------------------------------------------------------------------------
-# Charts
-# ----------------------------------------------------------------------------------------------
-
-
-def _series(comparison: Comparison) -> dict[str, list[Row]]:
-    mixed = len(comparison.models) > 1
-    series: dict[str, list[Row]] = {}
-    for row in comparison.rows:
-        label = (f"{row.model} · " if mixed else "") + row.series
-        series.setdefault(label, []).append(row)
-    return series
-
-
-def _figure(title: str):
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only; no display needed (CI, servers)
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(9, 5.2), dpi=110)
-    ax.set_title(title, fontsize=11)
-    ax.grid(True, alpha=0.3)
-    return plt, fig, ax
-
-
-def _save(plt, fig, path: Path) -> Path:
-    fig.tight_layout()
-    with atomic_output(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return path
-
-
-def write_latency_chart(comparison: Comparison, path: str | Path) -> Path:
-    """Median latency by batch, one line per machine/backend/precision; whiskers up to p99."""
-    plt, fig, ax = _figure(f"Latency by batch — {', '.join(comparison.models)} (median, whisker to p99)")
-    batches = sorted({row.batch for row in comparison.rows})
-    for label, rows in _series(comparison).items():
-        rows = [r for r in rows if r.latency is not None]
-        if not rows:
-            continue
-        x = [r.batch for r in rows]
-        median = [r.latency.median for r in rows]
-        upper = [r.latency.p99 - r.latency.median for r in rows]
-        ax.errorbar(x, median, yerr=[[0] * len(rows), upper], marker="o", capsize=4, label=label)
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(batches, [str(b) for b in batches])
-    ax.set_xlabel("batch size")
-    ax.set_ylabel("latency per inference (ms)")
-    ax.set_yscale("log")
-    ax.legend(fontsize=8, loc="best")
-    return _save(plt, fig, Path(path))
-
-
-def write_throughput_chart(comparison: Comparison, path: str | Path) -> Path:
-    """Images/s per machine/backend/precision, grouped by batch."""
-    plt, fig, ax = _figure(f"Throughput — {', '.join(comparison.models)} (images/s, higher is better)")
-    series = _series(comparison)
-    batches = sorted({row.batch for row in comparison.rows})
-    width = 0.8 / max(1, len(series))
-    for i, (label, rows) in enumerate(series.items()):
-        by_batch = {r.batch: r.images_per_s for r in rows if r.images_per_s}
-        xs = [batches.index(b) + (i - (len(series) - 1) / 2) * width for b in by_batch]
-        bars = ax.bar(xs, list(by_batch.values()), width=width, label=label)
-        ax.bar_label(bars, fmt="%.0f", fontsize=7)
-    ax.set_xticks(range(len(batches)), [f"batch {b}" for b in batches])
-    ax.set_ylabel("images / s")
-    ax.legend(fontsize=8, loc="best")
-    return _save(plt, fig, Path(path))

@@ -1,21 +1,26 @@
 """The benchmark report: one JSON file per ``trtpipe bench`` run, with a schema version, read back with validation.
 
-Layout (schema version 1)::
+Layout (schema version 2)::
 
     {
-      "schema_version": 1, "kind": "trtpipe-bench", "trtpipe_version": "0.1.0", "created_at": "...Z",
+      "schema_version": 2, "kind": "trtpipe-bench", "trtpipe_version": "0.1.0", "created_at": "...Z",
       "partial": false, "partial_reason": null, "command": "trtpipe bench ...",
       "model": {"name", "file", "sha256", "precision", "precision_realised", "weights", "source"},
-      "backend": {"name", "device", "simulated", "fallback", "cuda_graph", "transfers"},
-      "settings": {"warmup_s", "duration_s", "iterations_min", "in_flight", "batches", "end_to_end_image"},
+      "backend": {"name", "device", "simulated", "fallback", "cuda_graph", "transfers", "threads", "contexts",
+                  and for a served model "url", "protocol", "server", "model_version", "instance_kind"},
+      "settings": {"warmup_s", "duration_s", "iterations_min", "in_flight", "batches", "end_to_end_image",
+                   "percentiles", "shapes", and for a served model "concurrency", "requests"},
       "environment": {... bench.environment.capture_environment() ...},
       "sidecar": {... EngineSidecar.to_dict() ...} | null,
       "results": [BenchResult.to_dict(), ...],
       "notes": ["..."], "layer_profile": {...} | null
     }
 
-Metric names follow trtexec; every value is milliseconds summarised by :class:`~trtpipe.bench.stats.Stats`,
-and a stage a backend does not have is ``null`` (never zero, never invented).
+Metric names follow trtexec (and perf_analyzer for a served model); every value is milliseconds summarised
+by :class:`~trtpipe.bench.stats.Stats`, and a stage a backend does not have is ``null`` (never zero, never
+invented). A simulated run (``bench --simulate``) is a functional check: its results say ``"timed": false``
+and carry no metrics, because its device clock is the simulation's. Version 1 files still load; the
+timings of a simulated version-1 file are dropped on reading, for the same reason.
 """
 
 from __future__ import annotations
@@ -32,7 +37,9 @@ from trtpipe.errors import InputError
 from trtpipe.io import atomic_write_text
 from trtpipe.spec import read_json
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Versions this trtpipe reads (1: before served-model results and functional checks).
+READABLE_VERSIONS = (1, 2)
 REPORT_KIND = "trtpipe-bench"
 
 #: metric -> what it measures, in trtexec's vocabulary; the order tables and CSV columns follow.
@@ -46,6 +53,8 @@ METRICS = {
     "preprocess": "images -> input tensor (perf_counter)",
     "postprocess": "outputs -> task results (perf_counter)",
     "end_to_end": "preprocess + inference + postprocess of one batch of images (perf_counter)",
+    "client_request": "a served model: one request from send to response, on the client (perf_counter), as "
+                      "perf_analyzer's client-side latency",
 }
 
 #: mode -> label shown wherever the numbers are.
@@ -53,6 +62,18 @@ MODES = {
     "latency": "synchronous: one inference at a time, synchronized after each (per-iteration latency)",
     "throughput": "enqueue-ahead: inferences queued ahead so the device never idles (throughput)",
     "end_to_end": "synchronous, with pre/post-processing of real-size images through the Pipeline",
+    "concurrency": "a served model under load: N clients each keep one request outstanding (perf_analyzer's "
+                   "concurrency mode)",
+}
+
+#: Server-side figures of a served model (Triton's statistics extension: cumulative counts and nanoseconds,
+#: read before and after each concurrency level). Means per request, in ms; the extension has no percentiles.
+SERVER_STAGES = {
+    "request": "successful request, from arrival at the server to its response (queue + compute + overhead)",
+    "queue": "waiting in the scheduler's queue (dynamic batcher)",
+    "compute_input": "copying/preparing the inputs for the backend",
+    "compute_infer": "the model's execution",
+    "compute_output": "copying/preparing the outputs",
 }
 
 
@@ -60,17 +81,25 @@ MODES = {
 class BenchResult:
     """The measurement of one batch size in one mode."""
 
-    batch: int
-    mode: str  # latency | throughput | end_to_end (see MODES)
-    iterations: int  # timed iterations (warm-up excluded)
-    wall_s: float  # host wall time of the timed iterations, queue drained
+    batch: int  # images per inference; for a served model, per request
+    mode: str  # latency | throughput | end_to_end | concurrency (see MODES)
+    iterations: int  # timed iterations (warm-up excluded); for a served model, successful requests
+    wall_s: float | None  # host wall time of the timed iterations, queue drained; None when not timed
     metrics: Mapping[str, Stats | None]  # METRICS name -> stats; None where the backend has no such stage
     partial: bool = False  # interrupted before its duration was reached
-    throughput_source: str | None = None  # "enqueue-ahead" or "synchronous" (no async queue on this backend)
+    # "enqueue-ahead", "synchronous" (no async queue on this backend), "N streams" (--infStreams), or "clients"
+    throughput_source: str | None = None
+    timed: bool = True  # False: a functional check (simulation): it ran, and nothing it timed is a figure
+    concurrency: int | None = None  # a served model: requests kept outstanding
+    server: Mapping[str, Any] | None = None  # a served model: Triton's statistics over this level (see SERVER_STAGES)
+    errors: int = 0  # a served model: failed requests (not in the statistics)
+    check: Mapping[str, Any] | None = None  # a functional check: what was verified (output shapes, finite values)
 
     @property
     def inferences_per_s(self) -> float | None:
-        return self.iterations / self.wall_s if self.wall_s > 0 and self.iterations else None
+        if not self.timed or not self.wall_s or not self.iterations:
+            return None
+        return self.iterations / self.wall_s
 
     @property
     def images_per_s(self) -> float | None:
@@ -80,15 +109,20 @@ class BenchResult:
     @property
     def latency(self) -> Stats | None:
         """The headline latency: end-to-end in that mode; else host latency where the device is timed, else the call."""
+        if not self.timed:
+            return None
         if self.mode == "end_to_end":
             return self.metrics.get("end_to_end")
+        if self.mode == "concurrency":
+            return self.metrics.get("client_request")
         return self.metrics.get("host_latency") or self.metrics.get("call")
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "batch": self.batch,
             "mode": self.mode,
             "mode_description": MODES[self.mode],
+            "timed": self.timed,
             "iterations": self.iterations,
             "wall_s": self.wall_s,
             "partial": self.partial,
@@ -99,17 +133,30 @@ class BenchResult:
             },
             "metrics": {name: (stats.to_dict() if stats else None) for name, stats in self.metrics.items()},
         }
+        optional = {"concurrency": self.concurrency, "server": self.server, "check": self.check}
+        data.update({key: value for key, value in optional.items() if value is not None})
+        if self.mode == "concurrency":
+            data["errors"] = self.errors
+        return data
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "BenchResult":
+    def from_dict(cls, data: Mapping[str, Any], simulated_v1: bool = False) -> "BenchResult":
+        """Reads one result; ``simulated_v1``: a version-1 simulated result, whose fake-clock timings are dropped."""
+        timed = bool(data.get("timed", True)) and not simulated_v1
+        wall = data.get("wall_s")
         return cls(
             batch=int(data["batch"]),
             mode=str(data["mode"]),
             iterations=int(data["iterations"]),
-            wall_s=float(data["wall_s"]),
-            metrics={name: (Stats.from_dict(s) if s else None) for name, s in data["metrics"].items()},
+            wall_s=float(wall) if wall is not None and timed else None,
+            metrics={name: (Stats.from_dict(s) if s else None) for name, s in data["metrics"].items()} if timed else {},
             partial=bool(data.get("partial", False)),
             throughput_source=(data.get("throughput") or {}).get("source"),
+            timed=timed,
+            concurrency=int(data["concurrency"]) if data.get("concurrency") is not None else None,
+            server=data.get("server"),
+            errors=int(data.get("errors", 0)),
+            check=data.get("check"),
         )
 
 
@@ -145,6 +192,16 @@ class BenchReport:
     @property
     def on_cpu(self) -> bool:
         return self.backend.get("device") == "cpu"
+
+    @property
+    def served(self) -> bool:
+        """A served model (``bench --url``): results are concurrency levels, the machine is the client's."""
+        return any(r.mode == "concurrency" for r in self.results) or "url" in self.backend
+
+    @property
+    def functional_check(self) -> bool:
+        """True when nothing of this run is a timing (a simulation): reports list it, never chart it."""
+        return self.simulated or (bool(self.results) and not any(r.timed for r in self.results))
 
     def mark_partial(self, reason: str) -> None:
         self.partial, self.partial_reason = True, reason
@@ -189,9 +246,9 @@ class BenchReport:
                 "pass the JSON files written by trtpipe bench --json",
             )
         version = data.get("schema_version")
-        if version != SCHEMA_VERSION:
+        if version not in READABLE_VERSIONS:
             raise InputError(
-                f"{source} has report schema version {version!r}, this trtpipe ({trtpipe.__version__}) reads version {SCHEMA_VERSION}",
+                f"{source} has report schema version {version!r}, this trtpipe ({trtpipe.__version__}) reads versions {', '.join(map(str, READABLE_VERSIONS))}",
                 "re-run trtpipe bench with this trtpipe to regenerate the report, or use the trtpipe version that wrote it",
             )
         try:
@@ -201,7 +258,8 @@ class BenchReport:
                 settings=dict(data["settings"]),
                 environment=dict(data["environment"]),
                 sidecar=data.get("sidecar"),
-                results=[BenchResult.from_dict(r) for r in data["results"]],
+                results=[BenchResult.from_dict(r, simulated_v1=version == 1 and bool((data.get("backend") or {}).get("simulated")))
+                         for r in data["results"]],
                 notes=list(data.get("notes") or []),
                 partial=bool(data.get("partial", False)),
                 partial_reason=data.get("partial_reason"),

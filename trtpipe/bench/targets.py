@@ -65,6 +65,7 @@ def open_target(
     threads: int | None = None,
     flavor=None,
     simulate: bool = False,
+    contexts: int = 1,
 ) -> BenchTarget:
     """Opens what ``trtpipe bench`` was given.
 
@@ -80,8 +81,13 @@ def open_target(
         flavor: the TensorRT flavour (tests pass the simulation's); defaults to the installed one, and
             then a machine without a GPU is refused with a hint.
         simulate: run an engine file's ONNX (from its sidecar) through ``trtpipe.runtime.simulation``: it
-            measures trtpipe's host-side overhead, not GPU speed, and is labelled simulated everywhere.
-            Defaults to False.
+            is a functional check (it times nothing) and is labelled simulated everywhere. Defaults to False.
+        contexts: TensorRT: execution contexts of the engine (trtexec's ``--infStreams``). Defaults to 1.
+
+    Raises:
+        ConfigError: an unknown backend, a combination that cannot run (``--simulate`` on an ONNX, several
+            contexts on a backend that has none), no GPU for an engine.
+        InputError: a file that does not exist.
     """
     if backend is not None and backend not in BACKENDS:
         raise ConfigError(f"backend {backend!r} is unknown, expected one of {', '.join(BACKENDS)}", "use --backend tensorrt, onnxruntime or torch")
@@ -93,16 +99,22 @@ def open_target(
             f"--simulate runs TensorRT engine files through a CPU simulation of TensorRT and CUDA, and got {seen}",
             "give an .engine file (with its .engine.json sidecar) without --backend, or drop --simulate",
         )
+    if contexts > 1 and (backend not in (None, "tensorrt") or not is_file or path.suffix.lower() == ".onnx"):
+        raise ConfigError(
+            f"--infStreams {contexts} runs several TensorRT execution contexts, and {model_or_file} runs on "
+            f"{backend or ('onnxruntime' if is_file else 'torch')}",
+            "give an .engine file on a GPU (or with --simulate), or drop --infStreams",
+        )
     if not is_file or backend == "torch":
         return _open_torch(str(model_or_file), precision or "fp32", weights, name, threads)
     if not path.is_file():
         raise InputError(f"{path}: no such file", "check the path; build engines with make engine MODEL=... PRECISION=...")
     backend = backend or ("onnxruntime" if path.suffix.lower() == ".onnx" else "tensorrt")
     if simulate:
-        return _open_simulated(path, precision, cuda_graph, transfers, name)
+        return _open_simulated(path, precision, cuda_graph, transfers, name, contexts)
     if backend == "onnxruntime":
         return _open_onnxruntime(path, precision, name, threads)
-    return _open_tensorrt(path, precision, cuda_graph, transfers, name, flavor)
+    return _open_tensorrt(path, precision, cuda_graph, transfers, name, flavor, contexts)
 
 
 def _open_torch(model: str, precision: str, weights: str, name: str | None, threads: int | None) -> BenchTarget:
@@ -135,7 +147,8 @@ def _open_onnxruntime(path: Path, precision: str | None, name: str | None, threa
     engine = load_engine(path, backend="onnxruntime", threads=threads)
     device = "gpu" if engine.backend.endswith("cuda") else "cpu"
     notes = []
-    if found == "int8" and device == "cpu":
+    dequantized = found == "int8" and device == "cpu"
+    if dequantized:
         # trtpipe places Q/DQ where TensorRT fuses them (inputs only); ONNX Runtime's CPU integer kernels
         # need Q/DQ around outputs too, so it dequantizes and runs float convolutions.
         notes.append(f"{path.name}: the Q/DQ model runs in ONNX Runtime on the CPU with float kernels after "
@@ -145,30 +158,31 @@ def _open_onnxruntime(path: Path, precision: str | None, name: str | None, threa
         model={"name": name or (spec.model if spec else _stem(path)), "file": str(path), "sha256": sha256_file(path),
                "precision": found, "precision_realised": _realised(found), "weights": spec.weights if spec else "unknown",
                "source": spec.source if spec else "onnx"},
-        backend={**_backend_block(engine, device=device), "threads": threads or "default (all cores)"},
+        backend={**_backend_block(engine, device=device), "threads": threads or "default (all cores)",
+                 **({"int8_dequantized": True} if dequantized else {})},
         spec=spec,
         notes=notes,
     )
 
 
-def _open_simulated(path: Path, precision, cuda_graph: bool, transfers: bool, name) -> BenchTarget:
+def _open_simulated(path: Path, precision, cuda_graph: bool, transfers: bool, name, contexts: int = 1) -> BenchTarget:
     """The engine's ONNX on the CUDA/TensorRT simulation; the report names the real engine file and says SIMULATED."""
     from trtpipe.runtime.simulation import SimulatedEngineFile
 
     with contextlib.ExitStack() as stack:
         simulated = stack.enter_context(SimulatedEngineFile(path))
-        target = _open_tensorrt(simulated.path, precision, cuda_graph, transfers, name, simulated.flavor)
+        target = _open_tensorrt(simulated.path, precision, cuda_graph, transfers, name, simulated.flavor, contexts)
         target.resources.push(stack.pop_all())
     # The report describes the real engine file; only its ONNX ran.
     target.model.update(file=str(path), sha256=simulated.sidecar.engine_sha256)
     target.sidecar = simulated.sidecar.to_dict()
     target.backend["onnx"] = str(simulated.onnx_path)
-    target.notes.append(f"simulated from {path}: its ONNX {simulated.onnx_path} ran in ONNX Runtime inside the simulation, "
-                        "so the numbers are trtpipe's host-side overhead, not GPU speed")
+    target.notes.append(f"simulated from {path}: its ONNX {simulated.onnx_path} ran in ONNX Runtime inside the simulation "
+                        "of TensorRT and CUDA, as a functional check of trtpipe's engine path; nothing was timed")
     return target
 
 
-def _open_tensorrt(path: Path, precision, cuda_graph: bool, transfers: bool, name, flavor) -> BenchTarget:
+def _open_tensorrt(path: Path, precision, cuda_graph: bool, transfers: bool, name, flavor, contexts: int = 1) -> BenchTarget:
     from trtpipe.runtime.compat import load_sidecar
     from trtpipe.runtime.tensorrt_engine import TensorRTEngine
 
@@ -184,10 +198,10 @@ def _open_tensorrt(path: Path, precision, cuda_graph: bool, transfers: bool, nam
                 f"time the same model on the CPU instead: trtpipe bench {sidecar.onnx_path} --backend onnxruntime "
                 "(the report labels it as a CPU run); run TensorRT engines on a GPU machine",
             )
-    engine = TensorRTEngine(path, flavor=flavor, cuda_graph=cuda_graph)
+    engine = TensorRTEngine(path, flavor=flavor, cuda_graph=cuda_graph, contexts=contexts)
     spec = sidecar.preprocess_spec
     simulated = engine.simulated
-    notes = ["SIMULATED: TensorRT and CUDA were simulated on the CPU; the timings say nothing about a GPU"] if simulated else []
+    notes = ["SIMULATED: TensorRT and CUDA were simulated on the CPU: a functional check, nothing was timed"] if simulated else []
     return BenchTarget(
         engine=engine,
         model={"name": name or (spec.model if spec else _stem(Path(sidecar.onnx_path))), "file": str(path),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from trtpipe.cli.common import add_flavor_argument, add_int8_arguments, csv_list, shape_ranges
+from trtpipe.cli.common import add_flavor_argument, add_int8_arguments, add_profile_arguments, csv_list, profile_shapes
 
 VERB = "build"
 HELP = "build a TensorRT engine (FP32/FP16/INT8) and its sidecar from an ONNX file"
@@ -15,8 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", help="engine path (default: beside the ONNX, <stem>_<precision>.engine)")
     parser.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32", help="default: fp32")
     parser.add_argument("--batch", help="batch profile MIN:OPT:MAX or N (default for a dynamic batch: 1:1:1)")
-    parser.add_argument("--shapes", action="append", metavar="NAME:MIN:OPT:MAX",
-                        help="per-input profile, e.g. images:1x3x640x640:4x3x640x640:8x3x640x640 (repeat or comma-separate)")
+    add_profile_arguments(parser)
     parser.add_argument("--workspace", type=int, metavar="MIB", help="workspace memory pool limit in MiB")
     parser.add_argument("--opt-level", type=int, metavar="0-5", help="builder optimization level (TensorRT default 3)")
     parser.add_argument("--compute-capability", type=csv_list, default=(), metavar="SM86,...",
@@ -38,7 +37,7 @@ def config_from_args(args: argparse.Namespace):
     return BuildConfig(
         precision=args.precision,
         batch=BatchRange.parse(args.batch) if args.batch else None,
-        shapes=shape_ranges(args.shapes),
+        shapes=profile_shapes(args.min_shapes, args.opt_shapes, args.max_shapes, args.profile_shapes),
         workspace_mib=args.workspace,
         optimization_level=args.opt_level,
         flavor=args.flavor,

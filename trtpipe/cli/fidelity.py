@@ -17,18 +17,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calib", default="calib_data", metavar="DIR", help="calibration images for int8 (default calib_data/)")
     add_int8_arguments(parser)
     parser.add_argument("--eval-images", type=int, default=1000, help="evaluation images used at most (default 1000)")
-    parser.add_argument("--work-dir", metavar="DIR", help="where the FP16/INT8 ONNX go (default: beside the ONNX)")
-    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON (one object per precision)")
+    parser.add_argument(
+        "--work-dir", metavar="DIR",
+        help="where the measured <stem>.fidelity.{fp16,int8}.onnx and <stem>.fidelity.int8.calib.json go "
+        "(default: beside the ONNX; a build's <stem>.int8.onnx, .fp16.onnx and calibration cache are never touched)",
+    )
+    parser.add_argument("--json", metavar="FILE", help="also write the results as strict JSON (one object per precision)")
 
 
 def run(args: argparse.Namespace) -> int:
+    import time
     from pathlib import Path
 
-    from trtpipe.quant.fidelity import format_table, measure_fidelity, write_json
     from trtpipe.io import check_outputs
+    from trtpipe.quant.fidelity import format_table, measure_fidelity, summary_line, write_json
+    from trtpipe.quant.prepare import require_spec
 
+    start = time.perf_counter()
     onnx_path = Path(args.onnx)
     check_outputs(files={"--json": args.json}, dirs={"--work-dir": args.work_dir or onnx_path.parent})
+    spec = require_spec(onnx_path, None)
+    if spec.random_weights:
+        print(f"note: {onnx_path.name} has random weights (its preprocess spec says weights=random): these figures "
+              "measure an untrained network, not the model you would deploy")
     results, overlap = measure_fidelity(
         onnx_path, args.precisions, args.images, args.calib, Path(args.work_dir or onnx_path.parent),
         args.calib_method, args.max_images, args.eval_images, tuple(args.keep_fp), args.auto_keep,
@@ -37,6 +48,6 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(results))
     if "int8" in args.precisions:
         print(f"{overlap} of {results[0].images} evaluation images are also calibration images")
-    if args.json:
-        print(f"wrote {write_json(args.json, results)}")
+    written = write_json(args.json, results) if args.json else None
+    print(summary_line(results, time.perf_counter() - start, written))
     return 0

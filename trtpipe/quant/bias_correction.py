@@ -108,30 +108,33 @@ def measure_bias_shifts(
     from onnx import numpy_helper
 
     from trtpipe.quant.calibrate import augmented_session
+    from trtpipe.quant.feeds import as_feed, feed_size, image_input_name, onnxruntime_errors
 
     start = time.perf_counter()
     targets = correction_targets(model, plan)
     if not targets:
         return BiasShifts({}, 0, time.perf_counter() - start)
     activations = list(dict.fromkeys(t.activation for t in targets))
-    session, names = augmented_session(model, activations)
-    input_name = session.get_inputs()[0].name
-    wanted = [(i, name) for i, name in enumerate(names) if name in set(activations)]
+    input_name = image_input_name(model)
     sums = {name: 0.0 for name in activations}
     quantized_sums = {name: 0.0 for name in activations}
     images = 0
-    for batch in batches:
-        outputs = session.run(None, {input_name: batch})
-        for index, name in wanted:
-            values = outputs[index]
-            axes = (0,) + tuple(range(2, values.ndim))  # all but the channel axis (NCHW; Gemm input is N x K)
-            count = values.size / values.shape[1]
-            sums[name] = sums[name] + values.sum(axis=axes, dtype=np.float64) / count * len(batch)
-            quantized = fake_quantize(values, float(ranges[name]))
-            quantized_sums[name] = quantized_sums[name] + quantized.sum(axis=axes, dtype=np.float64) / count * len(batch)
-        images += len(batch)
-        if progress is not None:
-            progress(len(batch))
+    with onnxruntime_errors(f"model {model.graph.name!r}", "run it to measure bias shifts"):
+        session, names = augmented_session(model, activations)
+        wanted = [(i, name) for i, name in enumerate(names) if name in set(activations)]
+        for batch in batches:
+            outputs = session.run(None, as_feed(batch, input_name))
+            size = feed_size(batch)
+            for index, name in wanted:
+                values = outputs[index]
+                axes = (0,) + tuple(range(2, values.ndim))  # all but the channel axis (NCHW; Gemm input is N x K)
+                count = values.size / values.shape[1]
+                sums[name] = sums[name] + values.sum(axis=axes, dtype=np.float64) / count * size
+                quantized = fake_quantize(values, float(ranges[name]))
+                quantized_sums[name] = quantized_sums[name] + quantized.sum(axis=axes, dtype=np.float64) / count * size
+            images += size
+            if progress is not None:
+                progress(size)
     initializers = {init.name: init for init in model.graph.initializer}
     shifts = {}
     for target in targets:

@@ -1,8 +1,13 @@
 """The calibration cache: activation ranges (and layer sensitivities) saved as JSON beside the engine.
 
-A cache is reused only when its key matches: the ONNX's sha256, the preprocess spec, the image set's
-hash, the method and the image count. A cache written for another model is an error when the user
-names it, so ranges are never applied to a network they were not measured on.
+A cache is reused only when its key matches: the sha256 of the ONNX *and of the external data files
+holding its weights* (a re-export can leave the .onnx byte-identical while the weights beside it change),
+the preprocess spec, the image set's hash, the method and the image count. A cache written for another
+model is an error when the user names it, so ranges are never applied to a network they were not measured on.
+
+Each verb keeps its own cache file: the build's is ``<stem>.int8.calib.json`` (its sha256 is in the engine's
+sidecar); ``fidelity`` and ``sensitivity`` write ``<stem>.<verb>.int8.calib.json``, so measuring never
+rewrites the cache an engine was built with.
 """
 
 from __future__ import annotations
@@ -43,8 +48,9 @@ def spec_sha256(spec: PreprocessSpec) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
-def default_cache_path(work_dir: str | Path, stem: str) -> Path:
-    return Path(work_dir) / f"{stem}.int8.calib.json"
+def default_cache_path(work_dir: str | Path, stem: str, tag: str | None = None) -> Path:
+    """``<stem>.int8.calib.json`` (the build's), or ``<stem>.<tag>.int8.calib.json`` (a measuring verb's own)."""
+    return Path(work_dir) / (f"{stem}.{tag}.int8.calib.json" if tag else f"{stem}.int8.calib.json")
 
 
 def load_cache(path: str | Path, key: CacheKey, explicit: bool = False) -> dict[str, Any] | None:

@@ -22,6 +22,7 @@ batch by batch.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
@@ -38,6 +39,8 @@ PERCENTILE = 99.99
 # A few million samples per tensor over a calibration set fix a 2048-bin histogram's shape well, and
 # it keeps MobileNetV2's calibration on 256 images within seconds on two cores.
 SAMPLES_PER_BATCH = 1 << 18
+# The most bins a histogram keeps while its range grows (1 MiB of counts); beyond, neighbouring bins merge.
+MAX_BINS = 64 * NUM_BINS
 
 
 class AbsHistogram:
@@ -45,16 +48,21 @@ class AbsHistogram:
 
     The first batch fixes the bin width (its max / ``num_bins``), as TensorRT's and pytorch-quantization's
     histogram calibrators do; :meth:`finalize` merges a grown histogram back to about ``num_bins`` bins.
+    Growth is bounded: when a later batch's max would need more than ``max_bins`` bins of the current width
+    (a heavy-tailed activation, or a dark first batch, can ask for billions), neighbouring bins are merged in
+    powers of two until it fits, so memory stays at ``max_bins`` counts whatever the range. Merging whole
+    bins keeps every count exact; only resolution near zero is lost, and only as much as the range demands.
     """
 
-    def __init__(self, num_bins: int = NUM_BINS):
+    def __init__(self, num_bins: int = NUM_BINS, max_bins: int = MAX_BINS):
         self.num_bins = num_bins
+        self.max_bins = max(max_bins, num_bins)
         self.counts: np.ndarray | None = None
         self.width = 0.0
         self.max = 0.0
 
     def add(self, values: np.ndarray) -> None:
-        magnitudes = np.abs(values.ravel())
+        magnitudes = np.abs(np.asarray(values).ravel())
         batch_max = float(magnitudes.max(initial=0.0))
         if not np.isfinite(batch_max):
             magnitudes = magnitudes[np.isfinite(magnitudes)]
@@ -70,14 +78,28 @@ class AbsHistogram:
             self.counts = np.zeros(self.num_bins, np.int64)
             self.counts[0] += previous_zeros
         if batch_max > self.width * len(self.counts):
-            grown = int(np.ceil(batch_max / self.width)) + 1
-            self.counts = np.concatenate([self.counts, np.zeros(grown - len(self.counts), np.int64)])
+            self._grow(batch_max)
         if magnitudes.size > SAMPLES_PER_BATCH:
             stride = magnitudes.size // SAMPLES_PER_BATCH | 1  # odd, so it does not follow a power-of-two row length
             magnitudes = magnitudes[::stride]
         bins = len(self.counts)
         hist, _ = np.histogram(magnitudes, bins=bins, range=(0.0, self.width * bins))
         self.counts += hist
+
+    def _grow(self, batch_max: float) -> None:
+        """Extends the histogram to cover ``batch_max``, merging bins first when it would exceed ``max_bins``."""
+        needed = math.ceil(batch_max / self.width) + 1  # Python floats and ints: no overflow at any ratio
+        if needed > self.max_bins:
+            factor = 2 ** math.ceil(math.log2(needed / self.max_bins))  # a Python int: may exceed int64
+            if factor >= len(self.counts):
+                self.counts = self.counts.sum(keepdims=True)  # everything so far fits in the new first bin
+            else:
+                counts = np.pad(self.counts, (0, (-len(self.counts)) % factor))
+                self.counts = counts.reshape(-1, factor).sum(axis=1)
+            self.width *= factor
+            needed = math.ceil(batch_max / self.width) + 1  # at most max_bins + 1
+        if needed > len(self.counts):
+            self.counts = np.concatenate([self.counts, np.zeros(needed - len(self.counts), np.int64)])
 
     def finalize(self) -> tuple[np.ndarray, np.ndarray]:
         """Returns (counts, bin edges) with about ``num_bins`` bins (grown histograms are merged)."""
@@ -214,22 +236,28 @@ def collect_histograms(
     """Runs ``batches`` through ``model`` in ONNX Runtime and histograms |x| of every tensor in ``tensors``.
 
     Args:
-        model: onnx.ModelProto, FP32, with one image input.
+        model: onnx.ModelProto, FP32.
         tensors: activation names to calibrate (``QdqPlan.activations``).
-        batches: preprocessed float32 input batches.
+        batches: preprocessed batches for the image input (``ImageSet.batches``), or feed dictionaries.
         progress: called with the number of images after each batch.
+
+    Raises:
+        OnnxModelError: ONNX Runtime cannot load or run the model.
     """
+    from trtpipe.quant.feeds import as_feed, feed_size, image_input_name, onnxruntime_errors
+
     start = time.perf_counter()
-    session, names = augmented_session(model, tensors)
-    input_name = session.get_inputs()[0].name
-    wanted = [(i, name) for i, name in enumerate(names) if name in set(tensors)]
-    histograms = {name: AbsHistogram() for name in tensors}
-    images = 0
-    for batch in batches:
-        outputs = session.run(None, {input_name: batch})
-        for index, name in wanted:
-            histograms[name].add(outputs[index])
-        images += len(batch)
-        if progress is not None:
-            progress(len(batch))
+    input_name = image_input_name(model)
+    with onnxruntime_errors(f"model {model.graph.name!r}", "calibrate it"):
+        session, names = augmented_session(model, tensors)
+        wanted = [(i, name) for i, name in enumerate(names) if name in set(tensors)]
+        histograms = {name: AbsHistogram() for name in tensors}
+        images = 0
+        for batch in batches:
+            outputs = session.run(None, as_feed(batch, input_name))
+            for index, name in wanted:
+                histograms[name].add(outputs[index])
+            images += feed_size(batch)
+            if progress is not None:
+                progress(feed_size(batch))
     return CalibrationResult(histograms, images, time.perf_counter() - start)

@@ -1,30 +1,53 @@
 """How far FP16 and INT8 move a model's outputs from FP32, measured in ONNX Runtime on the CPU.
 
 Each precision's ONNX (the same FP16 / Q/DQ ONNX the strongly typed build parses) runs over the
-evaluation images; figures are against FP32 on the same images. Where ONNX Runtime cannot run a
-precision on this CPU, the result says so and carries no figures.
+evaluation images; figures are against FP32 on the same images. Three things keep the figures honest:
+
+- **A collapsed output is a failure, not a match.** An image whose output (or FP32 reference) is all zeros, or
+  holds a NaN or an infinity, counts as a failed image: cosine 0 and top-1 disagreement for that image, and the
+  result says how many images failed and how many NaN/inf values the output held. (Cosine similarity with an
+  all-zero vector is undefined; calling it 1.0 made a dead INT8 model read as perfect.)
+- **FP16 is measured with FP16 storage.** ONNX Runtime's CPU provider has few FP16 kernels: it wraps FP16 ops in
+  FP32 Casts and then removes every adjacent FP32->FP16->FP32 Cast pair (``RemoveDuplicateCastTransformer``
+  treats all float types as one group, so it sees no precision loss). That pass runs at every graph optimisation
+  level and no session option turns it off (measured: ORT 1.32, ``ORT_DISABLE_ALL`` and
+  ``optimization.disable_specified_optimizers`` alike), so a model whose activations exceed 65504 computed them in
+  FP32 and scored cosine 1.0. :func:`keep_fp16_rounding` rewrites the measured graph so that every FP16 tensor
+  passes an FP16 ``Identity`` that is also a graph output: ONNX Runtime must then materialise it in FP16 (round,
+  overflow to inf) before the next op, as TensorRT's FP16 kernels store it.
+- **A crash is a result.** Every model runs in a child process (``isolated.py``); ONNX Runtime refusing a
+  model, or dying on it (a segfault on the FP16 ONNX of a torch-dynamo export was seen), gives a result "could not
+  be measured: why" for that precision instead of ending trtpipe.
+
+Where ONNX Runtime cannot run a precision on this CPU, the result says so and carries no figures.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from trtpipe.errors import ConfigError, InputError
+from trtpipe.errors import ConfigError, InputError, OnnxModelError
 from trtpipe.io import atomic_write_text
+from trtpipe.quant.isolated import IsolatedRunner
 from trtpipe.quant.sensitivity import cosine_rows
 
 log = logging.getLogger("trtpipe")
 
 CONFIDENT = 0.5  # FP32 top-1 probability from which an image counts as "confident"
+EVALUATION_BATCH = 16
 JSON_KEYS = (
     "precision", "top1_agreement", "top1_agreement_confident", "top5_overlap", "cosine_mean", "max_abs_error", "images",
+    "failed_images", "nan_values", "inf_values", "weights", "note",
 )
+CANNOT_MEASURE = "could not be measured"
 
 
 @dataclass(frozen=True)
@@ -36,54 +59,279 @@ class FidelityResult:
     top1_agreement: float | None = None
     top1_agreement_confident: float | None = None  # on images where FP32's top-1 probability >= 0.5
     top5_overlap: float | None = None  # mean share of FP32's top-5 classes also in this precision's top-5
-    cosine_mean: float | None = None
-    max_abs_error: float | None = None
+    cosine_mean: float | None = None  # per-image cosine, a failed image counting 0
+    max_abs_error: float | None = None  # over the values finite on both sides
     confident_images: int = 0
-    note: str = ""  # why figures are missing, or what was prepared (kept layers, cache reuse)
+    note: str = ""  # why figures are missing, what failed, or what was prepared (kept layers, cache reuse)
+    failed_images: int | None = None  # images whose output or FP32 reference is all zero or not finite
+    nan_values: int | None = None  # NaN values in this precision's outputs
+    inf_values: int | None = None  # +-inf values in this precision's outputs
+    weights: str | None = None  # the preprocess spec's weights ("random" says the network is untrained)
+
+    @property
+    def measured(self) -> bool:
+        return self.cosine_mean is not None
 
     def to_json(self) -> dict:
-        return {key: getattr(self, key) for key in JSON_KEYS}
+        """The JSON row: strict JSON (a non-finite figure, which compare never gives, would be written as null)."""
+        row = {key: getattr(self, key) for key in JSON_KEYS}
+        return {key: None if isinstance(v, float) and not math.isfinite(v) else v for key, v in row.items()}
+
+    @classmethod
+    def could_not_measure(cls, precision: str, images: int, why: str, weights: str | None = None) -> "FidelityResult":
+        return cls(precision, images, note=f"{CANNOT_MEASURE}: {why}", weights=weights)
 
 
-def compare(precision: str, reference: np.ndarray, output: np.ndarray, note: str = "") -> FidelityResult:
+def compare(
+    precision: str, reference: np.ndarray, output: np.ndarray, note: str = "", *, weights: str | None = None
+) -> FidelityResult:
     """Figures of ``output`` against the FP32 ``reference`` (first model output, one row per image).
 
-    Top-1/top-5 figures need a 2-D ``(images, classes)`` output; other outputs get cosine and max error only.
+    An image fails when either side's row is all zeros or holds a NaN/inf: it counts cosine 0 and top-1
+    disagreement, and the note says how many failed and why. Top-1/top-5 figures need a 2-D ``(images, classes)``
+    output with at least 5 classes; other outputs get cosine and max error only.
+
+    Args:
+        precision: the row's label (fp32, fp16, int8).
+        reference: FP32 outputs, ``(images, ...)``.
+        output: this precision's outputs, the same shape.
+        note: what was prepared (kept in the result's note; failures are added in front).
+        weights: the preprocess spec's weights field, carried into the result.
     """
-    cosine = float(np.mean(cosine_rows(reference, output)))
-    max_error = float(np.max(np.abs(reference.astype(np.float64) - output.astype(np.float64))))
-    if reference.ndim != 2 or reference.shape[1] < 5:
-        return FidelityResult(precision, len(reference), cosine_mean=cosine, max_abs_error=max_error, note=note)
-    ref_top1, out_top1 = reference.argmax(1), output.argmax(1)
-    same = ref_top1 == out_top1
-    shifted = reference - reference.max(axis=1, keepdims=True)
-    probability = np.exp(shifted).max(axis=1) / np.exp(shifted).sum(axis=1)
-    confident = probability >= CONFIDENT
-    ref_top5 = np.argsort(-reference, axis=1)[:, :5]
-    out_top5 = np.argsort(-output, axis=1)[:, :5]
-    overlap = np.mean([len(set(a) & set(b)) / 5.0 for a, b in zip(ref_top5, out_top5)])
+    count = len(reference)
+    if np.shape(output) != np.shape(reference):
+        return FidelityResult.could_not_measure(
+            precision, count, f"its output has shape {list(np.shape(output))}, FP32's {list(np.shape(reference))}",
+            weights,
+        )
+    if count == 0:
+        return FidelityResult.could_not_measure(precision, 0, "no evaluation images", weights)
+    ref = np.asarray(reference, np.float64).reshape(count, -1)
+    out = np.asarray(output, np.float64).reshape(count, -1)
+    ref_finite, out_finite = np.isfinite(ref).all(axis=1), np.isfinite(out).all(axis=1)
+    with np.errstate(invalid="ignore"):
+        ref_zero = ref_finite & (np.abs(ref).max(axis=1, initial=0.0) == 0)
+        out_zero = out_finite & (np.abs(out).max(axis=1, initial=0.0) == 0)
+    failed = ~ref_finite | ~out_finite | ref_zero | out_zero
+    ok = ~failed
+    cosine = np.zeros(count)
+    if ok.any():
+        cosine[ok] = cosine_rows(ref[ok], out[ok])
+    both_finite = np.isfinite(ref) & np.isfinite(out)
+    max_error = float(np.abs(ref - out)[both_finite].max()) if both_finite.any() else None
+    nan_values, inf_values = int(np.isnan(out).sum()), int(np.isinf(out).sum())
+    failure = _failure_note(count, failed, ~out_finite, out_zero, ~ref_finite | ref_zero, nan_values, inf_values)
+    note = "; ".join(part for part in (failure, note) if part)
+    common = dict(
+        cosine_mean=float(cosine.mean()), max_abs_error=max_error, note=note, failed_images=int(failed.sum()),
+        nan_values=nan_values, inf_values=inf_values, weights=weights,
+    )
+    if np.ndim(reference) != 2 or np.shape(reference)[1] < 5:
+        return FidelityResult(precision, count, **common)
+    ref_top1, out_top1 = ref.argmax(axis=1), out.argmax(axis=1)
+    same = (ref_top1 == out_top1) & ok
+    probability = np.zeros(count)
+    if ref_finite.any():
+        shifted = ref[ref_finite] - ref[ref_finite].max(axis=1, keepdims=True)
+        probability[ref_finite] = 1.0 / np.exp(shifted).sum(axis=1)  # the top class's softmax probability
+    confident = (probability >= CONFIDENT) & ~ref_zero & ref_finite  # a failed output still counts against it
+    ref_top5 = np.argsort(-ref, axis=1)[:, :5]
+    out_top5 = np.argsort(-out, axis=1)[:, :5]
+    overlap = np.array([len(set(a) & set(b)) / 5.0 for a, b in zip(ref_top5, out_top5)]) * ok
     return FidelityResult(
         precision,
-        len(reference),
+        count,
         top1_agreement=float(same.mean()),
         top1_agreement_confident=float(same[confident].mean()) if confident.any() else None,
-        top5_overlap=float(overlap),
-        cosine_mean=cosine,
-        max_abs_error=max_error,
+        top5_overlap=float(overlap.mean()),
         confident_images=int(confident.sum()),
-        note=note,
+        **common,
     )
 
 
-def run_onnx(path: Path, batches: Sequence[np.ndarray]) -> np.ndarray:
-    """Runs an ONNX file on the CPU; returns the first output over all batches."""
+def _failure_note(count, failed, out_nonfinite, out_zero, ref_bad, nan_values, inf_values) -> str:
+    """'3/24 images failed: output all zero (2), output NaN/inf (1; 5 NaN, 0 inf values)'; empty when none failed."""
+    if not failed.any():
+        return ""
+    causes = []
+    if out_zero.any():
+        causes.append(f"output all zero ({int(out_zero.sum())})")
+    if out_nonfinite.any():
+        causes.append(f"output NaN/inf ({int(out_nonfinite.sum())}; {nan_values} NaN, {inf_values} inf values)")
+    if ref_bad.any():
+        causes.append(f"FP32 reference all zero or NaN/inf ({int(ref_bad.sum())})")
+    return f"{int(failed.sum())}/{count} images failed: {', '.join(causes)}"
+
+
+# ----------------------------------------------------------------------------------------------
+# Running a model as its precision runs: FP16 storage kept (isolated.py runs this in a child process)
+# ----------------------------------------------------------------------------------------------
+
+
+def keep_fp16_rounding(model):
+    """A copy of ``model`` in which ONNX Runtime's CPU provider cannot compute FP16 tensors in FP32.
+
+    Every FP16 tensor a node produces (that is not already a graph output) is routed through an FP16
+    ``Identity`` whose output is also a graph output, and its consumers read that output. ONNX Runtime must
+    produce a graph output in its declared type, so the FP32->FP16 Cast it inserts after an FP32-computed op
+    stays, and the Identity (which has an FP16 kernel) separates it from the FP16->FP32 Cast before the next
+    op: ``RemoveDuplicateCastTransformer`` only removes adjacent Casts. The routing also blocks fusions across
+    FP16 tensors, so ops run one by one (measured: about 2.3x a plain session's time on EfficientNet-Lite0,
+    ``tests/perf/bench_fp16_storage.py``). Subgraphs (If/Loop bodies) are left as they are.
+
+    Args:
+        model: onnx.ModelProto.
+
+    Returns:
+        (the routed copy, number of FP16 tensors routed); ``(model, 0)`` itself when it has no FP16 tensor to route.
+    """
+    import onnx
+    from onnx import TensorProto, helper
+
+    types, known = _tensor_types(model)
+    graph_outputs = {o.name for o in model.graph.output}
+    routed = [
+        name
+        for node in model.graph.node
+        for name in node.output
+        if name
+        and types.get(name) == TensorProto.FLOAT16
+        and name not in graph_outputs
+        and f"{name}__fp16_stored" not in graph_outputs  # routed already
+    ]
+    if not routed:
+        return model, 0
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    graph = copy.graph
+    stored = {name: f"{name}__fp16_stored" for name in routed}
+    nodes = []
+    for node in graph.node:
+        for position, name in enumerate(node.input):
+            if name in stored:
+                node.input[position] = stored[name]
+        nodes.append(node)
+        for name in node.output:
+            if name in stored:
+                nodes.append(helper.make_node("Identity", [name], [stored[name]], name=f"{stored[name]}_identity"))
+                output = graph.output.add()
+                if name in known:  # the inferred shape, so that the ONNX checker accepts the output too
+                    output.CopyFrom(known[name])
+                else:
+                    output.CopyFrom(helper.make_tensor_value_info(name, TensorProto.FLOAT16, None))
+                output.name = stored[name]
+    graph.ClearField("node")
+    graph.node.extend(nodes)
+    return copy, len(routed)
+
+
+def _tensor_types(model) -> tuple[dict[str, int], dict[str, object]]:
+    """(ONNX element type of every tensor, the ValueInfo of those shape inference typed with a shape).
+
+    Types come from ONNX shape inference; what it leaves untyped gets a Cast's target or its first input's type.
+    """
+    import onnx
+
+    graph = model.graph
+    types = {init.name: init.data_type for init in graph.initializer}
+    known = {}
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False).graph
+    except Exception:  # noqa: BLE001 - shape inference is a help here, not a requirement
+        inferred = graph
+    for value in list(inferred.input) + list(inferred.value_info) + list(inferred.output):
+        if value.type.tensor_type.elem_type:
+            types[value.name] = value.type.tensor_type.elem_type
+            if value.type.tensor_type.HasField("shape"):
+                known[value.name] = value
+    for node in graph.node:  # what inference left untyped: a Cast's target, else the first input's type
+        for name in node.output:
+            if name in types:
+                continue
+            if node.op_type == "Cast":
+                types[name] = next(a.i for a in node.attribute if a.name == "to")
+            elif node.input and node.input[0] in types:
+                types[name] = types[node.input[0]]
+    return types, known
+
+
+def first_output(
+    path: str | Path,
+    images,
+    indices: np.ndarray,
+    batch_size: int,
+    progress: str | None = None,
+    fp16_storage: bool = True,
+) -> np.ndarray:
+    """Runs the ONNX at ``path`` over ``images[indices]`` in ONNX Runtime (CPU) and returns its first output.
+
+    A fixed-batch network's ragged end is padded and the padding's rows are dropped, so there is one row per image.
+
+    Args:
+        images: an ImageSet, usually ``for_network`` (the input's dtype, fixed batch, feeds hook).
+        progress: a progress-bar label (shown on a terminal only), or None.
+        fp16_storage: FP16 tensors are stored as FP16 between ops (:func:`keep_fp16_rounding`); False runs the
+            graph as a plain InferenceSession does (which may compute them in FP32, see the module's docstring).
+
+    Raises:
+        OnnxModelError: ONNX Runtime cannot load or run it.
+    """
+    import onnx
     import onnxruntime as ort
 
+    from trtpipe.quant.feeds import as_feed, feed_size, image_input_name, onnxruntime_errors
+
+    path = Path(path)
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return np.concatenate([session.run(None, {name: batch})[0] for batch in batches]).astype(np.float32)
+    with onnxruntime_errors(path.name, "run it"):
+        graph_only = onnx.load(str(path), load_external_data=False)
+        input_name = image_input_name(graph_only)
+        source: str | bytes = str(path)
+        if fp16_storage and _has_fp16(graph_only):
+            rounded, _ = keep_fp16_rounding(onnx.load(str(path)))
+            source = rounded.SerializeToString()
+        session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+        wanted = [session.get_outputs()[0].name]
+        bar = _bar(len(indices), progress)
+        outputs, fed = [], 0
+        for batch in images.batches(batch_size, indices, ragged="pad"):
+            outputs.append(session.run(wanted, as_feed(batch, input_name))[0])
+            fed += feed_size(batch)
+            if bar is not None:
+                bar.update(min(feed_size(batch), len(indices) - bar.n))
+        if bar is not None:
+            bar.close()
+    if not outputs:
+        return np.zeros((0,), np.float32)
+    output = np.concatenate(outputs)
+    return output[: len(indices)] if fed > len(indices) else output  # a fixed batch's padding: one row per image
+
+
+def _has_fp16(model) -> bool:
+    from onnx import TensorProto
+
+    if any(init.data_type == TensorProto.FLOAT16 for init in model.graph.initializer):
+        return True
+    return any(
+        node.op_type == "Cast" and any(a.name == "to" and a.i == TensorProto.FLOAT16 for a in node.attribute)
+        for node in model.graph.node
+    )
+
+
+def _bar(total: int, label: str | None):
+    if label is None:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, desc=label, unit="img", leave=False, disable=None)
+
+
+# ----------------------------------------------------------------------------------------------
+# Measuring every precision
+# ----------------------------------------------------------------------------------------------
 
 
 def measure_fidelity(
@@ -98,47 +346,97 @@ def measure_fidelity(
     keep_fp: tuple[str, ...] = (),
     auto_keep: int = 0,
     bias_correction: bool = True,
+    *,
+    feeds=None,
+    progress: bool = True,
 ) -> tuple[list[FidelityResult], int]:
     """Prepares each precision's ONNX under ``work_dir`` and compares it with FP32 on ``images``.
 
+    The ONNX files go to ``<stem>.fidelity.fp16.onnx`` / ``<stem>.fidelity.int8.onnx`` and the calibration cache
+    to ``<stem>.fidelity.int8.calib.json``: never the names a build writes, so measuring does not replace the
+    ONNX an engine was built from nor its calibration cache, whatever ``work_dir`` is.
+
+    Args:
+        onnx_path: the FP32 ONNX (its ``<stem>.preprocess.json`` beside it).
+        precisions: a subset of fp32, fp16, int8, in the order of the results.
+        images: evaluation image folder. calib: calibration image folder (int8).
+        feeds: image batch -> {input name: array} for a multi-input model (see ``trtpipe.quant.feeds``).
+        progress: progress bars on a terminal.
+
     Returns:
         (one result per precision, number of evaluation images that are also calibration images).
-    """
-    import onnxruntime as ort
+        A precision ONNX Runtime refuses or crashes on gets a result without figures whose note says why.
 
-    from trtpipe.quant.images import load_images
+    Raises:
+        ConfigError: unknown precisions, int8 without calibration images.
+        InputError: a missing spec or image folder; a model images cannot feed (several inputs, a spec that
+            does not fit the input). OnnxModelError: ONNX Runtime cannot run the FP32 model itself.
+    """
+    import onnx
+
+    from trtpipe.quant.feeds import batch_indices, network_feeder
+    from trtpipe.quant.images import find_images, load_images
     from trtpipe.quant.prepare import Int8Options, prepare_fp16, prepare_int8, require_spec, stem_of
 
     onnx_path, work_dir = Path(onnx_path), Path(work_dir)
     unknown = [p for p in precisions if p not in ("fp32", "fp16", "int8")]
     if unknown or not precisions:
         raise ConfigError(f"--precisions {','.join(precisions)}: unknown {unknown}", "use a subset of fp32,fp16,int8")
+    if "int8" in precisions:
+        if calib is None:
+            raise ConfigError("int8 fidelity needs calibration images", "add --calib calib_data/ (make calib-data fills it)")
+        find_images(calib, 1)  # a missing or empty folder is said now, not after the FP32 and FP16 runs
     spec = require_spec(onnx_path, None)
-    evaluation = load_images(images, spec, eval_images, purpose="evaluation")
-    batches = list(evaluation.batches(16))
-    reference = run_onnx(onnx_path, batches)
+    feeder = network_feeder(onnx.load(str(onnx_path), load_external_data=False), spec, onnx_path, feeds)
+    evaluation = load_images(images, spec, eval_images, purpose="evaluation", progress=progress).for_network(feeder)
+    indices = np.arange(len(evaluation))
+    batch = feeder.batch_size(EVALUATION_BATCH)
+    padding = batch_indices(indices, batch, feeder.fixed_batch is not None, ragged="pad")[1]
+    if padding:  # said here once (the child processes that batch the images know it already)
+        log.warning("%s", padding)
+        evaluation.notes.append(padding)
+    stem = stem_of(onnx_path)
+    weights = spec.weights
     overlap = 0
     results = []
-    for precision in precisions:
-        if precision == "fp32":
-            results.append(compare("fp32", reference, reference, "the reference"))
-            continue
-        if precision == "fp16":
-            prepared = prepare_fp16(onnx_path, work_dir / f"{stem_of(onnx_path)}.fp16.onnx", keep_fp)
-        else:
-            if calib is None:
-                raise ConfigError("int8 fidelity needs calibration images", "add --calib calib_data/ (make calib-data fills it)")
-            options = Int8Options(Path(calib), method, max_images, keep_fp, auto_keep, bias_correction=bias_correction)
-            prepared = prepare_int8(onnx_path, options, spec, work_dir / f"{stem_of(onnx_path)}.int8.onnx")
-            overlap = _overlap(evaluation.paths, Path(calib))
-        try:
-            output = run_onnx(prepared.path, batches)
-        except (ort.capi.onnxruntime_pybind11_state.Fail, ort.capi.onnxruntime_pybind11_state.NotImplemented) as exc:
-            reason = str(exc).splitlines()[0][:200]
-            results.append(FidelityResult(precision, len(evaluation), note=f"ONNX Runtime on this CPU cannot run it: {reason}"))
-            continue
-        results.append(compare(precision, reference, output, "; ".join(prepared.notes)))
+    with IsolatedRunner(evaluation, indices, batch) as runner:
+        reference = runner.run(onnx_path, "fidelity fp32" if progress else None)
+        for precision in precisions:
+            if precision == "fp32":
+                results.append(compare("fp32", reference, reference, "the reference", weights=weights))
+                continue
+            try:
+                if precision == "fp16":
+                    prepared = prepare_fp16(onnx_path, work_dir / f"{stem}.fidelity.fp16.onnx", keep_fp)
+                else:
+                    options = Int8Options(
+                        Path(calib), method, max_images, keep_fp, auto_keep, bias_correction=bias_correction,
+                        feeds=feeds, cache_tag="fidelity",
+                    )
+                    prepared = prepare_int8(onnx_path, options, spec, work_dir / f"{stem}.fidelity.int8.onnx")
+                    overlap = _overlap(evaluation.paths, Path(calib))
+                output = runner.run(prepared.path, f"fidelity {precision}" if progress else None)
+            except OnnxModelError as exc:
+                results.append(FidelityResult.could_not_measure(precision, len(evaluation), str(exc), weights))
+                continue
+            except (InputError, ConfigError):
+                raise  # the user's to fix (a cache of another model, a bad option): exit 2, as for any verb
+            except Exception as exc:  # noqa: BLE001 - a converter failing on this graph: a result, with its reason
+                log.debug("preparing the %s ONNX failed", precision, exc_info=True)
+                reason = " ".join(str(exc).split())[:300]
+                why = f"preparing the {precision.upper()} ONNX failed ({type(exc).__name__}: {reason}); -v shows where"
+                results.append(FidelityResult.could_not_measure(precision, len(evaluation), why, weights))
+                continue
+            results.append(compare(precision, reference, output, "; ".join(prepared.notes), weights=weights))
+    if padding:
+        results = [_with_note(r, padding) for r in results]
     return results, overlap
+
+
+def _with_note(result: FidelityResult, text: str) -> FidelityResult:
+    import dataclasses
+
+    return dataclasses.replace(result, note="; ".join(part for part in (result.note, text) if part))
 
 
 def _overlap(evaluation: Sequence[Path], calib_dir: Path) -> int:
@@ -154,9 +452,17 @@ def _overlap(evaluation: Sequence[Path], calib_dir: Path) -> int:
     return sum(hashlib.sha256(p.read_bytes()).digest() in calib for p in evaluation)
 
 
+# ----------------------------------------------------------------------------------------------
+# Reporting
+# ----------------------------------------------------------------------------------------------
+
+
 def format_table(results: Sequence[FidelityResult]) -> str:
-    """A readable table, one row per precision; '-' where a figure could not be measured."""
-    header = f"{'precision':<9} {'top-1':>7} {'top-1 conf':>10} {'top-5':>7} {'cosine':>8} {'max|err|':>9} {'images':>6}"
+    """A readable table, one row per precision; '-' where a figure could not be measured, notes below."""
+    header = (
+        f"{'precision':<9} {'top-1':>7} {'top-1 conf':>10} {'top-5':>7} {'cosine':>8} {'max|err|':>9} "
+        f"{'images':>6} {'failed':>6}"
+    )
     lines = [header]
 
     def cell(value, width, fmt):
@@ -165,13 +471,39 @@ def format_table(results: Sequence[FidelityResult]) -> str:
     for r in results:
         lines.append(
             f"{r.precision:<9} {cell(r.top1_agreement, 7, '.3f')} {cell(r.top1_agreement_confident, 10, '.3f')} "
-            f"{cell(r.top5_overlap, 7, '.3f')} {cell(r.cosine_mean, 8, '.5f')} {cell(r.max_abs_error, 9, '.4f')} {r.images:>6}"
+            f"{cell(r.top5_overlap, 7, '.3f')} {cell(r.cosine_mean, 8, '.5f')} {cell(r.max_abs_error, 9, '.4g')} "
+            f"{r.images:>6} {cell(r.failed_images, 6, 'd')}"
         )
     for r in results:
-        if r.note and r.precision != "fp32":
+        if r.note and r.note != "the reference":
             lines.append(f"  {r.precision}: {r.note}")
     return "\n".join(lines)
 
 
+def summary_line(results: Sequence[FidelityResult], seconds: float, json_path: str | Path | None = None) -> str:
+    """One line: each precision's headline figure (or why it has none), the image count, the time, the JSON."""
+    parts = []
+    for r in results:
+        if r.precision == "fp32":
+            continue
+        if not r.measured:
+            parts.append(f"{r.precision} {CANNOT_MEASURE}")
+            continue
+        figures = [f"cosine {r.cosine_mean:.4f}"]
+        if r.top1_agreement is not None:
+            figures.insert(0, f"top-1 {r.top1_agreement:.3f}")
+        if r.failed_images:
+            figures.append(f"{r.failed_images} failed")
+        parts.append(f"{r.precision} " + " ".join(figures))
+    images = max((r.images for r in results), default=0)
+    measured = ", ".join(parts) if parts else "fp32 only (nothing compared)"
+    where = f"; wrote {json_path}" if json_path else ""
+    random = " (random weights)" if any(r.weights == "random" for r in results) else ""
+    return f"fidelity vs FP32 on {images} images{random}: {measured} in {seconds:.1f} s{where}"
+
+
 def write_json(path: str | Path, results: Sequence[FidelityResult]) -> Path:
-    return atomic_write_text(Path(path), json.dumps([r.to_json() for r in results], indent=2) + "\n")
+    """Writes one object per precision as strict JSON (no NaN/Infinity literals: missing figures are null)."""
+    rows = [r.to_json() for r in results]
+    return atomic_write_text(Path(path), json.dumps(rows, indent=2, allow_nan=False) + "\n")
+

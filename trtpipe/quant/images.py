@@ -7,16 +7,20 @@ reuse one decode of every file.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
 from trtpipe.errors import InputError
 from trtpipe.spec import PreprocessSpec
+
+if TYPE_CHECKING:
+    from trtpipe.quant.feeds import Feeder
 
 log = logging.getLogger("trtpipe")
 
@@ -54,17 +58,36 @@ class ImageSet:
     paths: list[Path]
     resized: np.ndarray  # (N, H, W, 3) uint8 BGR, as resize_one leaves them
     skipped: list[tuple[Path, str]]  # unreadable files and why
+    feeder: "Feeder | None" = None  # the network these images feed (dtype, fixed batch, feeds hook); None: float32
+    notes: list[str] = field(default_factory=list, compare=False)  # what batching left out or padded, each said once
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def batches(self, batch_size: int, indices: np.ndarray | None = None) -> Iterator[np.ndarray]:
-        """Normalized float32 network inputs, ``batch_size`` images at a time (the last batch may be smaller)."""
+    def for_network(self, feeder: "Feeder") -> "ImageSet":
+        """The same images, batched for the network ``feeder`` describes (see :meth:`batches`)."""
+        return dataclasses.replace(self, feeder=feeder)
+
+    def batches(self, batch_size: int, indices: np.ndarray | None = None, ragged: str = "drop") -> Iterator:
+        """Network inputs, ``batch_size`` images at a time.
+
+        Without a feeder: normalized float32 arrays, the last batch possibly smaller. With one (:meth:`for_network`):
+        arrays in the input's dtype (a feeds hook's dicts), and a network with a fixed batch gets batches of exactly
+        that size whatever ``batch_size`` says; its ragged end is dropped or padded as ``ragged`` says
+        (:func:`trtpipe.quant.feeds.batch_indices`), with a warning naming how many images.
+        """
         from trtpipe.pipeline.preprocess import normalize_batch
+        from trtpipe.quant.feeds import batch_indices
 
         indices = np.arange(len(self)) if indices is None else np.asarray(indices)
-        for start in range(0, len(indices), batch_size):
-            yield normalize_batch(self.resized[indices[start : start + batch_size]], self.spec)
+        fixed = self.feeder.fixed_batch if self.feeder is not None else None
+        groups, note = batch_indices(indices, fixed or batch_size, fixed is not None, ragged)
+        if note and note not in self.notes:
+            self.notes.append(note)
+            log.warning("%s", note)
+        for group in groups:
+            batch = normalize_batch(self.resized[group], self.spec)
+            yield batch if self.feeder is None else self.feeder.feed(batch)
 
     def split(self, held_back: float) -> tuple[np.ndarray, np.ndarray]:
         """(calibration indices, held-back indices): every k-th image held back, so both halves span the set."""

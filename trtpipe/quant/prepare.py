@@ -14,6 +14,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from trtpipe.errors import ConfigError, InputError, OnnxModelError
 from trtpipe.io import atomic_output, sha256_file
@@ -47,6 +48,11 @@ class Int8Options:
     auto_keep: int = 0
     cache: Path | None = None  # an explicit cache file (must belong to this model); None: beside the output
     bias_correction: bool = True  # subtract each INT8 layer's mean rounding shift from its bias
+    # image batch -> {input name: array} for every network input (multi-input models, Python API; see quant/feeds.py)
+    feeds: Callable | None = None
+    # None: the build's cache <stem>.int8.calib.json; a verb's name (fidelity, sensitivity): its own
+    # <stem>.<verb>.int8.calib.json, so measuring never rewrites the cache an engine was built with
+    cache_tag: str | None = None
 
     @classmethod
     def from_config(cls, config: BuildConfig) -> "Int8Options":
@@ -121,7 +127,7 @@ def prepare_int8(onnx_path: Path, options: Int8Options, spec: PreprocessSpec | N
 
     start = time.perf_counter()
     spec = require_spec(onnx_path, spec)
-    model = load_onnx(onnx_path, check=False)
+    model = load_onnx(onnx_path, check=False)  # initializers listed as graph inputs are dropped there
     calibration = calibrate_model(onnx_path, model, spec, options, output.parent)
     plan = calibration.plan.without(calibration.kept)
     corrected = ""
@@ -178,6 +184,7 @@ def calibrate_model(onnx_path: Path, model, spec: PreprocessSpec, options: Int8O
     from trtpipe.onnx.load import onnx_sha256
     from trtpipe.quant.cache import CacheKey, default_cache_path, load_cache, save_cache, spec_sha256
     from trtpipe.quant.calibrate import collect_histograms
+    from trtpipe.quant.feeds import network_feeder
     from trtpipe.quant.images import load_images
     from trtpipe.quant.qdq import default_opset, plan_qdq
 
@@ -195,12 +202,14 @@ def calibrate_model(onnx_path: Path, model, spec: PreprocessSpec, options: Int8O
     _check_keep_names(options.keep_fp, plan.names)
     if options.max_images < 1:
         raise ConfigError(f"--max-images is {options.max_images}, expected at least 1", "e.g. --max-images 256")
-    batch = _batch_size(model)
-    images = load_images(options.images, spec, options.max_images, min_images=batch)
+    feeder = network_feeder(model, spec, onnx_path, options.feeds)  # before any work: a model images cannot feed
+    batch = feeder.batch_size(CALIBRATION_BATCH)
+    images = load_images(options.images, spec, options.max_images, min_images=batch).for_network(feeder)
     key = CacheKey(
+        # onnx_sha256 covers external data files: new weights beside an unchanged .onnx mean calibrating again
         stem_of(onnx_path), onnx_sha256(onnx_path), spec_sha256(spec), images.sha256(), options.method, len(images)
     )
-    cache_path = options.cache or default_cache_path(work_dir, stem_of(onnx_path))
+    cache_path = options.cache or default_cache_path(work_dir, stem_of(onnx_path), options.cache_tag)
     cached = load_cache(cache_path, key, explicit=options.cache is not None)
     hit = cached is not None and set(plan.activations) <= set(cached["ranges"])
     if hit:
@@ -210,7 +219,8 @@ def calibrate_model(onnx_path: Path, model, spec: PreprocessSpec, options: Int8O
         cached = {}
         result = collect_histograms(model, plan.activations, images.batches(batch), _progress(len(images), "calibrating"))
         ranges = result.ranges(options.method)
-        note = f"calibrated {len(ranges)} activations on {len(images)} images ({options.method}) in {result.seconds:.1f} s"
+        note = f"calibrated {len(ranges)} activations on {result.images} images ({options.method}) in {result.seconds:.1f} s"
+        note += "".join(f"; {text}" for text in images.notes)
     extra = {name: cached[name] for name in ("sensitivity", "bias_correction") if name in cached}
     changed = not hit
     shifts = None
@@ -281,11 +291,12 @@ def _check_keep_names(names: tuple[str, ...], known: tuple[str, ...]) -> None:
 
 
 def _batch_size(model) -> int:
-    """The calibration batch: CALIBRATION_BATCH for a dynamic batch axis, else the fixed one."""
-    dims = model.graph.input[0].type.tensor_type.shape.dim
-    if dims and dims[0].HasField("dim_value") and dims[0].dim_value > 0:
-        return int(dims[0].dim_value)
-    return CALIBRATION_BATCH
+    """The calibration batch: CALIBRATION_BATCH for a dynamic batch axis, else the image input's fixed one."""
+    from trtpipe.quant.feeds import real_inputs
+
+    inputs = real_inputs(model)  # not graph.input[0]: weights listed as graph inputs may come first
+    shape = inputs[0].shape if inputs else ()
+    return int(shape[0]) if shape and shape[0] > 0 else CALIBRATION_BATCH
 
 
 def _progress(total: int, description: str):

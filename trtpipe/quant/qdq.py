@@ -288,10 +288,21 @@ def _copy_model(model):
 
 
 def _drop_unused_initializers(graph) -> None:
-    used = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+    used = _names_used(graph) | {o.name for o in graph.output}
     kept = [init for init in graph.initializer if init.name in used]
     graph.ClearField("initializer")
     graph.initializer.extend(kept)
+
+
+def _names_used(graph) -> set[str]:
+    """Every tensor name a node of ``graph`` reads, including nodes of its If/Loop/Scan bodies (outer-scope reads)."""
+    used = set()
+    for node in graph.node:
+        used.update(node.input)
+        for attribute in node.attribute:
+            for body in ([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs):
+                used |= _names_used(body) | {o.name for o in body.output}
+    return used
 
 
 # ----------------------------------------------------------------------------------------------
@@ -308,12 +319,16 @@ class QdqCounts:
     quantize_nodes: int
     dequantize_nodes: int
     dangling: tuple[str, ...]  # Q without a DQ consumer, DQ fed by neither Q nor an INT8 constant, unused outputs
+    subgraph_layers: int = 0  # Conv/Gemm/MatMul inside If/Loop/Scan bodies: placement does not enter them, so float
 
     def summary(self) -> str:
-        return (
+        text = (
             f"{self.quantized_layers}/{self.total_layers} Conv/Gemm/MatMul quantized, "
             f"{self.quantize_nodes} Q + {self.dequantize_nodes} DQ nodes, {len(self.dangling)} dangling"
         )
+        if self.subgraph_layers:
+            text += f"; {self.subgraph_layers} more inside If/Loop subgraphs left in float"
+        return text
 
 
 def count_qdq(model) -> QdqCounts:
@@ -349,4 +364,16 @@ def count_qdq(model) -> QdqCounts:
             elif not users and node.output[0] not in graph_outputs:
                 dangling.append(f"DequantizeLinear {label} (output unused)")
     count = lambda op: sum(n.op_type == op for n in graph.node)  # noqa: E731
-    return QdqCounts(quantized, total, count("QuantizeLinear"), count("DequantizeLinear"), tuple(dangling))
+    return QdqCounts(
+        quantized, total, count("QuantizeLinear"), count("DequantizeLinear"), tuple(dangling), _subgraph_layers(graph)
+    )
+
+
+def _subgraph_layers(graph) -> int:
+    """Conv/ConvTranspose/Gemm/MatMul nodes inside the If/Loop/Scan bodies of ``graph`` (at any depth)."""
+    found = 0
+    for node in graph.node:
+        for attribute in node.attribute:
+            for body in ([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs):
+                found += sum(n.op_type in QUANTIZED_OPS for n in body.node) + _subgraph_layers(body)
+    return found

@@ -27,24 +27,43 @@ class LayerSensitivity:
     top1_agreement: float  # share of images whose top-1 class is unchanged (2-D outputs), else nan
 
 
-def run_model(model, batches: Sequence[np.ndarray]) -> np.ndarray:
-    """Runs ``model`` (ModelProto) on CPU over ``batches`` and returns its first output, concatenated."""
+def run_model(model, batches: Sequence) -> np.ndarray:
+    """Runs ``model`` (ModelProto) on CPU over ``batches`` and returns its first output, concatenated.
+
+    ``batches`` are image-input arrays (``ImageSet.batches``) or feed dictionaries.
+
+    Raises:
+        OnnxModelError: ONNX Runtime cannot load or run the model.
+    """
     import onnxruntime as ort
 
+    from trtpipe.quant.feeds import as_feed, image_input_name, onnxruntime_errors
+
+    name = image_input_name(model)
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return np.concatenate([session.run(None, {name: batch})[0] for batch in batches])
+    with onnxruntime_errors(f"model {model.graph.name!r}", "run it"):
+        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        return np.concatenate([session.run(None, as_feed(batch, name))[0] for batch in batches])
 
 
 def cosine_rows(reference: np.ndarray, output: np.ndarray) -> np.ndarray:
-    """Cosine similarity per image (rows flattened); 1.0 where both rows are zero."""
+    """Cosine similarity per image (rows flattened).
+
+    Rows that are both exactly zero agree (1.0); a row zero on one side only, or holding a NaN/inf on either
+    side, gets 0.0: an output that collapsed never reads as a match. (``fidelity.compare`` also counts such
+    images as failed and says so.)
+    """
     ref = reference.reshape(len(reference), -1).astype(np.float64)
     out = output.reshape(len(output), -1).astype(np.float64)
-    norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(out, axis=1)
+    finite = np.isfinite(ref).all(axis=1) & np.isfinite(out).all(axis=1)
+    ref, out = np.where(finite[:, None], ref, 0.0), np.where(finite[:, None], out, 0.0)
+    ref_norm, out_norm = np.linalg.norm(ref, axis=1), np.linalg.norm(out, axis=1)
+    norms = ref_norm * out_norm
     dots = (ref * out).sum(axis=1)
-    return np.where(norms > 0, dots / np.where(norms > 0, norms, 1.0), 1.0)
+    both_zero = (ref_norm == 0) & (out_norm == 0)
+    cosine = np.where(norms > 0, dots / np.where(norms > 0, norms, 1.0), np.where(both_zero, 1.0, 0.0))
+    return np.where(finite, cosine, 0.0)
 
 
 def rank_layers(
