@@ -223,10 +223,11 @@ def identity(report: BenchReport) -> dict[str, Any]:
         "fallback": bool(backend.get("fallback")),
         "threads": backend.get("threads") if isinstance(backend.get("threads"), int) else None,
         "shapes": _shapes_text(settings.get("shapes")),
+        "streams": int(settings.get("infer_streams") or backend.get("contexts") or 1),
+        "fp16_storage": backend.get("fp16_storage"),  # ONNX Runtime CPU, FP16: stored as FP16 between ops or not
     }
     if backend.get("device") == "gpu":
         fields.update(cuda_graph=bool(backend.get("cuda_graph")), transfers=backend.get("transfers") is not False,
-                      streams=int(settings.get("infer_streams") or backend.get("contexts") or 1),
                       in_flight=settings.get("in_flight"))
     if report.served:
         fields.update(url=backend.get("url"), protocol=backend.get("protocol"), model_version=backend.get("model_version"),
@@ -250,6 +251,7 @@ _FIELD_TEXT = {
     "cuda_graph": lambda v: "CUDA graph" if v else "no CUDA graph",
     "transfers": lambda v: "with H2D/D2H" if v else "no transfers",
     "streams": lambda v: f"{v} stream{'s' if v != 1 else ''}",
+    "fp16_storage": lambda v: {True: "FP16 storage", False: "FP16 computed in FP32"}.get(v, "no FP16 storage setting"),
     "in_flight": lambda v: f"{v} in flight",
     "url": lambda v: f"at {v}",
     "protocol": lambda v: str(v),

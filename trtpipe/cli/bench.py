@@ -51,7 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write every timed iteration to FILE as JSON in trtexec's --exportTimes shape "
                              "(fields not measured are null), with batch and mode")
     parser.add_argument("--infStreams", dest="infer_streams", type=int, default=1, metavar="N",
-                        help="TensorRT: N execution contexts; the throughput mode runs N concurrent streams (default 1)")
+                        help="N execution contexts (TensorRT), or N calls at once on one session (ONNX Runtime); "
+                             "the throughput mode runs N concurrent streams (default 1)")
     parser.add_argument("--in-flight", type=int, default=2, metavar="N",
                         help="enqueue-ahead mode: inferences kept queued (default 2)")
     parser.add_argument("--backend", choices=("tensorrt", "onnxruntime", "torch", "auto"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import pkgutil
 import sys
 
@@ -62,6 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"trtpipe {args.verb}: interrupted; nothing partial was left on disk", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # stdout's reader went away (`trtpipe infer ... | head`): not an error of ours. Point stdout at /dev/null so
+        # the interpreter's final flush does not raise again, and exit as a process killed by SIGPIPE would.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

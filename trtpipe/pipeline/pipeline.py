@@ -14,8 +14,8 @@ Batches larger than the engine's profile max are split into chunks of at most th
 after another; the call's StageTimes are the sums over the chunks.
 
 Threads: a Pipeline may be called from several threads. Preprocessing and post-processing run in
-parallel; the engine call is serialised by the engine (TensorRT: one context/stream with a lock;
-ONNX Runtime: its session is thread-safe). For parallel GPU work open one Pipeline per thread.
+parallel; the engine runs ``contexts`` calls at once (an engine option, default 1; TensorRT: execution
+contexts, each with its stream; ONNX Runtime: calls at once on its one session) and further callers wait.
 """
 
 from __future__ import annotations
@@ -110,6 +110,8 @@ class Pipeline:
         else:
             what = f"{path or type(self.engine).__name__} ({self.precision or 'precision unknown'})"
         line = f"{what} on {self.backend}"
+        if getattr(self.engine, "fp16_storage", None) is False:
+            line += " (fp16_storage=False: ONNX Runtime may compute its FP16 ops in FP32, hiding overflow)"
         if self.fallback:
             line += f" (CPU fallback: {self.fallback})"
         if self.spec.random_weights:

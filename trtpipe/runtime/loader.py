@@ -130,7 +130,9 @@ def network_onnx(engine_path: str | Path) -> NetworkOnnx:
 
     engine_path = Path(engine_path)
     sidecar = load_sidecar(engine_path)
-    rebuild = f"rebuild the engine: trtpipe build {sidecar.onnx_path} --precision {sidecar.precision} --force"
+    from trtpipe.runtime.compat import rebuild_command
+
+    rebuild = f"rebuild the engine as it was built: {rebuild_command(sidecar, engine_path)}"
     if sidecar.network_onnx_path:
         recorded, sha, precision = Path(sidecar.network_onnx_path), sidecar.network_onnx_sha256, sidecar.network_onnx_precision
     elif sidecar.precision == "fp32" and sidecar.precision_realised == "fp32":
@@ -151,7 +153,8 @@ def network_onnx(engine_path: str | Path) -> NetworkOnnx:
     if sha and found != sha:
         raise InputError(
             f"{path} has sha256 {found[:12]}..., but engine {engine_path} was built from sha256 {sha[:12]}...: "
-            "the network ONNX changed after the build, so it would not compute what the engine computes",
+            f"the network ONNX changed after the build (a later {sidecar.precision} build of {sidecar.onnx_path} with other "
+            "options writes the same file), so it would not compute what the engine computes",
             rebuild,
         )
     return NetworkOnnx(path, precision or _detect_precision(path), sidecar.precision, sidecar.precision_realised)
