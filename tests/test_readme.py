@@ -63,7 +63,8 @@ NOT_RUN = {
 #: On a machine without both, each must be refused cleanly (exit 2, that text, a Hint, no traceback); on a
 #: machine with both, it runs like any other command.
 NEEDS_TENSORRT_GPU = {
-    r"^trtpipe bench engines/\S+\.engine\b(?!.*--backend)": (r"needs an NVIDIA GPU", "times a TensorRT engine on the GPU"),
+    r"^trtpipe bench engines/\S+\.engine\b(?!.*(--backend|--simulate))": (r"needs an NVIDIA GPU",
+                                                                        "times a TensorRT engine on the GPU"),
     r"^trtpipe triton-export engines/\S+\.engine\b": (r"no stock Triton can load this engine",
                                                       "engines built here are TensorRT-RTX engines, which Triton's "
                                                       "tensorrt_plan backend cannot load"),
@@ -77,6 +78,9 @@ ADJUSTED = {
     r"--http-port 18800\b": ("--http-port {http_port}", "the README's ports may be taken by another run on this machine"),
     r"--grpc-port 18801\b": ("--grpc-port {grpc_port}", "as above"),
     r"--url 127\.0\.0\.1:18800\b": ("--url 127.0.0.1:{http_port}", "as above"),
+    r"--url 127\.0\.0\.1:18801\b": ("--url 127.0.0.1:{grpc_port}", "as above"),
+    r"--requests 500\b": ("--requests 20", "a load test's length does not change what it does; 500 requests at each of "
+                                          "8 concurrency levels would add minutes to every test run"),
 }
 
 #: regex on the command -> URL (after ADJUSTED) that answers once the server is ready.
@@ -387,7 +391,7 @@ def test_every_readme_command_runs(workspace, capsys):
                         workspace.log.append(f"{step.text!r}: refused cleanly here, as it must be without TensorRT on a GPU")
                 elif done.returncode != 0:
                     failures[index] = f"{step.command.label}\n  ran: {step.text[:300]}\n  exit {done.returncode}: " \
-                                      f"{(done.stderr or done.stdout).strip()[-1500:]}"
+                                      f"{(done.stdout.strip()[-700:] + chr(10) + done.stderr.strip()[-1500:]).strip()}"
                     failed.append(index)
                 else:
                     failures.pop(index, None)

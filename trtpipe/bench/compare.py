@@ -19,14 +19,17 @@ Every flag also becomes a sentence in :attr:`Comparison.notes`, which the Markdo
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
 from trtpipe.bench.environment import machine_key
-from trtpipe.bench.report import BenchReport, BenchResult
+from trtpipe.bench.report import REPORT_KIND, BenchReport, BenchResult
 from trtpipe.bench.stats import Stats
 from trtpipe.errors import InputError
+
+log = logging.getLogger("trtpipe")
 
 FLAG_TEXT = {
     "CPU": "ran on the CPU: there are no device stages (H2D, GPU compute, D2H are absent, not zero); latency is one "
@@ -147,11 +150,38 @@ class Comparison:
         return self.series[label]
 
 
-def load_reports(paths: Sequence[str | Path]) -> list[BenchReport]:
-    """Loads and validates every report (one InputError naming the first bad file)."""
+def load_reports(paths: Sequence[str | Path], *, skip_other_files: bool = False) -> list[BenchReport]:
+    """Loads and validates every report (one InputError naming the first bad file).
+
+    Args:
+        skip_other_files: leave out JSON files that are another kind of document (``reports/*.json`` also matches
+            ``make test-gpu``'s and ``make coverage``'s summaries), with a warning naming them. Files that are not
+            JSON, and bench reports that are broken or of another schema, are still errors.
+
+    Raises:
+        InputError: no paths, a bad file, or (skipping) no bench report among them.
+    """
     if not paths:
         raise InputError("no report files were given", "pass the JSON files of trtpipe bench, e.g. reports/*.json")
-    return [BenchReport.load(p) for p in paths]
+    kept = [p for p in paths if not (skip_other_files and _other_json(Path(p)))]
+    skipped = [str(p) for p in paths if p not in kept]
+    if skipped and not kept:
+        raise InputError(f"none of {', '.join(skipped)} is a trtpipe bench report (no \"kind\": \"{REPORT_KIND}\")",
+                         "pass the JSON files written by trtpipe bench --json")
+    if skipped:
+        log.warning("skipped %s: not trtpipe bench report%s", ", ".join(skipped), "s" if len(skipped) > 1 else "")
+    return [BenchReport.load(p) for p in kept]
+
+
+def _other_json(path: Path) -> bool:
+    """True for a readable JSON file that is not a bench report at all (no ``kind`` of one)."""
+    import json
+
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False  # BenchReport.load says what is wrong with it
+    return not (isinstance(data, dict) and data.get("kind") == REPORT_KIND)
 
 
 def compare(reports: Sequence[BenchReport], baseline: BenchReport | None = None, allow_mixed: bool = False) -> Comparison:
