@@ -17,8 +17,10 @@ All rules live in this file's first section:
   commands in LAST (which delete what others need) run at the end; a BACKGROUND command (a server) is
   started, awaited, and stopped once everything else has run.
 * **Not run** (NOT_RUN, each with its reason, each reported as a skipped test), **refused here**
-  (NEEDS_TENSORRT_GPU: without TensorRT on a GPU each must exit 2 with the expected message and a Hint) and
+  (NEEDS_TENSORRT_GPU: without TensorRT on a GPU each must exit 2 with the expected message and a Hint),
+  **filled** (FILLED: a placeholder such as DIR given a concrete value of its kind, with the reason) and
   **adjusted** (ADJUSTED: only timed-run lengths and port numbers, each with its reason, each change printed).
+* **Continued lines.** A shell line ending in a backslash continues on the next; the command is the lines joined.
 * **Small inputs.** calib_data/ is filled with CALIB_IMAGES images before anything runs, so ``make calib-data``
   (which fills it only when empty) leaves it be and calibration takes seconds, not minutes.
 """
@@ -47,7 +49,7 @@ README = ROOT / "README.md"
 # ---------------------------------------------------------------------------------------------
 
 PROGRAMS = ("make", "trtpipe", "python", "pip", "docker")
-CALIB_IMAGES = 8  # enough for every INT8 command to run; the sensitivity ranking's cost grows with it
+CALIB_IMAGES = 32  # the fewest INT8 builds take (a quarter, 8, held back for the fidelity check); costs grow with it
 
 #: regex on the command as written -> why it is not run here.
 NOT_RUN = {
@@ -81,6 +83,13 @@ ADJUSTED = {
     r"--url 127\.0\.0\.1:18801\b": ("--url 127.0.0.1:{grpc_port}", "as above"),
     r"--requests 500\b": ("--requests 20", "a load test's length does not change what it does; 500 requests at each of "
                                           "8 concurrency levels would add minutes to every test run"),
+}
+
+#: regex on the command -> (replacement, why): placeholders the README writes for "your folder/file" (an upper-case
+#: word such as DIR), filled with a concrete value of the same kind so the command runs. Only placeholders.
+FILLED = {
+    r"^(trtpipe fidelity .*)--images DIR\b": (r"\1--images samples/images/", "fidelity's evaluation images: the "
+                                                                           "README's three sample photos"),
 }
 
 #: regex on the command -> URL (after ADJUSTED) that answers once the server is ready.
@@ -142,10 +151,15 @@ def extract_commands(markdown: str) -> list[ReadmeCommand]:
             if language == "python":
                 commands.append(ReadmeCommand("\n".join(body), start + 1, python=True))
             elif shell and language not in ("text", "txt"):
-                for offset, text in enumerate(body):
-                    text = re.sub(r"\s+#\s.*$", "", text).strip()
+                offset = 0
+                while offset < len(body):
+                    first, text = offset, re.sub(r"\s+#\s.*$", "", body[offset]).strip()
+                    while text.endswith("\\") and offset + 1 < len(body):  # a command continued on the next line
+                        offset += 1
+                        text = text[:-1] + " " + re.sub(r"\s+#\s.*$", "", body[offset]).strip()
                     if text and not text.startswith("#"):
-                        commands.append(ReadmeCommand(_squash(text), start + offset + 1))
+                        commands.append(ReadmeCommand(_squash(text), start + first + 1))
+                    offset += 1
         elif line.lstrip().startswith("|"):
             for span in re.findall(r"`([^`]+)`", line):
                 span = span.replace("\\|", "|")
@@ -162,6 +176,17 @@ def _matches(rules, command: str):
 
 def not_run_reason(command: ReadmeCommand) -> str | None:
     return None if command.python else _matches(NOT_RUN, command.text)
+
+
+def fill(text: str) -> tuple[str, list[str]]:
+    """The command with FILLED's placeholders replaced, and one line per change saying what and why."""
+    changes = []
+    for pattern, (replacement, why) in FILLED.items():
+        new = re.sub(pattern, replacement, text)
+        if new != text:
+            changes.append(f"filled {text!r} -> {new!r}: {why}")
+            text = new
+    return text, changes
 
 
 def adjust(text: str, ports: dict[str, int]) -> tuple[str, list[str]]:
@@ -188,6 +213,8 @@ Some text with `trtpipe serve` in it (a name, not a command).
 make engine MODEL=m    # builds it
 # a comment line
 trtpipe infer x.engine a.jpg [--backend onnxruntime] [--json out.json]
+trtpipe build m.onnx --precision int8 \\
+    [--calib-method percentile|entropy] --images calib/   # continued
 ```
 
 | verb | example |
@@ -207,6 +234,7 @@ def test_extraction_rules():
     assert [c.text for c in commands if not c.python] == [
         "make engine MODEL=m",
         "trtpipe infer x.engine a.jpg [--backend onnxruntime] [--json out.json]",
+        "trtpipe build m.onnx --precision int8 [--calib-method percentile|entropy] --images calib/",
         "trtpipe build m.onnx --precision fp32",
         "trtpipe export m -o m.onnx [--weights auto|pretrained|PATH] [--opset 17]",
         "trtpipe build m.onnx [--auto-keep 6 | --keep-fp NODE,...]",
@@ -214,8 +242,11 @@ def test_extraction_rules():
     assert commands[-1].python and commands[-1].text == 'print("hi")'
     assert commands[1].variants == ("trtpipe infer x.engine a.jpg",
                                     "trtpipe infer x.engine a.jpg --backend onnxruntime --json out.json")
-    assert commands[3].variants[1] == "trtpipe export m -o m.onnx --weights auto --opset 17"
-    assert commands[4].variants == ("trtpipe build m.onnx", "trtpipe build m.onnx --auto-keep 6")
+    assert commands[2].line == commands[1].line + 1 and commands[2].variants[1] == (
+        "trtpipe build m.onnx --precision int8 --calib-method percentile --images calib/")
+    assert commands[4].variants[1] == "trtpipe export m -o m.onnx --weights auto --opset 17"
+    assert commands[5].variants == ("trtpipe build m.onnx", "trtpipe build m.onnx --auto-keep 6")
+    assert fill("trtpipe fidelity m.onnx --precisions fp32,int8 --images DIR")[0].endswith("--images samples/images/")
     assert not PLACEHOLDER.search("make engine MODEL=m PRECISION=int8") and PLACEHOLDER.search("--images DIR")
     assert adjust("trtpipe bench m.onnx --batch 1", {})[0] == "trtpipe bench m.onnx --batch 1 --duration 0.3s"
     assert adjust("trtpipe bench m.onnx --duration 3s", {})[0] == "trtpipe bench m.onnx --duration 0.3s"
@@ -224,7 +255,7 @@ def test_extraction_rules():
 def test_every_rule_still_matches_a_readme_command():
     """A rule for a command the README no longer has is stale: remove it, so the rules stay a true list."""
     texts = [c.text for c in extract_commands(README.read_text()) if not c.python]
-    for pattern in [*NOT_RUN, *NEEDS_TENSORRT_GPU, *ADJUSTED, *BACKGROUND, *LAST]:
+    for pattern in [*NOT_RUN, *NEEDS_TENSORRT_GPU, *ADJUSTED, *FILLED, *BACKGROUND, *LAST]:
         assert any(re.search(pattern, t) for t in texts), f"rule {pattern!r} matches no README command"
 
 
@@ -320,12 +351,13 @@ def _steps(workspace: Workspace) -> tuple[list[_Step], list[_Step], list[str]]:
         if not_run_reason(command):
             continue
         for variant in command.variants:
-            if not command.python and PLACEHOLDER.search(variant):
-                problems.append(f"{command.label}: has a placeholder ({PLACEHOLDER.search(variant).group(0)}); "
-                                "write a runnable example, or add a NOT_RUN rule with the reason")
+            filled, fills = (variant, []) if command.python else fill(variant)
+            if not command.python and PLACEHOLDER.search(filled):
+                problems.append(f"{command.label}: has a placeholder ({PLACEHOLDER.search(filled).group(0)}); "
+                                "write a runnable example, or add a NOT_RUN or FILLED rule with the reason")
                 continue
-            text, changes = (variant, []) if command.python else adjust(variant, workspace.ports)
-            workspace.log.extend(changes)
+            text, changes = (filled, []) if command.python else adjust(filled, workspace.ports)
+            workspace.log.extend(fills + changes)
             step = _Step(command, text)
             (last if not command.python and _matches(LAST, variant) else ordinary).append(step)
     return ordinary, last, problems

@@ -199,7 +199,8 @@ class BatchRange:
 
 @dataclass(frozen=True)
 class ShapeRange:
-    """Min/opt/max shapes of one network input, as in ``--shapes x:1x3x224x224:8x3x224x224:32x3x224x224``."""
+    """Min/opt/max shapes of one network input: an optimization profile's entry, given on the command line as
+    trtexec gives it (``--minShapes x:1x3x224x224 --optShapes x:8x3x224x224 --maxShapes x:32x3x224x224``)."""
 
     name: str
     min: tuple[int, ...]
@@ -217,12 +218,23 @@ class ShapeRange:
                 raise ConfigError(
                     f"input {self.name!r}: shapes {_dims(self.min)}:{_dims(self.opt)}:{_dims(self.max)} are "
                     "not ordered, expected 1 <= MIN <= OPT <= MAX in every dimension",
-                    "write --shapes NAME:MIN:OPT:MAX, e.g. x:1x3x224x224:8x3x224x224:32x3x224x224",
+                    f"give --minShapes/--optShapes/--maxShapes in that order of size, e.g. "
+                    f"{ShapeRange.example(self.name)}",
                 )
+
+    @staticmethod
+    def example(name: str, shape: str = "3x224x224") -> str:
+        """trtexec's profile options for input ``name`` with batch 1:8:32 over ``shape``, for hints."""
+        return f"--minShapes {name}:1x{shape} --optShapes {name}:8x{shape} --maxShapes {name}:32x{shape}"
+
+    def as_options(self) -> str:
+        """This range as trtexec's ``--minShapes/--optShapes/--maxShapes`` (how hints and notes name it)."""
+        return (f"--minShapes {self.name}:{_dims(self.min)} --optShapes {self.name}:{_dims(self.opt)} "
+                f"--maxShapes {self.name}:{_dims(self.max)}")
 
     @classmethod
     def parse(cls, text: str) -> "ShapeRange":
-        """Parses ``name:1x3x224x224:8x3x224x224:32x3x224x224`` (one shape means fixed)."""
+        """Parses the deprecated ``build --shapes name:1x3x224x224:8x3x224x224:32x3x224x224`` (one shape: fixed)."""
         parts = text.split(":")
         # Input names may contain ':' (e.g. 'input:0'); the shapes are the trailing 1 or 3 fields.
         for count in (3, 1):
@@ -234,8 +246,7 @@ class ShapeRange:
                 return cls(name, *shapes)
         raise ConfigError(
             f"shape spec {text!r} is not NAME:MIN:OPT:MAX",
-            "write --shapes NAME:MIN:OPT:MAX with shapes like 1x3x224x224, e.g. "
-            "images:1x3x640x640:4x3x640x640:8x3x640x640",
+            f"give the profile as trtexec does: {ShapeRange.example('images', '3x640x640')}",
         )
 
     def to_dict(self) -> dict[str, list[int]]:
@@ -254,6 +265,95 @@ def _dims(shape: tuple[int, ...]) -> str:
 # ----------------------------------------------------------------------------------------------
 
 
+# ----------------------------------------------------------------------------------------------
+# INT8 fidelity target
+# ----------------------------------------------------------------------------------------------
+
+# What an INT8 Q/DQ ONNX must keep of FP32's outputs on the held-back calibration images, by task. Chosen from
+# measurement (tests/perf/bench_fidelity.py, EfficientNet-Lite0 with real weights): cosine on the held-back images
+# tracks cosine on independent photos within 0.0003, and cosine >= 0.999 there went with top-1 agreement >= 0.95
+# on 480 independent crops. Top-1 agreement over *all* held-back images is not in the default: on a few dozen
+# images it is decided by the near-ties (top-2 probabilities within a few percent), which any rounding flips, so
+# it moved by +-0.03 between neighbouring searches; agreement on the images FP32 is confident about does not.
+DEFAULT_FIDELITY_TARGETS = {
+    "classification": "cosine>=0.999,top1_confident>=0.99",
+    "detection": "cosine>=0.999",
+    "segmentation": "cosine>=0.999",
+}
+FIDELITY_METRICS = {  # target name -> (FidelityResult field, how a message names it)
+    "cosine": ("cosine_mean", "cosine"),
+    "top1": ("top1_agreement", "top-1 agreement"),
+    "top1_confident": ("top1_agreement_confident", "top-1 agreement on confident images"),
+}
+KEEP_PRECISIONS = ("auto", "fp16", "fp32")
+
+
+@dataclass(frozen=True)
+class FidelityTarget:
+    """Lower bounds on fidelity figures against FP32 (``None``: that figure is not part of the target)."""
+
+    cosine: float | None = None  # mean per-image cosine similarity of the first output
+    top1: float | None = None  # share of images whose top-1 class is FP32's (classifiers)
+    top1_confident: float | None = None  # the same on images where FP32's top-1 probability is >= 0.5
+
+    def __post_init__(self) -> None:
+        for name in FIDELITY_METRICS:
+            value = getattr(self, name)
+            if value is not None and not 0.0 < value <= 1.0:
+                raise ConfigError(
+                    f"fidelity target {name} is {value}, expected a value in (0, 1]",
+                    "e.g. --fidelity-target cosine=0.999,top1=0.95",
+                )
+        if not self.bounds:
+            raise ConfigError("the fidelity target names no figure", "e.g. --fidelity-target cosine=0.999 (or none)")
+
+    @property
+    def bounds(self) -> dict[str, float]:
+        """{metric: lower bound} of the figures in the target."""
+        return {name: getattr(self, name) for name in FIDELITY_METRICS if getattr(self, name) is not None}
+
+    @classmethod
+    def parse(cls, text: str) -> "FidelityTarget":
+        """Parses ``cosine>=0.999,top1>=0.95`` (``=`` works as ``>=``; metrics: cosine, top1, top1_confident).
+
+        Raises:
+            ConfigError: an unknown metric, a value that is not a number in (0, 1].
+        """
+        values: dict[str, float] = {}
+        for part in (p.strip() for p in text.split(",")):
+            match = re.fullmatch(r"([a-z0-9_]+)\s*>?=\s*([0-9.eE+-]+)", part)
+            if not match or match.group(1) not in FIDELITY_METRICS:
+                raise ConfigError(
+                    f"fidelity target {text!r}: {part!r} is not METRIC>=VALUE with METRIC one of "
+                    f"{', '.join(FIDELITY_METRICS)}",
+                    "write e.g. --fidelity-target cosine=0.999,top1_confident=0.99, or auto, or none",
+                )
+            try:
+                values[match.group(1)] = float(match.group(2))
+            except ValueError:
+                raise ConfigError(
+                    f"fidelity target {text!r}: {match.group(2)!r} is not a number", "e.g. cosine=0.999"
+                ) from None
+        return cls(**values)
+
+    def __str__(self) -> str:
+        """The canonical text, e.g. ``cosine>=0.999,top1_confident>=0.99`` (what ``parse`` reads back)."""
+        return ",".join(f"{name}>={value:g}" for name, value in self.bounds.items())
+
+    def describe(self) -> str:
+        """For people: ``cosine >= 0.999 and top-1 agreement on confident images >= 0.99``."""
+        return " and ".join(f"{FIDELITY_METRICS[name][1]} >= {value:g}" for name, value in self.bounds.items())
+
+
+def resolve_fidelity_target(text: str, task: str = "classification") -> FidelityTarget | None:
+    """``auto`` -> the task's default target, ``none`` -> None (unchecked), else :meth:`FidelityTarget.parse`."""
+    if text == "none":
+        return None
+    if text == "auto":
+        return FidelityTarget.parse(DEFAULT_FIDELITY_TARGETS.get(task, DEFAULT_FIDELITY_TARGETS["detection"]))
+    return FidelityTarget.parse(text)
+
+
 @dataclass(frozen=True)
 class BuildConfig:
     """Everything that decides what engine a build produces. ``None`` means "the default"."""
@@ -270,17 +370,29 @@ class BuildConfig:
     int8_mode: str = "explicit"  # explicit | implicit
     fp16_mode: str = "explicit"  # explicit (FP16 ONNX, strongly typed) | flag (BuilderFlag.FP16, TensorRT 10)
     calib_images: str | None = None  # folder of calibration images (int8)
-    calib_method: str = "entropy"  # entropy | max | percentile
+    calib_method: str = "percentile"  # percentile | entropy | max (percentile measured best, README "FP16 and INT8")
     calib_max_images: int = 256
     keep_fp: tuple[str, ...] = ()  # node names kept in floating point (int8 mixed precision)
     auto_keep: int = 0  # keep the K most sensitive layers in floating point
     bias_correction: bool = True  # int8: cancel each layer's mean rounding shift through its bias
+    # int8: what the Q/DQ ONNX must keep of FP32 on held-back calibration images; layers are kept in floating
+    # point, most harmful first, until it does. "auto": the task's DEFAULT_FIDELITY_TARGETS; "none": unchecked.
+    fidelity_target: str = "auto"
+    keep_precision: str = "auto"  # int8: kept layers in fp16 | fp32 | auto (FP16 where it meets the target)
+    max_fp_share: float = 0.25  # int8: the search keeps at most this share of the quantizable layers in FP
 
     def __post_init__(self) -> None:
         _check_choice("precision", self.precision, PRECISIONS)
         _check_choice("int8 mode", self.int8_mode, ("explicit", "implicit"))
         _check_choice("fp16 mode", self.fp16_mode, ("explicit", "flag"))
         _check_choice("calibration method", self.calib_method, ("entropy", "max", "percentile"))
+        _check_choice("keep precision", self.keep_precision, KEEP_PRECISIONS)
+        resolve_fidelity_target(self.fidelity_target)  # a malformed target fails here, not after calibrating
+        if not 0.0 <= self.max_fp_share <= 1.0:
+            raise ConfigError(
+                f"--max-fp-share is {self.max_fp_share}, expected a share in [0, 1]",
+                "e.g. --max-fp-share 0.25 (a quarter of the quantizable layers may stay in floating point)",
+            )
         if self.flavor is not None:
             _check_choice("flavor", self.flavor, ("tensorrt", "tensorrt_rtx"))
         if self.optimization_level is not None and not 0 <= self.optimization_level <= 5:
@@ -294,7 +406,7 @@ class BuildConfig:
             )
         names = [s.name for s in self.shapes]
         if len(set(names)) != len(names):
-            raise ConfigError(f"--shapes names an input twice: {names}", "give each input once")
+            raise ConfigError(f"the optimization profile names an input twice: {names}", "give each input once")
         if self.precision == "int8" and self.calib_images is None and self.int8_mode == "implicit":
             raise ConfigError(
                 "--precision int8 --int8-mode implicit needs calibration images, none given",
@@ -325,6 +437,9 @@ class BuildConfig:
                 keep_fp=sorted(self.keep_fp),
                 auto_keep=self.auto_keep,
                 bias_correction=self.bias_correction,
+                fidelity_target=self.fidelity_target,
+                keep_precision=self.keep_precision,
+                max_fp_share=self.max_fp_share,
             )
         if self.precision == "fp16":
             data.update(fp16_mode=self.fp16_mode)
@@ -383,6 +498,9 @@ class EngineSidecar(_JsonFile):
     network_onnx_path: str | None = None  # as given to the parser (relative paths: to the working directory)
     network_onnx_sha256: str | None = None  # of that file and its external data, checked before it is run
     network_onnx_precision: str | None = None  # fp32 | fp16 | int8: what the network ONNX itself computes in
+    # int8: the fidelity check of the Q/DQ ONNX (trtpipe.quant.search.SearchResult.to_json): target, figures on the
+    # held-back images, image counts, layers kept and why; None when nothing was checked (fp32/fp16, given Q/DQ)
+    fidelity: dict | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

@@ -156,14 +156,18 @@ def _image_folder(folder, count=12):
 def test_explicit_precision_engines_build_through_the_builder(tiny_onnx, tmp_path, precision):
     onnx_path = tiny_onnx()
     PreprocessSpec(model="tiny", height=32, width=32).save(preprocess_path_for(onnx_path))
-    images = str(_image_folder(tmp_path / "images")) if precision == "int8" else None
-    config = BuildConfig(flavor="tensorrt_rtx", precision=precision, calib_images=images, calib_max_images=12)
+    # int8: 40 images, so the fidelity check can hold back 10; fp16: the same images for the range check
+    images = str(_image_folder(tmp_path / "images", count=40))
+    config = BuildConfig(flavor="tensorrt_rtx", precision=precision, calib_images=images, calib_max_images=40)
     result = build_engine(onnx_path, tmp_path / f"tiny_{precision}.engine", config)
     side = result.sidecar
     assert side.precision == precision and side.engine_bytes > 10_000
     assert ("FP16" in side.precision_realised) if precision == "fp16" else ("Q/DQ" in side.precision_realised)
     if precision == "int8":
         assert side.calibration_cache_sha256 and any("Q/DQ placement" in note for note in side.notes)
+        assert side.fidelity["held_back_images"] == 10 and side.fidelity["target"] and side.fidelity["met"]
+    else:
+        assert side.fidelity is None and any(note.startswith("FP16 range check on 32 images") for note in side.notes)
     assert build_engine(onnx_path, tmp_path / f"tiny_{precision}.engine", config).skipped
 
 

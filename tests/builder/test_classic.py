@@ -115,3 +115,34 @@ def test_refused_on_the_installed_tensorrt_rtx_module():
     trt = pytest.importorskip("tensorrt_rtx")
     with pytest.raises(ConfigError, match="explicit mode"):
         configure_classic(trt, None, None, None, BuildConfig(precision="fp16"), None, None)
+
+
+def test_a_uint8_image_input_is_calibrated_with_uint8_pixels(tmp_path):
+    """The classic calibrator writes the bytes TensorRT reads: uint8 pixels for a uint8 input, not float32."""
+    import cv2
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    for i in range(6):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((8, 8, 3), 40 * i + 3, np.uint8))
+    weight = numpy_helper.from_array(np.ones((4, 3, 1, 1), np.float32), "W")
+    graph = helper.make_graph(
+        [helper.make_node("Cast", ["input"], ["x"], to=TensorProto.FLOAT), helper.make_node("Conv", ["x", "W"], ["output"])],
+        "u8", [helper.make_tensor_value_info("input", TensorProto.UINT8, [2, 3, 8, 8])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [2, 4, 8, 8])], [weight],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "u8.onnx"))
+    trt = trt10()
+    builder, network = _parsed_network(trt, tmp_path / "u8.onnx")
+    config = BuildConfig(precision="int8", int8_mode="implicit", calib_images=str(tmp_path))
+    spec = PreprocessSpec(model="u8", height=8, width=8, pixel_scale=1.0, mean=(0, 0, 0), std=(1, 1, 1))
+    SimulatedDevice.allocations.clear()
+    _, calibrator = configure_classic(trt, builder, network, builder.create_builder_config(), config, spec,
+                                      tmp_path / "u8.calib.cache")
+    calibrator._allocate = SimulatedDevice
+    assert calibrator.get_batch(["input"]) is not None
+    device = SimulatedDevice.allocations[0]
+    assert device.memory.nbytes == 2 * 3 * 8 * 8  # one byte per pixel
+    assert set(np.unique(device.memory)) <= {40 * i + 3 for i in range(6)}

@@ -80,7 +80,7 @@ def test_a_profile_that_cannot_take_the_spec_image_size_is_warned_about_at_build
     config = BuildConfig(flavor="tensorrt_rtx", shapes=(ShapeRange.parse("images:1x3x32x32"),))
     result = build_engine(onnx_path, tmp_path / "d.engine", config)
     warning = [note for note in result.sidecar.notes if note.startswith("WARNING: the profile of input 'images'")]
-    assert len(warning) == 1 and "makes 48x64" in warning[0] and "--shapes images:" in warning[0]
+    assert len(warning) == 1 and "makes 48x64" in warning[0] and "--optShapes images:1x3x48x64" in warning[0]
     fits = BuildConfig(flavor="tensorrt_rtx", shapes=(ShapeRange.parse("images:1x3x48x64"),))
     assert not any("WARNING" in note for note in build_engine(onnx_path, tmp_path / "f.engine", fits).sidecar.notes)
 
@@ -99,7 +99,7 @@ def test_initializers_listed_as_inputs_never_become_engine_inputs(tmp_path, prec
     for index in range(8):  # the calibration loader wants at least 8 images
         cv2.imwrite(str(images / f"{index}.png"), rng.integers(0, 255, (20, 20, 3), dtype=np.uint8))
     config = BuildConfig(flavor="tensorrt_rtx", precision=precision, batch=BatchRange(1, 2, 4),
-                         calib_images=str(images), calib_max_images=8)
+                         calib_images=str(images), calib_max_images=8, fidelity_target="none")  # too few to hold back
     result = build_engine(onnx_path, tmp_path / f"m_{precision}.engine", config)
     assert [t.name for t in result.sidecar.inputs] == ["x"]
     assert result.sidecar.profiles == ({"x": {"min": [1, 3, 16, 16], "opt": [2, 3, 16, 16], "max": [4, 3, 16, 16]}},)
@@ -112,3 +112,29 @@ def test_weights_exported_as_inputs_build_with_a_warning_and_keep_their_shape(tm
     assert [t.name for t in result.sidecar.inputs] == ["x", "W1", "W2"]
     assert result.sidecar.profiles[0]["W1"] == {"min": [3, 3, 3, 3], "opt": [3, 3, 3, 3], "max": [3, 3, 3, 3]}
     assert any("W1 (Conv 'conv_a'), W2 (Conv 'conv_b') have no initializer" in note for note in result.sidecar.notes)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_a_spec_that_does_not_fit_the_image_input_is_refused_before_any_work(tiny_onnx, tmp_path, precision):
+    """Issue 10 req 3 at build: the spec's layout and size are checked against the input, naming it, in every
+    precision and before calibration (no calibration cache, no network ONNX, no engine is written)."""
+    from trtpipe.errors import InputError
+
+    onnx_path = tiny_onnx(name="m.onnx", input_shape=("N", 3, 32, 32))
+    PreprocessSpec(model="m", height=32, width=32, layout="NHWC").save(preprocess_path_for(onnx_path))
+    before = set(tmp_path.iterdir())
+    config = BuildConfig(flavor="tensorrt_rtx", precision=precision, calib_images=str(tmp_path / "no-images"))
+    with pytest.raises(InputError, match=r"m.onnx: input 'input' has shape .*3x32x32.*NHWC.*Hint: set \"layout\": \"NCHW\""):
+        build_engine(onnx_path, tmp_path / "m.engine", config)
+    assert set(tmp_path.iterdir()) == before
+
+
+def test_a_bad_profile_is_refused_before_calibration(tiny_onnx, tmp_path):
+    onnx_path = tiny_onnx(name="m.onnx", input_shape=("N", 3, 32, 32))
+    PreprocessSpec(model="m", height=32, width=32).save(preprocess_path_for(onnx_path))
+    before = set(tmp_path.iterdir())
+    config = BuildConfig(flavor="tensorrt_rtx", precision="int8", calib_images=str(tmp_path / "no-images"),
+                         shapes=(ShapeRange.parse("other:1x3x32x32"),))
+    with pytest.raises(ConfigError, match=r"name \['other'\], but the network's inputs are \['input'\]"):
+        build_engine(onnx_path, tmp_path / "m.engine", config)
+    assert set(tmp_path.iterdir()) == before

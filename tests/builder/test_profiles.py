@@ -23,7 +23,7 @@ def test_batch_range_fills_the_batch_axis():
 
 def test_other_dynamic_dims_need_shapes():
     tensor = TensorInfo("images", (-1, 3, -1, -1), "float32")
-    with pytest.raises(ConfigError, match="dynamic dimensions besides the batch.*Hint: give its range, e.g. --shapes images:"):
+    with pytest.raises(ConfigError, match="dynamic dimensions besides the batch.*Hint: give its range with real sizes, e.g. --minShapes images:1x"):
         resolve_profile((tensor,), BuildConfig())
     shapes = (ShapeRange.parse("images:1x3x320x320:2x3x640x640:4x3x640x640"),)
     ranges, _ = resolve_profile((tensor,), BuildConfig(shapes=shapes))
@@ -57,7 +57,7 @@ def test_batch_fills_the_batch_axis_of_shapes_given_with_batch_1():
 
 def test_batch_and_shapes_that_disagree_on_the_batch_are_refused():
     config = BuildConfig(batch=BatchRange(1, 8, 32), shapes=(ShapeRange.parse("images:2x3x32x32:4x3x48x64:4x3x96x128"),))
-    with pytest.raises(ConfigError, match=r"--batch 1:8:32 and --shapes images:.* give input 'images' two batch ranges "
+    with pytest.raises(ConfigError, match=r"--batch 1:8:32 and --minShapes images:.* give input 'images' two batch ranges "
                                           r"\(1:8:32 and 2:4:4\).*Hint: give the batch once"):
         resolve_profile((DYNAMIC_HW,), config)
     same = BuildConfig(batch=BatchRange(2, 4, 4), shapes=(ShapeRange.parse("images:2x3x32x32:4x3x48x64:4x3x96x128"),))
@@ -91,7 +91,7 @@ def test_a_profile_that_excludes_the_spec_image_size_is_warned_about():
     warning = check_image_size(ranges, (DYNAMIC_HW,), spec(48, 64))
     assert "profile of input 'images' takes images of 32x32..32x32 (height x width)" in warning
     assert "preprocess spec (m) makes 48x64" in warning
-    assert "--shapes images:MIN:OPT:MAX with 48x64 inside, e.g. opt 1x3x48x64" in warning and "--batch" not in warning
+    assert "--minShapes/--maxShapes for 'images' with 48x64 inside, e.g. --optShapes images:1x3x48x64" in warning and "--batch" not in warning
     wide = (ShapeRange.parse("images:1x3x32x32:1x3x48x64:1x3x96x128"),)
     assert check_image_size(resolve_profile((DYNAMIC_HW,), BuildConfig(shapes=wide))[0], (DYNAMIC_HW,), spec(48, 64)) is None
     assert check_image_size(ranges, (DYNAMIC_HW,), None) is None

@@ -41,7 +41,7 @@ def _assert_one_line_error(code, err, *fragments):
         (lambda p, t: ["build", str(p(name="x.onnx")), "--batch", "0:1:2"], ["batch range 0:1:2 is invalid"]),
         (lambda p, t: ["build", str(p(name="x.onnx")), "--batch", "1:9:8"], ["batch range 1:9:8"]),
         (lambda p, t: ["build", str(p(name="x.onnx", custom_op=True))], ["'weird0' (MyCustomOp)"]),
-        (lambda p, t: ["build", str(p(name="x.onnx", input_shape=("N", 3, "H", "W")))], ["--shapes input:"]),
+        (lambda p, t: ["build", str(p(name="x.onnx", input_shape=("N", 3, "H", "W")))], ["--minShapes input:1x3x"]),
         (lambda p, t: ["build", str(p(name="x.onnx")), "--opt-level", "9"], ["optimization level is 9"]),
     ],
     ids=["missing", "directory", "min>opt", "zero", "opt>max", "parser-rejects", "dynamic-hw", "opt-level"],

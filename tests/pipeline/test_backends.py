@@ -55,7 +55,8 @@ def engines(tmp_path_factory):
     built = {}
     for precision in ("fp32", "fp16", "int8"):
         config = BuildConfig(flavor="tensorrt_rtx", precision=precision, batch=BatchRange(1, 2, 4),
-                             calib_images=str(images) if precision == "int8" else None)
+                             calib_images=str(images) if precision == "int8" else None,
+                             fidelity_target="none")  # 8 images of a random tiny network: nothing to hold back
         built[precision] = build_engine(onnx_path, folder / f"tiny_{precision}.engine", config).engine_path
     return built
 
@@ -143,7 +144,8 @@ def test_a_later_build_that_rewrites_the_network_onnx_makes_the_first_engine_ref
 
     folder = engines["fp32"].parent
     calib = str(folder / "calib")
-    first_config = BuildConfig(flavor="tensorrt_rtx", precision="int8", batch=BatchRange(1, 2, 4), calib_images=calib)
+    first_config = BuildConfig(flavor="tensorrt_rtx", precision="int8", batch=BatchRange(1, 2, 4), calib_images=calib,
+                               fidelity_target="none")
     first = build_engine(folder / "tiny.onnx", tmp_path / "first.engine", first_config).engine_path
     build_engine(folder / "tiny.onnx", tmp_path / "second.engine",
                  dataclasses.replace(first_config, bias_correction=False, calib_method="max"))
@@ -167,7 +169,7 @@ def test_rebuild_hint_of_an_int8_engine_names_its_calibration_options(engines, t
     changed = dataclasses.replace(sidecar, build_config={**sidecar.build_config, "auto_keep": 2, "bias_correction": False})
     command = rebuild_command(changed, "e/x.engine")
     assert re.fullmatch(r"trtpipe build \S*tiny\.onnx -o e/x\.engine --precision int8 --batch 1:2:4 --images DIR "
-                        r"--calib-method \w+ --auto-keep 2 --no-bias-correction --force", command), command
+                        r"--calib-method \w+ --auto-keep 2 --no-bias-correction --fidelity-target none --force", command), command
     assert "--compute-capability SM86" in rebuild_command(changed, "e/x.engine", compute_capability="SM86")
 
 

@@ -95,6 +95,12 @@ def image_dir(tmp_path) -> Path:
 
 
 @pytest.fixture
+def images40(tmp_path) -> Path:
+    """40 images: enough for the INT8 fidelity check to hold back 10 (it needs 8) and calibrate on 30."""
+    return write_images(tmp_path / "images40", 40)
+
+
+@pytest.fixture
 def make_tiny_model():
     """The tiny_resnet builder: ``make_tiny_model(seed=0)`` -> onnx.ModelProto."""
     return tiny_resnet

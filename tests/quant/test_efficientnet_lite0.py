@@ -22,7 +22,8 @@ def test_efficientnet_lite0_int8_qdq_placement_and_tensorrt_rtx_build(zoo_onnx, 
     from trtpipe.quant.qdq import count_qdq
 
     onnx_path = zoo_onnx("efficientnet_lite0")
-    config = BuildConfig(precision="int8", calib_images=str(calib_dir), calib_max_images=40)
+    # placement of every layer: no fidelity search (tests/perf/bench_fidelity.py measures the default path)
+    config = BuildConfig(precision="int8", calib_images=str(calib_dir), calib_max_images=40, fidelity_target="none")
     prepared = prepare_precision_onnx(onnx_path, config, None, tmp_path)
     counts = count_qdq(onnx.load(str(prepared.path)))
     assert (counts.quantized_layers, counts.total_layers, counts.dangling) == (50, 50, ())
@@ -51,7 +52,9 @@ def test_efficientnet_lite0_bias_correction_and_kept_layers_raise_fidelity(zoo_o
     onnx_path = zoo_onnx("efficientnet_lite0")
 
     def cosine(**options):
-        results, overlap = measure_fidelity(onnx_path, ["int8"], evaluation, calib, root, method="percentile", **options)
+        results, overlap = measure_fidelity(
+            onnx_path, ["int8"], evaluation, calib, root, method="percentile", fidelity_target="none", **options
+        )
         assert overlap == 0
         return results[0].cosine_mean
 

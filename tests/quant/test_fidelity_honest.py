@@ -202,7 +202,7 @@ def test_fidelity_never_replaces_what_a_build_wrote(tmp_path, image_dir, tiny_on
     from trtpipe.spec import BuildConfig
 
     folder = tiny_onnx.parent
-    prepare_precision_onnx(tiny_onnx, BuildConfig(precision="int8", calib_images=str(image_dir), calib_max_images=24),
+    prepare_precision_onnx(tiny_onnx, BuildConfig(precision="int8", calib_images=str(image_dir), calib_max_images=24, fidelity_target="none"),
                            None, folder)
     prepare_precision_onnx(tiny_onnx, BuildConfig(precision="fp16"), None, folder)
     build_files = ["tiny.int8.onnx", "tiny.fp16.onnx", "tiny.int8.calib.json"]

@@ -46,7 +46,7 @@ def test_a_uint8_nhwc_input_gets_uint8_batches_of_raw_pixels(tmp_path, image_dir
 
 def test_calibrate_and_fidelity_run_a_uint8_nhwc_model(tmp_path, image_dir):
     path = uint8_nhwc(tmp_path / "m")
-    prepared = prepare_int8(path, Int8Options(image_dir, max_images=24), None, tmp_path / "m" / "u8.int8.onnx")
+    prepared = prepare_int8(path, Int8Options(image_dir, max_images=24, fidelity_target="none"), None, tmp_path / "m" / "u8.int8.onnx")
     assert _inputs_of(prepared.path)[0].dtype == "uint8"
     results, _ = measure_fidelity(path, ["fp32", "fp16", "int8"], image_dir, image_dir, tmp_path / "w", max_images=24,
                                   progress=False)
@@ -82,7 +82,7 @@ def test_a_spec_whose_size_disagrees_with_the_input_is_refused(tmp_path, image_d
 def test_an_integer_input_with_a_normalising_spec_is_refused(tmp_path, image_dir):
     path = uint8_nhwc(tmp_path / "m", pixel_scale=1 / 255.0)
     with pytest.raises(InputError, match=r"input 'image_tensor' is uint8, but u8.preprocess.json normalises pixels"):
-        prepare_int8(path, Int8Options(image_dir), None, tmp_path / "m" / "u8.int8.onnx")
+        prepare_int8(path, Int8Options(image_dir, fidelity_target="none"), None, tmp_path / "m" / "u8.int8.onnx")
 
 
 # ---- fixed batch --------------------------------------------------------------------------------------------
@@ -90,7 +90,7 @@ def test_an_integer_input_with_a_normalising_spec_is_refused(tmp_path, image_dir
 
 def test_a_fixed_batch_is_calibrated_in_full_batches_and_says_what_it_left_out(tmp_path, image_dir, caplog):
     path = fixed_batch(tmp_path / "m", batch=5)
-    prepared = prepare_int8(path, Int8Options(image_dir, max_images=24), None, tmp_path / "m" / "fixed.int8.onnx")
+    prepared = prepare_int8(path, Int8Options(image_dir, max_images=24, fidelity_target="none"), None, tmp_path / "m" / "fixed.int8.onnx")
     assert prepared.notes[0].startswith("calibrated 2 activations on 20 images")
     assert "the network's batch is fixed at 5: the last 4 of 24 images are left out" in prepared.notes[0]
     assert caplog.text.count("left out (ragged end dropped)") == 1  # said once, though three passes batched them
@@ -136,7 +136,7 @@ def _conditioning(images):
 
 def test_a_two_input_model_is_measured_with_a_feeds_hook(tmp_path, image_dir):
     path = two_inputs(tmp_path / "m")
-    prepared = prepare_int8(path, Int8Options(image_dir, max_images=24, feeds=_conditioning), None,
+    prepared = prepare_int8(path, Int8Options(image_dir, max_images=24, feeds=_conditioning, fidelity_target="none"), None,
                             tmp_path / "m" / "two.int8.onnx")
     assert prepared.path.is_file()
     results, _ = measure_fidelity(path, ["fp32", "int8"], image_dir, image_dir, tmp_path / "w", max_images=24,
@@ -152,7 +152,7 @@ def test_a_two_input_model_is_measured_with_a_feeds_hook(tmp_path, image_dir):
 
 def test_weights_listed_as_graph_inputs_are_not_fed_and_not_left_as_inputs(tmp_path, image_dir):
     path = initializers_as_inputs(tmp_path / "m")
-    prepared = prepare_int8(path, Int8Options(image_dir, max_images=24), None, tmp_path / "m" / "kept_inputs.int8.onnx")
+    prepared = prepare_int8(path, Int8Options(image_dir, max_images=24, fidelity_target="none"), None, tmp_path / "m" / "kept_inputs.int8.onnx")
     assert [i.name for i in _inputs_of(prepared.path)] == ["x"]
     results, _ = measure_fidelity(path, ["fp32", "fp16", "int8"], image_dir, image_dir, tmp_path / "w", max_images=24,
                                   progress=False)
@@ -169,7 +169,7 @@ def test_new_weights_in_external_data_are_recalibrated(tmp_path, image_dir):
     folder = tmp_path / "m"
     path = external_weights(folder, version=1)
     onnx_bytes, first_sha = path.read_bytes(), onnx_sha256(path)
-    options = Int8Options(image_dir, max_images=24, bias_correction=False)
+    options = Int8Options(image_dir, max_images=24, bias_correction=False, fidelity_target="none")
     prepare_int8(path, options, None, folder / "ext.int8.onnx")
     cache = folder / "ext.int8.calib.json"
     before = cache.read_bytes()
@@ -221,7 +221,7 @@ def test_calibrating_an_exploding_activation_stays_small(tmp_path, image_dir):
 
     path = exp_gate(tmp_path / "m", gain=12.0)
     tracemalloc.start()
-    prepare_int8(path, Int8Options(image_dir, max_images=24), None, tmp_path / "m" / "exp_gate.int8.onnx")
+    prepare_int8(path, Int8Options(image_dir, max_images=24, fidelity_target="none"), None, tmp_path / "m" / "exp_gate.int8.onnx")
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < 200e6
@@ -232,7 +232,7 @@ def test_calibrating_an_exploding_activation_stays_small(tmp_path, image_dir):
 
 def test_layers_inside_if_subgraphs_are_counted_as_left_in_float(tmp_path, image_dir):
     path = with_if_branch(tmp_path / "m")
-    prepared = prepare_int8(path, Int8Options(image_dir, max_images=24), None, tmp_path / "m" / "branchy.int8.onnx")
+    prepared = prepare_int8(path, Int8Options(image_dir, max_images=24, fidelity_target="none"), None, tmp_path / "m" / "branchy.int8.onnx")
     placement = next(n for n in prepared.notes if n.startswith("Q/DQ placement"))
     assert "2/2 Conv/Gemm/MatMul quantized" in placement
     assert "1 more inside If/Loop subgraphs left in float" in placement

@@ -13,6 +13,8 @@ from trtpipe.spec import BuildConfig, PreprocessSpec
 
 
 def _int8(images, **changes):
+    """INT8 on the 24-image folder: too few to hold back a fidelity check's images (tests/quant/test_search.py)."""
+    changes.setdefault("fidelity_target", "none")
     return BuildConfig(precision="int8", calib_images=str(images), calib_max_images=64, **changes)
 
 
@@ -21,7 +23,7 @@ def test_int8_writes_qdq_onnx_and_cache_then_reuses_it(tiny_onnx, image_dir, tmp
     first = prepare_precision_onnx(tiny_onnx, _int8(image_dir), None, work)
     assert first.path == work / "tiny.int8.onnx" and first.path.is_file()
     assert (work / "tiny.int8.calib.json").is_file()
-    assert "entropy" in first.precision_realised and "4/4" in first.precision_realised
+    assert "percentile" in first.precision_realised and "4/4" in first.precision_realised
     assert first.notes[0].startswith("calibrated 4 activations on 24 images")
     second = prepare_precision_onnx(tiny_onnx, _int8(image_dir), None, work)
     assert second.notes[0].startswith("calibration skipped")
@@ -38,7 +40,7 @@ def test_cache_is_invalidated_when_its_key_changes(tiny_onnx, image_dir, tmp_pat
     prepare_precision_onnx(tiny_onnx, _int8(image_dir), None, work)
     config = _int8(image_dir)
     if change == "method":
-        config = _int8(image_dir, calib_method="max")
+        config = _int8(image_dir, calib_method="entropy")
     elif change == "images":
         cv2.imwrite(str(image_dir / "new.jpg"), np.full((40, 40, 3), 90, np.uint8))
     else:
@@ -60,7 +62,8 @@ def test_cache_of_another_model_is_refused(tmp_path, image_dir, tiny_onnx):
     onnx.save(model, str(other))
     PreprocessSpec(model="other", height=32, width=32).save(other.with_name("other.preprocess.json"))
     with pytest.raises(InputError, match="was made for model 'tiny'"):
-        prepare_int8(other, Int8Options(image_dir, cache=work / "tiny.int8.calib.json"), None, work / "other.int8.onnx")
+        options = Int8Options(image_dir, cache=work / "tiny.int8.calib.json", fidelity_target="none")
+        prepare_int8(other, options, None, work / "other.int8.onnx")
     assert not (work / "other.int8.onnx").exists()
 
 
@@ -68,7 +71,7 @@ def test_keep_fp_and_auto_keep_are_reported(tiny_onnx, image_dir, tmp_path):
     work = tmp_path / "engines"
     kept = prepare_precision_onnx(tiny_onnx, _int8(image_dir, keep_fp=("fc",), auto_keep=1), None, work)
     note = next(n for n in kept.notes if n.startswith("kept in floating point"))
-    assert "fc" in note and "(2)" in note
+    assert "fc" in note and "(2, FP16)" in note
     cache = json.loads((work / "tiny.int8.calib.json").read_text())
     assert cache["sensitivity"]["bias_corrected"] is True
     assert [entry["name"] for entry in cache["sensitivity"]["layers"]][0] in note
@@ -88,16 +91,17 @@ def test_bias_correction_is_on_by_default_cached_and_can_be_switched_off(tiny_on
         return {node.name: by_name[node.input[2]] for node in model.graph.node if node.op_type in ("Conv", "Gemm")}
 
     work = tmp_path / "engines"
-    first = prepare_int8(tiny_onnx, Int8Options(image_dir, max_images=64), None, work / "a.int8.onnx")
+    first = prepare_int8(tiny_onnx, Int8Options(image_dir, max_images=64, fidelity_target="none"), None, work / "a.int8.onnx")
     assert "bias-corrected" in first.precision_realised
     assert any(n.startswith("bias correction: ") and "24 calibration images" in n for n in first.notes)
     cache = json.loads((work / "tiny.int8.calib.json").read_text())
     assert set(cache["bias_correction"]["shifts"]) == {"stem_conv", "block_conv_a", "block_conv_b", "fc"}
     mtime = (work / "tiny.int8.calib.json").stat().st_mtime_ns
-    again = prepare_int8(tiny_onnx, Int8Options(image_dir, max_images=64), None, work / "b.int8.onnx")
+    again = prepare_int8(tiny_onnx, Int8Options(image_dir, max_images=64, fidelity_target="none"), None, work / "b.int8.onnx")
     assert again.notes[0].startswith("calibration skipped")
     assert (work / "tiny.int8.calib.json").stat().st_mtime_ns == mtime  # shifts reused, nothing rewritten
-    off = prepare_int8(tiny_onnx, Int8Options(image_dir, max_images=64, bias_correction=False), None, work / "c.int8.onnx")
+    options = Int8Options(image_dir, max_images=64, bias_correction=False, fidelity_target="none")
+    off = prepare_int8(tiny_onnx, options, None, work / "c.int8.onnx")
     assert "bias" not in off.precision_realised and not any(n.startswith("bias correction") for n in off.notes)
     trained = biases(tiny_onnx)
     for name, values in biases(work / "c.int8.onnx").items():

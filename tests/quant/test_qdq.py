@@ -79,3 +79,53 @@ def test_qdq_onnx_parses_and_builds_with_tensorrt_rtx(make_tiny_model, tmp_path,
     path = tmp_path / "tiny.int8.onnx"
     onnx.save(insert_qdq(model, plan, _ranges(plan)), str(path))
     assert rtx_build(path, (1, 3, 32, 32)) > 0
+
+
+def test_kept_layers_in_fp16_read_and_write_fp16_with_casts_at_the_boundaries(make_tiny_model):
+    import onnx
+    import onnxruntime as ort
+
+    model = make_tiny_model()
+    full = plan_qdq(model)
+    kept = ("block_conv_a", "block_conv_b", "residual_add")
+    qdq = insert_qdq(model, full.without(kept), _ranges(full), full.only(kept).layers)
+    onnx.checker.check_model(qdq, full_check=True)
+    nodes = {n.name: n for n in qdq.graph.node}
+    initializers = {init.name: init.data_type for init in qdq.graph.initializer}
+    FP16 = onnx.TensorProto.FLOAT16
+    assert nodes["block_conv_a"].input[:] == ["stem_relu_fp16", "a_w_fp16", "a_b_fp16"]
+    assert initializers["a_w_fp16"] == FP16 and initializers["a_b_fp16"] == FP16
+    # the residual add reads the FP16 output of block_conv_b directly and shares stem_relu's one FP16 Cast
+    assert nodes["residual_add"].input[:] == ["b_fp16", "stem_relu_fp16"]
+    assert sum(n.op_type == "Cast" and n.input[0] == "stem_relu" for n in qdq.graph.node) == 1
+    assert "b_to_fp32" not in nodes  # nothing FP32 reads block_conv_b's output: no Cast back
+    assert nodes["sum_to_fp32"].output[:] == ["sum"]  # sum_relu (FP32) reads the add through a Cast back
+    assert count_qdq(qdq).dangling == ()
+    x = np.random.default_rng(1).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    run = lambda m: ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]  # noqa: E731
+    reference = run(insert_qdq(model, full.without(kept), _ranges(full)))  # the same layers kept in FP32
+    np.testing.assert_allclose(run(qdq), reference, atol=5e-3 * np.abs(reference).max())
+
+
+def test_kept_fp16_layers_are_fp16_in_tensorrt_rtx_strongly_typed(make_tiny_model, tmp_path):
+    trt = pytest.importorskip("tensorrt_rtx")
+    import onnx
+
+    model = make_tiny_model()
+    full = plan_qdq(model)
+    kept = ("block_conv_a", "residual_add")
+    path = tmp_path / "mixed.onnx"
+    onnx.save(insert_qdq(model, full.without(kept), _ranges(full), full.only(kept).layers), str(path))
+    logger = trt.Logger(trt.Logger.ERROR)
+    builder = trt.Builder(logger)
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    parser = trt.OnnxParser(network, logger)
+    assert parser.parse_from_file(str(path))
+    types = {network.get_layer(i).name: network.get_layer(i).get_output(0).dtype for i in range(network.num_layers)}
+    assert types["block_conv_a"] == trt.DataType.HALF and types["residual_add"] == trt.DataType.HALF
+    assert types["stem_conv"] == trt.DataType.FLOAT  # INT8 conv with an FP32 output (no Q after it)
+    config = builder.create_builder_config()
+    profile = builder.create_optimization_profile()
+    profile.set_shape("input", (1, 3, 32, 32), (2, 3, 32, 32), (4, 3, 32, 32))
+    config.add_optimization_profile(profile)
+    assert builder.build_serialized_network(network, config) is not None

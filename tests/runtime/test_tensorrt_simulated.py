@@ -168,3 +168,15 @@ def test_aot_engine_without_this_gpu_target(tiny_classifier_onnx, tmp_path, sim_
     path = write_simulated_engine(tiny_classifier_onnx, tmp_path / "aot.engine", {"input": ((1, 3, 8, 8),) * 3}, flavor="tensorrt_rtx", version="1.7.1.116", target=target)
     with TensorRTEngine(path, flavor=simulated_flavor(sim_cuda, "tensorrt_rtx", "1.7.1.116")) as engine:
         assert engine.backend == "tensorrt_rtx-simulated"
+
+
+def test_image_size_outside_the_profile_names_the_profile_options_not_the_batch():
+    from trtpipe.runtime.base import validate_feeds
+    from trtpipe.spec import TensorInfo
+
+    inputs = (TensorInfo("images", (-1, 3, -1, -1), "float32"),)
+    limits = {"images": ((1, 3, 32, 32), (8, 3, 64, 64))}
+    validate_feeds({"images": np.ones((2, 3, 48, 48), np.float32)}, inputs, "m.engine", limits)  # inside: fine
+    with pytest.raises(InputError, match=r"outside the optimization profile.*Hint: axis 2, 3 is outside the profile.*"
+                                         r"--minShapes images:SHAPE --optShapes images:SHAPE --maxShapes images:SHAPE"):
+        validate_feeds({"images": np.ones((2, 3, 96, 96), np.float32)}, inputs, "m.engine", limits)

@@ -242,3 +242,17 @@ def test_exporter_and_opset_combinations_are_checked_before_any_work(tmp_path):
     with pytest.raises(ConfigError, match="dynamo exporter starts at opset 18"):
         export_model("mobilenetv2", tmp_path / "m.onnx", opset=17, exporter="dynamo")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_spec_that_does_not_fit_the_exported_input_is_refused_and_nothing_is_written(tmp_path, monkeypatch):
+    """Issue 10 req 3 at export: the spec written beside the ONNX must make images its input takes."""
+    import trtpipe.zoo.export as export
+    from tests.conftest import make_conv_onnx
+
+    model = onnx.load(str(make_conv_onnx(tmp_path / "src.onnx", input_shape=("N", 3, 32, 32))))
+    wrong = PreprocessSpec(model="mobilenetv2", height=224, width=224)
+    monkeypatch.setattr(export, "_export", lambda *a, **k: export._Made(model, wrong, None, ("output",), (0.0, 1.0), ()))
+    out = tmp_path / "out" / "m.onnx"
+    with pytest.raises(InputError, match=r"m.onnx: input 'input' has shape .*3x32x32.*makes images .*3x224x224"):
+        export_model("mobilenetv2", out, weights="random")
+    assert not (tmp_path / "out").exists()

@@ -53,14 +53,19 @@ class BuildResult:
         """One line: what was made, where, how big, how long, by what, for which GPUs."""
         side = self.sidecar
         size_mb = side.engine_bytes / 1e6
+        fidelity = ""
+        if side.fidelity:
+            from trtpipe.quant.search import fidelity_clause
+
+            fidelity = f"; {fidelity_clause(side.fidelity)}"
         if self.skipped:
             return (
-                f"{self.engine_path} is up to date ({side.precision}, {size_mb:.1f} MB, {side.built_by}); "
+                f"{self.engine_path} is up to date ({side.precision}, {size_mb:.1f} MB, {side.built_by}){fidelity}; "
                 "nothing to do (--force rebuilds)"
             )
         return (
             f"built {self.engine_path} ({side.precision}, {size_mb:.1f} MB) in {side.build_seconds:.1f} s "
-            f"with {side.flavor_label}, for {side.target_description}"
+            f"with {side.flavor_label}, for {side.target_description}{fidelity}"
         )
 
 
@@ -108,15 +113,19 @@ def build_engine(
     intake = read_onnx(onnx_path)
     source_model = intake.model
     source_sha = onnx_sha256(onnx_path)
-    network_onnx, realised, notes, calib_sha = _prepare_network_onnx(onnx_path, source_model, config, spec, output)
+    weight_inputs = frozenset(name for name, _ in intake.weight_like_inputs)
+    # The profile and the spec are checked on the source before the long work (calibration, FP16 range pass):
+    # the network ONNX takes the same inputs (checked below).
+    ranges, profile_notes = resolve_profile(graph_io(source_model)[0], config, weight_inputs=weight_inputs)
+    _check_spec_fits(onnx_path, graph_io(source_model)[0], spec, weight_inputs)
+    network_onnx, realised, notes, calib_sha, fidelity = _prepare_network_onnx(
+        onnx_path, source_model, config, spec, output
+    )
     # trtpipe wrote the network ONNX itself (FP16, Q/DQ): the parser judges it, the checker's findings on the
     # source were already recorded.
     network_model = source_model if network_onnx == onnx_path else read_onnx(network_onnx, check=False).model
     inputs, outputs = graph_io(network_model)
     _check_same_inputs(onnx_path, source_model, network_onnx, inputs)
-    ranges, profile_notes = resolve_profile(
-        inputs, config, weight_inputs=frozenset(name for name, _ in intake.weight_like_inputs)
-    )
     size_warning = check_image_size(ranges, inputs, spec)
     if size_warning:
         profile_notes.append(size_warning)
@@ -162,6 +171,7 @@ def build_engine(
         network_onnx_path=str(network_onnx),
         network_onnx_sha256=network_sha,
         network_onnx_precision=model_precision(network_model),
+        fidelity=fidelity,
     )
     # Engine first, sidecar last: a sidecar only ever describes a complete engine beside it.
     atomic_write_bytes(output, serialized)
@@ -186,25 +196,49 @@ def _check_precision_mode(flavor: Flavor, config: BuildConfig) -> None:
 
 
 def _prepare_network_onnx(onnx_path, source_model, config, spec, output):
-    """Returns (ONNX to parse, how the precision is realised, notes, calibration cache sha256)."""
+    """Returns (ONNX to parse, how the precision is realised, notes, calibration cache sha256, INT8 fidelity check)."""
     has_qdq = any(node.op_type in ("QuantizeLinear", "DequantizeLinear") for node in source_model.graph.node)
     if config.precision == "fp32":
         if has_qdq:
             return onnx_path, "Q/DQ nodes in the given ONNX (strongly typed: they run in INT8)", [
                 "the ONNX already has Q/DQ nodes, so this 'fp32' engine runs them in INT8"
-            ], None
-        return onnx_path, "fp32", [], None
+            ], None, None
+        return onnx_path, "fp32", [], None, None
     if config.precision == "int8" and has_qdq:
-        return onnx_path, "Q/DQ ONNX as given (no calibration)", [], None
+        return onnx_path, "Q/DQ ONNX as given (no calibration)", [
+            "INT8 fidelity unchecked: the Q/DQ ONNX was given, trtpipe did not compare it with FP32"
+        ], None, None
     if (config.precision == "int8" and config.int8_mode == "implicit") or (
         config.precision == "fp16" and config.fp16_mode == "flag"
     ):
         realised = "BuilderFlag.INT8 + IInt8EntropyCalibrator2" if config.precision == "int8" else "BuilderFlag.FP16"
-        return onnx_path, realised, [], None
+        unchecked = ["INT8 fidelity unchecked: in implicit mode TensorRT chooses each layer's precision on the GPU"]
+        return onnx_path, realised, unchecked if config.precision == "int8" else [], None, None
     from trtpipe.quant.prepare import prepare_precision_onnx
 
     prepared = prepare_precision_onnx(onnx_path, config, spec, output.parent)
-    return Path(prepared.path), prepared.precision_realised, list(prepared.notes), prepared.calibration_cache_sha256
+    fidelity = None
+    if prepared.fidelity is not None:
+        fidelity = {**prepared.fidelity, "prepare_seconds": round(prepared.seconds, 1)}
+    return (
+        Path(prepared.path), prepared.precision_realised, list(prepared.notes), prepared.calibration_cache_sha256, fidelity
+    )
+
+
+def _check_spec_fits(onnx_path: Path, inputs, spec: PreprocessSpec | None, weight_inputs: frozenset[str]) -> None:
+    """The preprocess spec's images fit the network's one image input (layout, channels, size, dtype).
+
+    Models with several inputs are not checked: which one takes images is the caller's to say (Pipeline feeds
+    the first).
+
+    Raises:
+        InputError: naming the input, its shape and the shape the spec makes (see ``check_image_input``).
+    """
+    from trtpipe.quant.feeds import check_image_input
+
+    images = [tensor for tensor in inputs if tensor.name not in weight_inputs]
+    if spec is not None and len(images) == 1:
+        check_image_input(spec, images[0], onnx_path)
 
 
 def _check_same_inputs(onnx_path: Path, source_model, network_onnx: Path, inputs) -> None:

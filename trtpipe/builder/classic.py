@@ -17,6 +17,7 @@ import numpy as np
 
 from trtpipe.errors import ConfigError, InputError
 from trtpipe.io import atomic_write_bytes
+from trtpipe.quant.feeds import cast_batch
 
 log = logging.getLogger("trtpipe")
 
@@ -66,12 +67,15 @@ def make_entropy_calibrator(trt):
         (``pyInt8.cpp`` ``getBatch``), reading past a shorter one.
 
         Args:
-            batches: per batch, input name -> float32 array of the OPT shape (a bare array feeds a single input
-                named in ``input_names``); a batch of another size is dropped (TensorRT reads full ones).
+            batches: per batch, input name -> array of the OPT shape (a bare array feeds a single input named in
+                ``input_names``); a batch of another size is dropped (TensorRT reads full ones). Each array is cast
+                to its input's dtype in ``input_dtypes`` (an integer input gets rounded, clipped pixels).
             batch_size: images per batch (the OPT batch).
             cache_path: TensorRT's calibration cache; read when present (calibration is then skipped).
             allocate: ``nbytes -> DeviceInput``; defaults to CUDA memory via trtpipe.cuda.
             input_names: the network's inputs, when ``batches`` yields bare arrays. Defaults to ("input",).
+            input_dtypes: input name -> the numpy dtype TensorRT reads from its buffer (float32 for inputs not
+                named): the device buffer holds exactly those bytes.
         """
 
         def __init__(
@@ -81,6 +85,7 @@ def make_entropy_calibrator(trt):
             cache_path: str | Path,
             allocate: Callable[[int], DeviceInput] = CudaDeviceInput,
             input_names: tuple[str, ...] = ("input",),
+            input_dtypes: Mapping[str, np.dtype] | None = None,
         ):
             trt.IInt8EntropyCalibrator2.__init__(self)
             self.batch_size = int(batch_size)
@@ -88,6 +93,7 @@ def make_entropy_calibrator(trt):
             self._batches: Iterator = iter(batches)
             self._allocate = allocate
             self._input_names = tuple(input_names)
+            self._dtypes = {name: np.dtype(dtype) for name, dtype in (input_dtypes or {}).items()}
             self._device: dict[str, DeviceInput] = {}  # kept alive: TensorRT reads them after get_batch returns
             self.batches_fed = 0
 
@@ -108,7 +114,8 @@ def make_entropy_calibrator(trt):
                     )
                 pointers = []
                 for name in names:
-                    array = np.ascontiguousarray(feeds[name], dtype=np.float32)
+                    dtype = self._dtypes.get(name, np.dtype(np.float32))
+                    array = np.ascontiguousarray(cast_batch(np.asarray(feeds[name]), dtype.name))
                     device = self._device.get(name)
                     if device is None:
                         device = self._device[name] = self._allocate(array.nbytes)
@@ -165,6 +172,7 @@ def configure_classic(trt, builder, network, builder_config, config, spec, cache
         return notes, None
     from trtpipe.quant.images import load_images
     from trtpipe.quant.prepare import Int8Options
+    from trtpipe.runtime.tensorrt_engine import array_dtype
 
     options = Int8Options.from_config(config)
     if spec is None:
@@ -180,9 +188,11 @@ def configure_classic(trt, builder, network, builder_config, config, spec, cache
             "drop --int8-mode implicit: the default explicit mode calibrates with ONNX Runtime",
         )
     name = inputs[0].name
+    dtype = array_dtype(trt, inputs[0].dtype, name, "the network")  # a uint8 image input reads uint8 pixels
     batch_size = _calibration_batch(inputs[0], calibration_profile)
     images = load_images(options.images, spec, options.max_images, batch_size)
-    calibrator = make_entropy_calibrator(trt)(images.batches(batch_size), batch_size, cache_path, input_names=(name,))
+    calibrator = make_entropy_calibrator(trt)(images.batches(batch_size), batch_size, cache_path, input_names=(name,),
+                                              input_dtypes={name: dtype})
     builder_config.set_flag(trt.BuilderFlag.INT8)
     builder_config.int8_calibrator = calibrator
     if calibration_profile is not None:

@@ -1,14 +1,15 @@
 """Optimization profiles: which min/opt/max shape every network input gets.
 
 The rules follow trtexec: a dynamic batch axis without ``--batch`` gets 1:1:1 (and the build says
-so); any other dynamic dimension must be given with ``--shapes``, since guessing an image size
-would build an engine that silently rejects the user's real inputs.
+so); any other dynamic dimension must be given with ``--minShapes/--optShapes/--maxShapes`` (below,
+"the shapes"; the deprecated ``build --shapes NAME:MIN:OPT:MAX`` gives the same), since guessing an image
+size would build an engine that silently rejects the user's real inputs.
 
-``--batch`` together with ``--shapes``: ``--shapes`` gives an input's full shapes, ``--batch`` the
-batch axis of every input with a dynamic batch. For an input named in ``--shapes`` whose batch axis
-is dynamic and given as 1 in all three shapes (``images:1x3x32x32:1x3x48x64:1x3x96x128``), ``--batch``
-fills that axis (``--batch 1:8:32`` -> min 1x3x32x32, opt 8x3x48x64, max 32x3x96x128): the shapes
-give the image sizes, ``--batch`` the batch range. A batch range in ``--shapes`` that differs from
+``--batch`` together with the shapes: the shapes give an input's full shapes, ``--batch`` the batch axis
+of every input with a dynamic batch. For an input whose batch axis is dynamic and given as 1 in all three
+shapes (``--minShapes images:1x3x32x32 --optShapes images:1x3x48x64 --maxShapes images:1x3x96x128``),
+``--batch`` fills that axis (``--batch 1:8:32`` -> min 1x3x32x32, opt 8x3x48x64, max 32x3x96x128): the
+shapes give the image sizes, ``--batch`` the batch range. A batch range in the shapes that differs from
 ``--batch`` is a contradiction and refused; one that equals it is accepted. Either way the profile
 recorded in the sidecar is the one TensorRT was given.
 
@@ -33,16 +34,16 @@ def resolve_profile(
         weight_inputs: names of inputs that look like weights: ``--batch`` does not apply to them.
 
     Raises:
-        ConfigError: --shapes names an unknown input or contradicts a static dimension; a dynamic
+        ConfigError: the shapes name an unknown input or contradict a static dimension; a dynamic
             non-batch dimension has no shape; --batch given for an input whose batch is fixed, or
-            contradicting the batch range --shapes gives an input.
+            contradicting the batch range the shapes give an input.
     """
     given = {s.name: s for s in config.shapes}
     names = [t.name for t in inputs]
     unknown = sorted(set(given) - set(names))
     if unknown:
         raise ConfigError(
-            f"--shapes names {unknown}, but the network's inputs are {names}",
+            f"--minShapes/--optShapes/--maxShapes name {unknown}, but the network's inputs are {names}",
             "use the input names `trtpipe inspect MODEL.onnx` prints",
         )
     ranges, notes = [], []
@@ -60,7 +61,7 @@ def resolve_profile(
 
 
 def _with_batch(shape_range: ShapeRange, tensor: TensorInfo, batch: BatchRange | None) -> ShapeRange:
-    """``--shapes`` for ``tensor`` with ``--batch`` applied to its dynamic batch axis (see the module docstring)."""
+    """The shapes given for ``tensor`` with ``--batch`` applied to its dynamic batch axis (see the module docstring)."""
     if batch is None:
         return shape_range
     given = (shape_range.min[0], shape_range.opt[0], shape_range.max[0])
@@ -77,10 +78,10 @@ def _with_batch(shape_range: ShapeRange, tensor: TensorInfo, batch: BatchRange |
         return shape_range
     if given != (1, 1, 1):
         raise ConfigError(
-            f"--batch {batch} and --shapes {shape_range} give input {tensor.name!r} two batch ranges "
+            f"--batch {batch} and {shape_range.as_options()} give input {tensor.name!r} two batch ranges "
             f"({batch} and {':'.join(str(b) for b in given)})",
-            f"give the batch once: batch 1 in all three --shapes with --batch {batch}, or the batch inside "
-            "--shapes and no --batch",
+            f"give the batch once: batch 1 in all three of --minShapes/--optShapes/--maxShapes with --batch {batch}, "
+            "or the batch inside them and no --batch",
         )
     return ShapeRange(
         shape_range.name,
@@ -113,7 +114,8 @@ def check_image_size(ranges: list[ShapeRange], inputs: tuple[TensorInfo, ...], s
     if -1 not in inputs[0].shape[1:]:
         fix = "export the model at the spec's size, or correct the spec's height and width"
     else:
-        fix = f"give --shapes {shape_range.name}:MIN:OPT:MAX with {spec.height}x{spec.width} inside, e.g. opt {_show(tuple(example))}"
+        fix = (f"give --minShapes/--maxShapes for {shape_range.name!r} with {spec.height}x{spec.width} inside, e.g. "
+               f"--optShapes {shape_range.name}:{'x'.join(str(d) for d in example)}")
     return (
         f"WARNING: the profile of input {shape_range.name!r} takes images of {sizes} (height x width), but the "
         f"preprocess spec ({spec.model}) makes {spec.height}x{spec.width}: Pipeline.from_engine and trtpipe infer "
@@ -124,14 +126,14 @@ def check_image_size(ranges: list[ShapeRange], inputs: tuple[TensorInfo, ...], s
 def _check_against_static(tensor: TensorInfo, shape_range: ShapeRange) -> ShapeRange:
     if len(shape_range.min) != len(tensor.shape):
         raise ConfigError(
-            f"--shapes for input {tensor.name!r} has rank {len(shape_range.min)}, the input has shape "
+            f"the profile shapes for input {tensor.name!r} have rank {len(shape_range.min)}, the input has shape "
             f"{_show(tensor.shape)} (rank {len(tensor.shape)})",
             f"give {len(tensor.shape)} dimensions per shape",
         )
     for axis, static in enumerate(tensor.shape):
         if static != -1 and {shape_range.min[axis], shape_range.opt[axis], shape_range.max[axis]} != {static}:
             raise ConfigError(
-                f"--shapes {shape_range} sets axis {axis} of input {tensor.name!r}, which is fixed at {static} "
+                f"{shape_range.as_options()} sets axis {axis} of input {tensor.name!r}, which is fixed at {static} "
                 f"(input shape {_show(tensor.shape)})",
                 f"keep axis {axis} at {static}, or re-export the model with that axis dynamic",
             )
@@ -144,8 +146,8 @@ def _from_batch(tensor: TensorInfo, batch: BatchRange | None) -> tuple[ShapeRang
         example = "x".join("H" if d == -1 else str(d) for d in tensor.shape[1:])
         raise ConfigError(
             f"input {tensor.name!r} has dynamic dimensions besides the batch (shape {_show(tensor.shape)}), "
-            "and no --shapes for it",
-            f"give its range, e.g. --shapes {tensor.name}:1x{example}:8x{example}:32x{example} with real sizes",
+            "and no --minShapes/--optShapes/--maxShapes for it",
+            f"give its range with real sizes, e.g. {ShapeRange.example(tensor.name, example)}",
         )
     fixed = tensor.shape[1:]
     if not dynamic_axes:

@@ -21,8 +21,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compute-capability", type=csv_list, default=(), metavar="SM86,...",
                         help="TensorRT-RTX ahead-of-time targets (default: the flavour's, Ampere and newer)")
     parser.add_argument("--timing-cache", metavar="FILE", help="timing cache file (default: timing.cache beside the engine)")
-    parser.add_argument("--images", metavar="DIR", help="calibration images for --precision int8 (e.g. calib_data/)")
-    add_int8_arguments(parser)
+    parser.add_argument("--images", metavar="DIR",
+                        help="calibration images for --precision int8; for fp16, images for the FP16 range check "
+                        "(e.g. calib_data/)")
+    add_int8_arguments(parser, target=True)
     parser.add_argument("--int8-mode", choices=("explicit", "implicit"), default="explicit",
                         help="explicit: Q/DQ ONNX, every flavour (default); implicit: TensorRT 10 calibrator")
     parser.add_argument("--fp16-mode", choices=("explicit", "flag"), default="explicit",
@@ -51,6 +53,9 @@ def config_from_args(args: argparse.Namespace):
         keep_fp=tuple(args.keep_fp),
         auto_keep=args.auto_keep,
         bias_correction=args.bias_correction,
+        fidelity_target=args.fidelity_target,
+        keep_precision=args.keep_precision,
+        max_fp_share=args.max_fp_share,
     )
 
 

@@ -13,7 +13,7 @@ HELP = "calibrate INT8 activation ranges on images (ONNX Runtime, CPU) and write
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("onnx", help="the FP32 ONNX model (its <stem>.preprocess.json must sit beside it)")
     parser.add_argument("--images", required=True, metavar="DIR", help="calibration images (make calib-data fills calib_data/)")
-    add_int8_arguments(parser)
+    add_int8_arguments(parser, target=True)
     parser.add_argument("--cache", metavar="FILE", help="calibration cache to reuse (must be this model's)")
     parser.add_argument("-o", "--output", help="Q/DQ ONNX path (default: <stem>.int8.onnx beside the ONNX)")
 
@@ -24,6 +24,7 @@ def run(args: argparse.Namespace) -> int:
 
     from trtpipe.quant.prepare import Int8Options, prepare_int8, stem_of
     from trtpipe.io import check_outputs
+    from trtpipe.spec import BuildConfig
 
     start = time.perf_counter()
     onnx_path = Path(args.onnx)
@@ -31,11 +32,15 @@ def run(args: argparse.Namespace) -> int:
     check_outputs(files={"-o": output})  # the calibration cache goes beside it
     options = Int8Options(
         Path(args.images), args.calib_method, args.max_images, tuple(args.keep_fp), args.auto_keep,
-        Path(args.cache) if args.cache else None, args.bias_correction,
+        Path(args.cache) if args.cache else None, args.bias_correction, fidelity_target=args.fidelity_target,
+        keep_precision=args.keep_precision, max_fp_share=args.max_fp_share,
     )
+    BuildConfig(calib_method=args.calib_method, fidelity_target=args.fidelity_target,  # option checks, before any work
+                keep_precision=args.keep_precision, max_fp_share=args.max_fp_share)
     prepared = prepare_int8(onnx_path, options, None, output)
     for note in prepared.notes:
         print(f"note: {note}")
     size = output.stat().st_size / 1e6
-    print(f"wrote {output} ({prepared.precision_realised}, {size:.1f} MB) in {time.perf_counter() - start:.1f} s")
+    print(f"wrote {output} ({prepared.precision_realised}, {size:.1f} MB) in {time.perf_counter() - start:.1f} s; "
+          f"{prepared.summary}")
     return 0

@@ -102,7 +102,7 @@ class _DeprecatedAlias(argparse.Action):
         setattr(namespace, self.dest, values)
 
 
-def add_int8_arguments(parser: argparse.ArgumentParser, *, keep: bool = True) -> None:
+def add_int8_arguments(parser: argparse.ArgumentParser, *, keep: bool = True, target: bool = False) -> None:
     """The INT8 calibration options shared by build, calibrate, fidelity and sensitivity.
 
     One spelling in every verb: ``--calib-method`` (``--method``, the old spelling of calibrate, fidelity and
@@ -110,11 +110,12 @@ def add_int8_arguments(parser: argparse.ArgumentParser, *, keep: bool = True) ->
 
     Args:
         keep: add ``--keep-fp`` / ``--auto-keep`` (mixed precision).
+        target: add ``--fidelity-target`` / ``--keep-precision`` / ``--max-fp-share`` (build and calibrate).
     """
     parser.add_argument(
-        "--calib-method", dest="calib_method", choices=CALIB_METHODS, default="entropy",
-        help="int8 calibration method (default: entropy; percentile measured best on EfficientNet-Lite0, "
-        "see tests/perf/bench_fidelity.py)",
+        "--calib-method", dest="calib_method", choices=CALIB_METHODS, default="percentile",
+        help="int8 calibration method (default: percentile, measured best on EfficientNet-Lite0 in "
+        "tests/perf/bench_fidelity.py; entropy is TensorRT's KL-divergence calibrator)",
     )
     parser.add_argument("--method", dest="calib_method", choices=CALIB_METHODS, action=_DeprecatedAlias,
                         preferred="--calib-method", help=argparse.SUPPRESS)
@@ -126,6 +127,22 @@ def add_int8_arguments(parser: argparse.ArgumentParser, *, keep: bool = True) ->
         "--no-bias-correction", dest="bias_correction", action="store_false",
         help="int8: leave biases as trained (default: correct the INT8 layers' mean rounding shift)",
     )
+    if target:
+        parser.add_argument(
+            "--fidelity-target", default="auto", metavar="auto|none|METRIC=VALUE,...",
+            help="int8: what the Q/DQ model must keep of FP32 on a quarter of the images, held back from "
+            "calibration; layers are kept in floating point, most harmful first, until it does (metrics: cosine, "
+            "top1, top1_confident; auto: cosine=0.999,top1_confident=0.99 for classifiers, cosine=0.999 otherwise; "
+            "none: unchecked)",
+        )
+        parser.add_argument(
+            "--keep-precision", choices=("auto", "fp16", "fp32"), default="auto",
+            help="int8: what kept layers run in (default auto: FP16, or FP32 where only that meets the target)",
+        )
+        parser.add_argument(
+            "--max-fp-share", type=float, default=0.25, metavar="SHARE",
+            help="int8: the search keeps at most this share of the quantizable layers in floating point (default 0.25)",
+        )
 
 
 class _DeprecatedAppend(_DeprecatedAlias):

@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
               "describes an untrained network, not the model you would deploy")
     # cache_tag: its own <stem>.sensitivity.int8.calib.json, never the build's calibration cache
     options = Int8Options(Path(args.images), args.calib_method, args.max_images, bias_correction=args.bias_correction,
-                          cache_tag="sensitivity")
+                          cache_tag="sensitivity", enforce_target=False)
     calibration = calibrate_model(onnx_path, model, spec, options, onnx_path.parent)
     print(f"note: {calibration.note}")
     images = load_images(args.images, spec, args.max_images, progress=False).for_network(feeder)

@@ -63,7 +63,9 @@ def qdq_onnx_for_coverage(onnx_path: Path, spec, photos: Sequence[str]) -> Int8O
     dynamic = not (batch_dim.HasField("dim_value") and batch_dim.dim_value > 0)
     chosen = tuple(photos) + (EXTRA_PHOTOS[: max(0, CALIBRATION_BATCH - len(photos))] if dynamic else ())
     folder = write_photo_folder(work_dir / "calibration" / f"{len(chosen)}_photos", chosen)
-    config = BuildConfig(precision="int8", calib_images=str(folder), calib_max_images=len(chosen), calib_method="max")
+    # placement and build on a handful of photos: too few to hold back a fidelity check's (it needs 32 images)
+    config = BuildConfig(precision="int8", calib_images=str(folder), calib_max_images=len(chosen), calib_method="max",
+                         fidelity_target="none")
     try:
         prepared = prepare_precision_onnx(onnx_path, config, spec, work_dir)
     except TrtpipeError as exc:  # opset < 13, nothing quantizable, a placement bug: a finding, not a crash

@@ -252,6 +252,7 @@ def measure_fidelity(
     *,
     feeds=None,
     progress: bool = True,
+    fidelity_target: str = "auto",
 ) -> tuple[list[FidelityResult], int]:
     """Prepares each precision's ONNX under ``work_dir`` and compares it with FP32 on ``images``.
 
@@ -265,6 +266,9 @@ def measure_fidelity(
         images: evaluation image folder. calib: calibration image folder (int8).
         feeds: image batch -> {input name: array} for a multi-input model (see ``trtpipe.quant.feeds``).
         progress: progress bars on a terminal.
+        fidelity_target: int8: the build's fidelity target (``auto``, ``none`` or ``cosine=...``): layers are kept
+            as a build keeps them, so the INT8 row measures what ``build`` makes; a missed target is reported in
+            the row's note, not raised.
 
     Returns:
         (one result per precision, number of evaluation images that are also calibration images).
@@ -314,7 +318,7 @@ def measure_fidelity(
                 else:
                     options = Int8Options(
                         Path(calib), method, max_images, keep_fp, auto_keep, bias_correction=bias_correction,
-                        feeds=feeds, cache_tag="fidelity",
+                        feeds=feeds, cache_tag="fidelity", fidelity_target=fidelity_target, enforce_target=False,
                     )
                     prepared = prepare_int8(onnx_path, options, spec, work_dir / f"{stem}.fidelity.int8.onnx")
                     overlap = _overlap(evaluation.paths, Path(calib))

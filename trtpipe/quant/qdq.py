@@ -11,7 +11,10 @@ The placement follows TensorRT's explicit-quantization rules (and NVIDIA's pytor
   TensorRT fuses the add into that convolution's epilogue;
 - nothing else: quantizing an op TensorRT runs in floating point anyway only adds rounding error.
 
-A *layer* is one node whose inputs are quantized; ``keep_fp`` names layers left in floating point.
+A *layer* is one node whose inputs are quantized; ``keep_fp`` names layers left in floating point. Kept layers
+can run in FP16 (``insert_qdq(..., fp16_layers=...)``): TensorRT users mix INT8 and FP16, and a strongly typed
+network computes a layer in the type of its tensors, so the layer's inputs are cast to FP16 in the ONNX, its
+weights and bias stored in FP16, and its output cast back to FP32 (where an FP32 op reads it).
 """
 
 from __future__ import annotations
@@ -188,13 +191,17 @@ def quantize_weight(weight: np.ndarray, axis: int | None) -> tuple[np.ndarray, n
     return quantized, scale
 
 
-def insert_qdq(model, plan: QdqPlan, amax: Mapping[str, float]):
+def insert_qdq(model, plan: QdqPlan, amax: Mapping[str, float], fp16_layers: Iterable[Layer] = ()):
     """Returns a copy of ``model`` with Q/DQ written as ``plan`` says.
 
     Args:
         model: onnx.ModelProto (FP32).
         plan: from :func:`plan_qdq`, possibly ``.without(keep_fp)``.
         amax: calibrated absolute maximum of every activation in ``plan.activations``.
+        fp16_layers: layers left out of ``plan`` (kept in floating point) that run in FP16 rather than FP32:
+            FP16 Casts before their activation inputs (one per tensor, shared), FP16 copies of their constant
+            inputs, and an FP32 Cast after each output that an FP32 op or the graph output reads. A kept layer
+            that reads another's output reads its FP16 value directly. Indexes as in ``plan_qdq(model)``.
 
     Raises:
         KeyError: an activation of the plan has no range (a bug: calibrate the plan's activations).
@@ -224,18 +231,70 @@ def insert_qdq(model, plan: QdqPlan, amax: Mapping[str, float]):
                 new_initializers += inits
             rewire[layer.node_index][item.index] = dequantized[item.tensor]
 
+    half = _Fp16Writer(initializers)
+    fp16_indices = {layer.node_index for layer in fp16_layers}
     nodes = []
     for index, node in enumerate(graph.node):
         for position, name in rewire.get(index, {}).items():
             source = node.input[position]
             nodes.extend(pending.pop(source, []))
             node.input[position] = name
-        nodes.append(node)
+        if index in fp16_indices:
+            nodes.extend(half.wrap(node))
+        else:
+            nodes.append(node)
     graph.ClearField("node")
-    graph.node.extend(nodes)
-    graph.initializer.extend(new_initializers)
+    graph.node.extend(half.drop_unread_casts(nodes, {o.name for o in graph.output}))
+    graph.initializer.extend(new_initializers + half.initializers)
     _drop_unused_initializers(graph)
     return model
+
+
+class _Fp16Writer:
+    """Rewrites kept layers to compute in FP16 (see :func:`insert_qdq`'s ``fp16_layers``)."""
+
+    def __init__(self, initializers: Mapping[str, object]):
+        self.constants = initializers
+        self.fp16_of: dict[str, str] = {}  # FP32 tensor -> its FP16 value (a Cast's output, a copy, a layer's output)
+        self.initializers: list = []
+        self.cast_backs: set[str] = set()  # names of the FP32 Casts after FP16 layers
+
+    def wrap(self, node) -> list:
+        """[Casts to FP16 of new inputs, the node reading and writing FP16, Casts back to FP32 of its outputs]."""
+        from onnx import TensorProto, helper, numpy_helper
+
+        before = []
+        for position, name in enumerate(node.input):
+            if not name:
+                continue
+            if name not in self.fp16_of:
+                if name in self.constants:
+                    values = numpy_helper.to_array(self.constants[name]).astype(np.float16)
+                    self.initializers.append(numpy_helper.from_array(values, f"{name}_fp16"))
+                else:
+                    before.append(helper.make_node("Cast", [name], [f"{name}_fp16"], name=f"{name}_to_fp16",
+                                                   to=TensorProto.FLOAT16))
+                self.fp16_of[name] = f"{name}_fp16"
+            node.input[position] = self.fp16_of[name]
+        after = []
+        for position, name in enumerate(node.output):
+            if not name:
+                continue
+            node.output[position] = f"{name}_fp16"
+            self.fp16_of[name] = f"{name}_fp16"
+            after.append(helper.make_node("Cast", [f"{name}_fp16"], [name], name=f"{name}_to_fp32", to=TensorProto.FLOAT))
+            self.cast_backs.add(after[-1].name)
+        return before + [node] + after
+
+    def drop_unread_casts(self, nodes: list, graph_outputs: set[str]) -> list:
+        """``nodes`` without the FP32 Casts that nothing reads (every reader was an FP16 layer)."""
+        read = set(graph_outputs)
+        for node in nodes:
+            read.update(node.input)
+            for attribute in node.attribute:  # If/Loop bodies read outer-scope tensors by name
+                for body in ([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs):
+                    read |= _names_used(body)
+        return [n for n in nodes if n.name not in self.cast_backs or n.output[0] in read]
 
 
 def _activation_qdq(tensor: str, amax: float):

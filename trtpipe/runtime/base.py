@@ -151,10 +151,18 @@ def validate_feeds(
             )
         if limits and info.name in limits:
             low, high = limits[info.name]
-            if any(not lo <= a <= hi for lo, a, hi in zip(low, array.shape, high)):
+            outside = [axis for axis, (lo, a, hi) in enumerate(zip(low, array.shape, high)) if not lo <= a <= hi]
+            if outside:
+                if outside == [0]:
+                    fix = (f"keep the batch within {low[0]}..{high[0]} (Pipeline splits larger batches), "
+                           "or rebuild with a larger profile: trtpipe build ... --batch MIN:OPT:MAX")
+                else:  # an image size (or another non-batch axis) the profile does not take
+                    fix = (f"axis {', '.join(str(a) for a in outside)} is outside the profile: feed sizes within it "
+                           f"(the preprocess spec's height and width), or rebuild with a profile that takes them: "
+                           f"trtpipe build ... --minShapes {info.name}:SHAPE --optShapes {info.name}:SHAPE "
+                           f"--maxShapes {info.name}:SHAPE")
                 raise InputError(
                     f"{engine}: input {info.name!r} has shape {array.shape}, outside the optimization profile "
                     f"{low}..{high}",
-                    f"keep the batch within {low[0]}..{high[0]} (Pipeline splits larger batches), "
-                    "or rebuild with a larger profile: trtpipe build ... --batch MIN:OPT:MAX",
+                    fix,
                 )

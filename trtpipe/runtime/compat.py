@@ -11,8 +11,8 @@ from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
-from trtpipe.errors import EngineMismatchError, InputError
-from trtpipe.spec import EngineSidecar, sidecar_path_for
+from trtpipe.errors import EngineMismatchError, InputError, TrtpipeError
+from trtpipe.spec import BuildConfig, EngineSidecar, ShapeRange, sidecar_path_for
 
 
 def load_sidecar(engine_path: str | Path) -> EngineSidecar:
@@ -63,6 +63,8 @@ def rebuild_command(sidecar: EngineSidecar, engine: str | Path, *, compute_capab
     parts = ["trtpipe build", str(sidecar.onnx_path), "-o", str(engine), "--precision", sidecar.precision]
     if config.get("batch"):
         parts += ["--batch", str(config["batch"])]
+    for recorded in config.get("shapes") or ():
+        parts.append(_shape_options(str(recorded)))
     targets = [compute_capability] if compute_capability else list(config.get("compute_capabilities") or [])
     if targets:
         parts += ["--compute-capability", ",".join(targets)]
@@ -81,7 +83,18 @@ def rebuild_command(sidecar: EngineSidecar, engine: str | Path, *, compute_capab
             parts += ["--keep-fp", ",".join(config["keep_fp"])]
         if config.get("bias_correction") is False:
             parts.append("--no-bias-correction")
+        for name in ("fidelity_target", "keep_precision", "max_fp_share"):  # the fidelity search's, where not the default
+            if config.get(name) is not None and config[name] != BuildConfig.__dataclass_fields__[name].default:
+                parts += ["--" + name.replace("_", "-"), str(config[name])]
     return " ".join([*parts, "--force"])
+
+
+def _shape_options(recorded: str) -> str:
+    """A recorded profile ``name:MIN:OPT:MAX`` as ``--minShapes/--optShapes/--maxShapes`` (the build's options)."""
+    try:
+        return ShapeRange.parse(recorded).as_options()
+    except TrtpipeError:  # a hint must not fail on a sidecar an older trtpipe wrote
+        return f"--shapes {recorded}"
 
 
 def _rebuild_hint(sidecar: EngineSidecar, engine: str | Path, compute_capability: str | None = None) -> str:

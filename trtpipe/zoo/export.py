@@ -35,6 +35,8 @@ import onnx
 
 from trtpipe.errors import ConfigError, OnnxModelError
 from trtpipe.io import atomic_output, ensure_writable_dir, sha256_file
+from trtpipe.onnx.load import graph_io
+from trtpipe.quant.feeds import check_image_input
 from trtpipe.spec import PreprocessSpec, preprocess_path_for
 from trtpipe.zoo.registry import ModelEntry, WeightsRequest, get_model, load_model, output_stem
 
@@ -145,6 +147,8 @@ def export_model(
     ensure_writable_dir(onnx_path.parent)  # fail before the slow part, with a clear message
     try:
         made = _export(entry, request, attempts, dynamic_batch, fingerprint, strict_parity)
+        # the spec written beside the ONNX must make images its input takes (a registry mistake, caught here)
+        check_image_input(made.spec, graph_io(made.model)[0][0], onnx_path)
         with atomic_output(onnx_path) as onnx_tmp, atomic_output(spec_path) as spec_tmp:
             onnx.save(made.model, onnx_tmp)
             spec_tmp.write_text(json.dumps(made.spec.to_dict(), indent=2) + "\n")
