@@ -131,7 +131,8 @@ class Pipeline:
                 result), "tensorrt" (fail instead of falling back) or "onnxruntime". Defaults to "auto".
             spec: overrides the sidecar's preprocess spec.
             options: Pipeline options (``topk``, ``warmup``, head thresholds) and engine options
-                (TensorRT: ``cuda_graph``, ``device`` ...; ONNX Runtime: ``providers``, ``threads``), mixed.
+                (both: ``contexts``; TensorRT: ``cuda_graph``, ``device`` ...; ONNX Runtime: ``providers``, ``threads``,
+                ``fp16_storage``), mixed.
 
         Raises:
             TypeError: an option neither the Pipeline, its heads nor a backend takes, listing the valid ones.
@@ -163,7 +164,8 @@ class Pipeline:
             path: the ``.onnx`` file.
             backend: "auto" or "onnxruntime" (the same for an ONNX file). Defaults to "auto".
             spec: the preprocess spec. Defaults to ``<stem>.preprocess.json`` beside the ONNX.
-            options: Pipeline options (``topk``, ``warmup`` ...) and ONNX Runtime options (``providers``, ``threads``).
+            options: Pipeline options (``topk``, ``warmup`` ...) and ONNX Runtime options (``providers``, ``threads``,
+                ``contexts``, ``fp16_storage``).
 
         Raises:
             TypeError: an unknown option, listing the valid ones.

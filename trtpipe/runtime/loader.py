@@ -172,9 +172,9 @@ def load_engine(path: str | Path, backend: str | None = "auto", **options) -> En
         path: a ``.engine``/``.plan`` file (with its sidecar) or an ``.onnx`` file.
         backend: "auto" (the default; None means the same), "tensorrt" or "onnxruntime". "onnxruntime" with an
             engine runs its network ONNX (the FP16/Q/DQ ONNX it was parsed from, sha256-checked).
-        options: keyword arguments of the backend's engine class (TensorRTEngine: ``cuda_graph``, ``device``
-            ...; OnnxRuntimeEngine: ``providers``, ``threads``). Options of the other backend are dropped with a
-            log line, so one call works whichever backend "auto" picks.
+        options: keyword arguments of the backend's engine class (both: ``contexts``; TensorRTEngine:
+            ``cuda_graph``, ``device`` ...; OnnxRuntimeEngine: ``providers``, ``threads``, ``fp16_storage``). Options
+            of the other backend are dropped with a log line, so one call works whichever backend "auto" picks.
 
     Raises:
         TypeError: an option neither backend takes, listing the valid ones.
