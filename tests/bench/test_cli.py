@@ -110,6 +110,9 @@ def test_bench_simulate_runs_a_real_engine_file_labelled_simulated(classifier_on
     assert len(rows) > 2 and all(row.endswith("ran (functional check, not timed)") for row in rows[2:])
     assert "ms" not in captured.out  # not one timing
     assert "SIMULATED: functional check, nothing timed" in captured.err.splitlines()[-1]
+    phases = [line for line in captured.err.splitlines() if line.startswith("[bench ")]
+    assert phases and all("functional check: not timed" in line for line in phases)
+    assert not any("/s" in line or " s," in line for line in phases)  # no made-up rate or time on screen either
 
     report = BenchReport.load(out)
     assert report.simulated and report.functional_check and report.backend["name"] == "tensorrt_rtx-simulated"

@@ -289,9 +289,28 @@ class StderrProgress:
         self.stream.flush()
 
     def done(self, phase: str, samples: Samples) -> None:
-        end = "\n"
         state = " (interrupted)" if samples.partial else ""
         rate = f", {samples.iterations / samples.wall_s:.1f}/s" if samples.wall_s > 0 and samples.iterations else ""
-        self.stream.write(f"{chr(13) if self.interactive else ''}{self.prefix} {phase}: {samples.iterations} iterations "
-                          f"in {samples.wall_s:.2f} s{rate}{state}      {end}")
+        self._line(f"{samples.iterations} iterations in {samples.wall_s:.2f} s{rate}{state}", phase)
+
+    def done_untimed(self, phase: str, samples: Samples) -> None:
+        """A functional check's phase (a simulation): what ran, and no time or rate, which would be made up."""
+        state = " (interrupted)" if samples.partial else ""
+        self._line(f"{samples.iterations} iterations checked (functional check: not timed){state}", phase)
+
+    def _line(self, text: str, phase: str) -> None:
+        self.stream.write(f"{chr(13) if self.interactive else ''}{self.prefix} {phase}: {text}      \n")
         self.stream.flush()
+
+
+class UntimedProgress:
+    """Wraps a Progress for a functional check: phases end with what ran (``done_untimed``), never a rate."""
+
+    def __init__(self, inner: Progress):
+        self.inner = inner
+
+    def update(self, phase: str, elapsed_s: float, duration_s: float, iterations: int) -> None:
+        self.inner.update(phase, elapsed_s, duration_s, iterations)
+
+    def done(self, phase: str, samples: Samples) -> None:
+        getattr(self.inner, "done_untimed", self.inner.done)(phase, samples)

@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from trtpipe.bench.environment import capture_environment
-from trtpipe.bench.measure import MeasureSettings, Progress, Samples, measure_concurrent, measure_enqueue_ahead, measure_sync
+from trtpipe.bench.measure import MeasureSettings, Progress, Samples, UntimedProgress, measure_concurrent, measure_enqueue_ahead, measure_sync
 from trtpipe.bench.report import BenchReport, BenchResult
 from trtpipe.bench.stats import DEFAULT_PERCENTILES, summarize
 from trtpipe.bench.targets import BenchTarget
@@ -262,6 +262,8 @@ def run_bench(
         for batch in batches:
             prefix = f"[bench {target.model['name']} {target.backend['name']} {target.model['precision']} batch {batch}]"
             progress = progress_factory(prefix) if progress_factory else None
+            if progress is not None and functional:
+                progress = UntimedProgress(progress)
             for result in _run_batch(target, batch, options, progress):
                 report.results.append(result)
                 if on_result:
