@@ -158,7 +158,7 @@ def _open_onnxruntime(path: Path, precision: str | None, name: str | None, threa
     if engine.fp16_storage:
         notes.append(f"{path.name}: FP16 tensors are stored as FP16 between ops (as TensorRT's FP16 kernels store "
                      "them; a plain ONNX Runtime session on the CPU computes them in FP32 and hides overflow), which "
-                     "blocks fusions: slower than a plain session (about 2.3x measured on EfficientNet-Lite0)")
+                     "blocks fusions: slower than a plain session (2.3x to 3.8x measured on EfficientNet-Lite0)")
     return BenchTarget(
         engine=engine,
         model={"name": name or (spec.model if spec else _stem(path)), "file": str(path), "sha256": sha256_file(path),

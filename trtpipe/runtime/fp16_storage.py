@@ -21,7 +21,7 @@ def keep_fp16_rounding(model):
     produce a graph output in its declared type, so the FP32->FP16 Cast it inserts after an FP32-computed op
     stays, and the Identity (which has an FP16 kernel) separates it from the FP16->FP32 Cast before the next
     op: ``RemoveDuplicateCastTransformer`` only removes adjacent Casts. The routing also blocks fusions across
-    FP16 tensors, so ops run one by one (measured: about 2.3x a plain session's time on EfficientNet-Lite0,
+    FP16 tensors, so ops run one by one (measured: 2.3x to 3.8x a plain session's time on EfficientNet-Lite0,
     ``tests/perf/bench_fp16_storage.py``). Subgraphs (If/Loop bodies) are left as they are.
 
     Args:

@@ -9,8 +9,8 @@ loaded once); further callers wait, as they wait for a free TensorRT context. ``
 
 FP16 on the CPU provider runs with FP16 storage (``trtpipe.runtime.fp16_storage``): a plain session computes an
 FP16 graph in FP32 and would hide the overflow past 65504 that TensorRT's FP16 kernels hit, so a CPU fallback of
-an FP16 engine would not compute what the engine computes. It costs time (about 2.3x a plain session measured on
-EfficientNet-Lite0), and ``fp16_storage=False`` turns it off (the result is then labelled so).
+an FP16 engine would not compute what the engine computes. It costs time (2.3x to 3.8x a plain session measured
+on EfficientNet-Lite0, ``tests/perf/bench_fp16_storage.py``), and ``fp16_storage=False`` turns it off (labelled so).
 """
 
 from __future__ import annotations
