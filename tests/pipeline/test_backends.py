@@ -137,29 +137,43 @@ def test_an_older_sidecar_without_the_network_onnx_is_refused_not_run_in_fp32(en
     assert not (tmp_path / "reports").exists()
 
 
-def test_a_later_build_that_rewrites_the_network_onnx_makes_the_first_engine_refuse_until_rebuilt(engines, tmp_path):
-    """Two INT8 engines from one ONNX with different options share <stem>.int8.onnx: the later build rewrites it.
-    The first engine's fallback must refuse (not run the other engine's model), and its hint must rebuild it."""
+def test_two_int8_engines_from_one_onnx_keep_their_own_network_onnx(engines, tmp_path):
+    """Two INT8 engines from one ONNX with different options: each engine's fallback runs the model it was built
+    from (<engine stem>.int8.onnx), so building the second never breaks the first."""
     from trtpipe.builder.builder import build_engine
 
     folder = engines["fp32"].parent
     calib = str(folder / "calib")
     first_config = BuildConfig(flavor="tensorrt_rtx", precision="int8", batch=BatchRange(1, 2, 4), calib_images=calib,
                                fidelity_target="none")
-    first = build_engine(folder / "tiny.onnx", tmp_path / "first.engine", first_config).engine_path
-    build_engine(folder / "tiny.onnx", tmp_path / "second.engine",
-                 dataclasses.replace(first_config, bias_correction=False, calib_method="max"))
-    with pytest.raises(InputError, match=r"changed after the build \(a later int8 build of .*tiny\.onnx with other options "
-                                         r"writes the same file\).*Hint: rebuild the engine as it was built: .*-o \S*first\.engine"):
-        load_engine(first)
-    with load_engine(tmp_path / "second.engine") as second:
-        assert second.precision == "int8"
-    build_engine(folder / "tiny.onnx", first, first_config)  # the hint's command (without --force: not up to date)
-    with load_engine(first) as engine:
-        assert engine.precision == "int8"
-    assert (tmp_path / "tiny.int8.onnx").is_file()  # the one file both engines were parsed from
-    with pytest.raises(InputError, match="changed after the build"):
-        load_engine(tmp_path / "second.engine")  # and now the other way round
+    first = build_engine(folder / "tiny.onnx", tmp_path / "first.engine", first_config)
+    second = build_engine(folder / "tiny.onnx", tmp_path / "second.engine",
+                          dataclasses.replace(first_config, bias_correction=False, calib_method="max"))
+    assert first.sidecar.network_onnx_path.endswith("first.int8.onnx")
+    assert second.sidecar.network_onnx_path.endswith("second.int8.onnx")
+    for engine_path in (first.engine_path, second.engine_path):
+        with load_engine(engine_path) as engine:
+            assert engine.precision == "int8"
+
+
+def test_a_network_onnx_changed_after_the_build_is_refused_with_the_rebuild_command(engines, tmp_path):
+    """The fallback never runs another model than the engine's: a network ONNX rewritten after the build is refused,
+    and the hint rebuilds the engine as it was built."""
+    from trtpipe.builder.builder import build_engine
+
+    folder = engines["fp32"].parent
+    config = BuildConfig(flavor="tensorrt_rtx", precision="int8", batch=BatchRange(1, 2, 4),
+                         calib_images=str(folder / "calib"), fidelity_target="none")
+    built = build_engine(folder / "tiny.onnx", tmp_path / "first.engine", config)
+    network = Path(built.sidecar.network_onnx_path)
+    import onnx
+
+    model = onnx.load(str(network))
+    model.doc_string = "edited after the build"
+    onnx.save(model, str(network))
+    with pytest.raises(InputError, match=r"changed after the build.*Hint: rebuild the engine as it was built: "
+                                         r".*-o \S*first\.engine"):
+        load_engine(built.engine_path)
 
 
 def test_rebuild_hint_of_an_int8_engine_names_its_calibration_options(engines, tmp_path):

@@ -216,7 +216,11 @@ def _prepare_network_onnx(onnx_path, source_model, config, spec, output):
         return onnx_path, realised, unchecked if config.precision == "int8" else [], None, None
     from trtpipe.quant.prepare import prepare_precision_onnx
 
-    prepared = prepare_precision_onnx(onnx_path, config, spec, output.parent)
+    # The engine's own network ONNX, which its CPU fallback runs: the default engine keeps the familiar
+    # <stem>.int8.onnx / <stem>.fp16.onnx; an engine of another name gets <engine stem>.<precision>.onnx, so two
+    # engines built from one ONNX with other options never share (and overwrite) the file.
+    name = None if output == default_engine_path(onnx_path, config.precision) else output.stem
+    prepared = prepare_precision_onnx(onnx_path, config, spec, output.parent, name)
     fidelity = None
     if prepared.fidelity is not None:
         fidelity = {**prepared.fidelity, "prepare_seconds": round(prepared.seconds, 1)}

@@ -153,8 +153,8 @@ def network_onnx(engine_path: str | Path) -> NetworkOnnx:
     if sha and found != sha:
         raise InputError(
             f"{path} has sha256 {found[:12]}..., but engine {engine_path} was built from sha256 {sha[:12]}...: "
-            f"the network ONNX changed after the build (a later {sidecar.precision} build of {sidecar.onnx_path} with other "
-            "options writes the same file), so it would not compute what the engine computes",
+            "the network ONNX changed after the build (edited, or written again by a build of another engine that was "
+            "given the same file name), so it would not compute what the engine computes",
             rebuild,
         )
     return NetworkOnnx(path, precision or _detect_precision(path), sidecar.precision, sidecar.precision_realised)
