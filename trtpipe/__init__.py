@@ -22,6 +22,8 @@ _LAZY = {
     "build_engine": "trtpipe.builder.builder",
     "export_model": "trtpipe.zoo.export",
     "Pipeline": "trtpipe.pipeline.pipeline",
+    "load_engine": "trtpipe.runtime.loader",
+    "load_labels": "trtpipe.labels",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from trtpipe.errors import CudaError, DependencyError
+from trtpipe.errors import CudaError, DependencyError, option
 
 _injected: ModuleType | None = None
 _lock = threading.Lock()
@@ -39,7 +39,7 @@ def runtime() -> ModuleType:
         except ImportError:
             raise DependencyError(
                 "cuda-python is not installed; the TensorRT runtime needs it",
-                "pip install 'trtpipe[trt-cu13]' (driver R580+) or 'trtpipe[trt-cu12]', or use --backend onnxruntime",
+                f"pip install 'trtpipe[trt-cu13]' (driver R580+) or 'trtpipe[trt-cu12]', or use {option('backend', 'onnxruntime')}",
             ) from None
     return cudart
 
@@ -84,9 +84,9 @@ def check(result: Any, call: str) -> Any:
 def _hint_for(error_name: str) -> str:
     if error_name == "cudaErrorInsufficientDriver":
         return ("the NVIDIA driver is missing or older than this cuda-python needs (cuda-python 13 needs a CUDA 13 "
-                "driver, R580+): pip install 'trtpipe[trt-cu12]' on CUDA 12 drivers, or use --backend onnxruntime")
+                f"driver, R580+): pip install 'trtpipe[trt-cu12]' on CUDA 12 drivers, or use {option('backend', 'onnxruntime')}")
     if error_name in ("cudaErrorNoDevice", "cudaErrorInitializationError"):
-        return "no usable NVIDIA GPU/driver here; run on a GPU machine or use --backend onnxruntime"
+        return f"no usable NVIDIA GPU/driver here; run on a GPU machine or use {option('backend', 'onnxruntime')}"
     if error_name == "cudaErrorMemoryAllocation":
         return "the GPU is out of memory; use a smaller batch/profile or free other GPU processes"
     if error_name in ("cudaErrorIllegalAddress", "cudaErrorLaunchFailure"):

@@ -112,6 +112,9 @@ class EngineReport:
                 f"  precision {side.precision} ({side.precision_realised}); weights {side.weights}",
                 f"  from {side.onnx_path} (sha256 {side.onnx_sha256[:12]}), {side.build_seconds:.2f} s on {side.built_at}",
             ]
+            if side.network_onnx_path:
+                lines.append(f"  network ONNX {side.network_onnx_path} ({side.network_onnx_precision}, sha256 "
+                             f"{(side.network_onnx_sha256 or '')[:12]}): what --backend onnxruntime runs")
             lines += _format_tensors("inputs", side.inputs) + _format_tensors("outputs", side.outputs)
             for profile_index, profile in enumerate(side.profiles):
                 for name, shapes in profile.items():

@@ -534,6 +534,11 @@ class EngineSidecar(_JsonFile):
     calibration_cache_sha256: str | None = None
     notes: tuple[str, ...] = ()  # what the user should know: defaults taken, layers kept in FP, ...
     schema_version: int = SIDECAR_SCHEMA_VERSION
+    # The ONNX TensorRT parsed: the FP16 or Q/DQ ONNX written for this build, else onnx_path itself. ONNX Runtime
+    # runs it for `--backend onnxruntime` on this engine, so the CPU fallback computes in the precision built.
+    network_onnx_path: str | None = None  # as given to the parser (relative paths: to the working directory)
+    network_onnx_sha256: str | None = None  # of that file and its external data, checked before it is run
+    network_onnx_precision: str | None = None  # fp32 | fp16 | int8: what the network ONNX itself computes in
     # int8: the fidelity check of the Q/DQ ONNX (trtpipe.quant.search.SearchResult.to_json): target, figures on the
     # held-back images, image counts, layers kept and why; None when nothing was checked (fp32/fp16, given Q/DQ)
     fidelity: dict | None = None

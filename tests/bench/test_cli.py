@@ -82,10 +82,10 @@ def test_bench_bad_options_exit_2_with_hint(classifier_onnx, tmp_path, capsys, a
 
 
 def test_backend_auto_falls_back_to_the_cpu_and_says_so(simulation, tmp_path, monkeypatch):
-    import trtpipe.testing
+    import trtpipe.runtime.loader
 
     engine_path, _ = simulation
-    monkeypatch.setattr(trtpipe.testing, "gpu_unavailable_reason", lambda: "no driver (test)")
+    monkeypatch.setattr(trtpipe.runtime.loader, "tensorrt_unavailable_reason", lambda path, flavor=None: "no driver (test)")
     out = tmp_path / "fallback.json"
     assert main(["bench", str(engine_path), "--backend", "auto", "--threads", "1", "--duration", "0.05s",
                  "--no-end-to-end", "--json", str(out)]) == 0

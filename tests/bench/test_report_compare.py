@@ -130,3 +130,18 @@ def test_report_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "corrupt.json" in err[0] and "Hint:" in err[0]
     assert not (tmp_path / "c.md").exists()
+
+
+def test_report_of_a_folder_glob_skips_other_json_summaries(tmp_path, capsys, caplog):
+    """`trtpipe report reports/*.json` after `make test-gpu` / `make coverage`: their summaries share the folder."""
+    good = fabricated_report().save(tmp_path / "good.json")
+    summary = tmp_path / "test-gpu.json"
+    summary.write_text(json.dumps({"machine": {}, "tests": []}))
+    assert main(["report", str(good), str(summary), "-o", str(tmp_path / "c.md")]) == 0
+    assert "skipped " + str(summary) + ": not trtpipe bench report" in caplog.text
+    assert (tmp_path / "c.md").is_file()
+    # only other summaries: nothing to report is still an error; so is an explicit baseline that is not a report
+    assert main(["report", str(summary), "-o", str(tmp_path / "d.md")]) == 2
+    assert "is a trtpipe bench report" in capsys.readouterr().err and not (tmp_path / "d.md").exists()
+    assert main(["report", str(good), "--baseline", str(summary), "-o", str(tmp_path / "e.md")]) == 2
+    assert "not a trtpipe bench report" in capsys.readouterr().err

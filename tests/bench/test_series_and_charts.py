@@ -55,6 +55,17 @@ def test_an_explicit_run_and_a_fallback_run_stay_apart(tmp_path):
     assert by_series[list(by_series)[0]] != by_series[list(by_series)[1]]  # each row keeps its own run's numbers
 
 
+def test_cpu_runs_that_differ_in_streams_or_fp16_storage_are_named_by_it(tmp_path):
+    one, two = _cpu(tmp_path, "one"), _cpu(tmp_path, "two")
+    two.settings["infer_streams"] = 2  # ONNX Runtime with --infStreams 2: concurrent calls on one session
+    assert list(compare([one, _saved(two, tmp_path / "two.json")]).series) == [
+        "onnxruntime-cpu · fp32 · 1 stream", "onnxruntime-cpu · fp32 · 2 streams"]
+    stored, plain = _cpu(tmp_path, "stored"), _cpu(tmp_path, "plain")
+    stored.backend["fp16_storage"], plain.backend["fp16_storage"] = True, False
+    labels = list(compare([_saved(stored, tmp_path / "stored.json"), _saved(plain, tmp_path / "plain.json")]).series)
+    assert labels == ["onnxruntime-cpu · fp32 · FP16 storage", "onnxruntime-cpu · fp32 · FP16 computed in FP32"]
+
+
 def test_identical_runs_are_named_by_their_file(tmp_path):
     comparison = compare([_cpu(tmp_path, "monday"), _cpu(tmp_path, "tuesday")])
     assert list(comparison.series) == ["onnxruntime-cpu · fp32 · run monday", "onnxruntime-cpu · fp32 · run tuesday"]

@@ -159,9 +159,16 @@ def test_an_error_in_a_stream_is_raised():
         measure_concurrent(step, MeasureSettings(warmup_s=0.0, duration_s=1.0, iterations_min=1), 2)
 
 
-def test_infer_streams_need_a_tensorrt_engine(classifier_onnx, tmp_path, capsys):
-    assert main(["bench", str(classifier_onnx), "--infStreams", "2", "--json", str(tmp_path / "x.json")]) == 2
-    assert "--infStreams 2 runs several TensorRT execution contexts" in capsys.readouterr().err
+def test_infer_streams_on_onnxruntime_run_that_many_calls_at_once(classifier_onnx, tmp_path, capsys):
+    out = tmp_path / "x.json"
+    assert main(["bench", str(classifier_onnx), "--infStreams", "2", "--duration", "0.1s", "--warmup", "10ms",
+                 "--no-end-to-end", "--threads", "1", "--json", str(out)]) == 0
+    report = BenchReport.load(out)
+    assert report.backend["contexts"] == 2 and report.settings["infer_streams"] == 2
+    assert next(r for r in report.results if r.mode == "throughput").throughput_source == "2 streams"
+    # torch has no such mode: refused before anything loads
+    assert main(["bench", "mobilenetv2", "--backend", "torch", "--infStreams", "2", "--json", str(out)]) == 2
+    assert "runs on torch, which has no such mode here" in capsys.readouterr().err
 
 
 def test_infer_streams_on_the_simulation(simulation):

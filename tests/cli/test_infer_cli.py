@@ -87,11 +87,12 @@ def test_infer_on_a_folder_prints_a_table_an_error_row_and_one_summary_line(clas
     code, out, err = run_cli(capsys, "infer", classifier, photos, "--topk", "2", "--workers", "2", "--batch", "2")
     assert code == 0, err
     lines = out.splitlines()
-    assert lines[0].split() == ["#", "source", "ms", "class", "score", "label"]
+    assert lines[0] == f"running {classifier} (fp32) on onnxruntime-cpu"
+    assert lines[1].split() == ["#", "source", "ms", "class", "score", "label"]
     assert sum(1 for line in lines if "/p" in line and ".jpg" in line) == 5
     assert any("p9_broken.jpg" in line and "error: image" in line and "Hint:" in line for line in lines)
     assert "stage" in out and "mean ms" in out
-    assert lines[-1].startswith("infer: 4 results, 1 errors from folder") and "onnxruntime-cpu" in lines[-1]
+    assert lines[-1].startswith("infer: 4 results, 1 errors from folder") and "onnxruntime-cpu fp32, batch up to 2" in lines[-1]
 
 
 def test_infer_detection_conf_iou_labels_and_saved_pictures(detector, photos, tmp_path, capsys):
@@ -100,7 +101,7 @@ def test_infer_detection_conf_iou_labels_and_saved_pictures(detector, photos, tm
     out_dir = tmp_path / "annotated"
     code, out, err = run_cli(capsys, "infer", detector, photos / "p0.jpg", "--labels", labels, "--save", out_dir)
     assert code == 0, err
-    assert out.splitlines()[0].split()[-3:] == ["label", "box", "x1,y1,x2,y2"]
+    assert out.splitlines()[1].split()[-3:] == ["label", "box", "x1,y1,x2,y2"]
     assert "cat" in out and "dog" in out and out.count(" cat ") == 1  # NMS at 0.45 keeps one of the two cat boxes
     saved = cv2.imread(str(out_dir / "p0.jpg"))
     assert saved.shape == (48, 64, 3) and out.splitlines()[-1].endswith(f"saved 1 files to {out_dir}/")
@@ -115,7 +116,7 @@ def test_infer_segmentation_saves_colour_masks_and_ranks_classes_by_area(segment
     mask = cv2.imread(str(out_dir / "p1_mask.png"))
     assert mask.shape == (48, 64, 3)
     assert (mask[:, :32] == mask[0, 0]).all() and (mask[:, 32:] == mask[0, 63]).all() and (mask[0, 0] != mask[0, 63]).any()
-    assert "50.0%" in out and out.splitlines()[0].split()[-3:] == ["class", "area", "label"]
+    assert "50.0%" in out and out.splitlines()[1].split()[-3:] == ["class", "area", "label"]
 
 
 def test_infer_a_video_into_an_annotated_video(detector, tmp_path, capsys):
@@ -134,14 +135,14 @@ def test_infer_a_video_into_an_annotated_video(detector, tmp_path, capsys):
     assert frames == 5 and "saved 5 annotated frames" in out.splitlines()[-1]
 
 
-def test_infer_does_not_overwrite_without_force(classifier, photos, tmp_path, capsys):
+def test_infer_save_does_not_overwrite_without_force(classifier, photos, tmp_path, capsys):
     out_dir, report = tmp_path / "out", tmp_path / "r.json"
     assert run_cli(capsys, "infer", classifier, photos / "p0.jpg", "--save", out_dir, "--json", report)[0] == 0
     assert json.loads(report.read_text())["results"][0]["source"] == str(photos / "p0.jpg")
-    code, _, err = run_cli(capsys, "infer", classifier, photos / "p0.jpg", "--json", report)
-    assert code == 2 and "r.json exists; infer does not overwrite it" in err and "--force" in err
-    code, _, err = run_cli(capsys, "infer", classifier, photos / "p0.jpg", "--save", out_dir)
-    assert code == 2 and "p0.jpg exists" in err
+    assert run_cli(capsys, "infer", classifier, photos / "p1.jpg", "--json", report)[0] == 0  # named: replaced
+    assert json.loads(report.read_text())["results"][0]["source"] == str(photos / "p1.jpg")
+    code, out, err = run_cli(capsys, "infer", classifier, photos / "p0.jpg", "--save", out_dir)
+    assert code == 2 and f"--save {out_dir} holds files already" in err and "--force" in err and out == ""
     assert run_cli(capsys, "infer", classifier, photos / "p0.jpg", "--save", out_dir, "--force")[0] == 0
 
 
@@ -202,4 +203,4 @@ def test_infer_runs_a_tensorrt_engine_on_infstreams_contexts(simulated_machine, 
     assert code == 0, err
     assert seen == [(2, 2)]  # two execution contexts, one inference thread each
     assert out.splitlines()[-1].startswith("infer: 4 results, 1 errors")
-    assert f"{simulated_machine.flavor.name}-simulated, batch up to 2" in out.splitlines()[-1]
+    assert f"{simulated_machine.flavor.name}-simulated fp32, batch up to 2" in out.splitlines()[-1]

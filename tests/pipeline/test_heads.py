@@ -92,3 +92,29 @@ def test_sigmoid_detr_head_scores_every_class_independently():
 def test_unknown_head_variant_suggests_the_closest():
     with pytest.raises(ConfigError, match="did you mean 'detr_sigmoid'"):
         create_head("detr_sigmoi")
+
+
+def test_segmentation_summary_ranks_classes_by_area():
+    mask = np.zeros((10, 10), np.uint16)
+    mask[:, :6] = 2  # 60%
+    mask[:3, 6:] = 1  # 12%; class 0 keeps the other 28%
+    result = create_head("segmentation", labels=["background", "cat", "sofa"])({"out": mask[None].astype(np.int64)}, [
+        ResizeMeta(source_height=10, source_width=10, scale_x=51.2, scale_y=51.2, offset_x=0.0, offset_y=0.0)], None)[0]
+    assert [(c, n) for c, n, _ in result.class_areas()] == [(2, "sofa"), (0, "background"), (1, "cat")]
+    assert result.summary(top=2) == "sofa 60.0%, background 28.0%, +1 more"
+    assert [c["label"] for c in result.to_dict()["classes"]] == ["sofa", "background", "cat"]
+
+
+def test_a_label_set_of_the_wrong_size_is_warned_about_once(caplog):
+    import logging
+
+    logits = np.zeros((1, 4 + 3, 5), np.float32)  # YOLOv8 layout, 3 classes
+    head = create_head("detection", labels=["a", "b"], layout="yolov8")
+    with caplog.at_level(logging.WARNING, logger="trtpipe.pipeline"):
+        head({"out": logits}, [LETTERBOX], None)
+        head({"out": logits}, [LETTERBOX], None)
+    assert caplog.text.count("output has 3 classes but its label set has 2 names") == 1
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="trtpipe.pipeline"):
+        create_head("classification", labels=["x"] * 4)({"out": np.zeros((1, 5), np.float32)}, [LETTERBOX], None)
+    assert "label set" not in caplog.text  # 5 outputs, 4 names: a background class 0 (TensorFlow-style)

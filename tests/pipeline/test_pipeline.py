@@ -30,7 +30,7 @@ def test_onnx_pipeline_classifies_and_reports_backend_and_times(tiny_classifier_
         assert result.scores == tuple(sorted(result.scores, reverse=True))
         assert result.times.preprocess > 0 and result.times.compute > 0
         assert len(pipe([*images(3)])) == 3
-        assert "median" in pipe.timings.summary() and len(pipe.timings) == 1  # first call is warm-up
+        assert "median" in pipe.timings.summary() and len(pipe.timings) == 2  # warm-up is not a user call
 
 
 def test_missing_preprocess_spec_says_how_to_fix(tiny_classifier_onnx):
@@ -58,10 +58,10 @@ def test_eight_threads_give_sequential_results(sim_engine, sim_flavor):
     assert threaded == sequential
 
 
-def test_from_engine_uses_the_sidecar_spec(sim_engine, sim_flavor, monkeypatch):
-    monkeypatch.setattr("trtpipe.runtime.tensorrt_engine._flavor_for", lambda sidecar, engine: sim_flavor)
-    with Pipeline.from_engine(sim_engine, topk=2) as pipe:
+def test_from_engine_uses_the_sidecar_spec(sim_engine, sim_flavor):
+    with Pipeline.from_engine(sim_engine, topk=2, flavor=sim_flavor) as pipe:
         assert pipe.spec == tiny_spec() and len(pipe(images(1)[0]).indices) == 2
+        assert pipe.backend == f"{sim_flavor.name}-simulated" and pipe.fallback is None
 
 
 def test_use_after_close_and_bad_images(tiny_classifier_onnx):
@@ -136,3 +136,41 @@ def test_spec_head_picks_the_decode(head, expected):
     with Pipeline(_SetPredictionEngine(), spec, score_threshold=0.5) as pipe:
         result = pipe(images(1)[0])
         assert (type(pipe.head).__name__, result.class_ids.tolist()) == expected
+
+
+class _CountingEngine(OnnxRuntimeEngine):
+    """An ONNX Runtime engine that records the batch size of every inference it runs."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.batches = []
+
+    def infer_timed(self, feeds):
+        self.batches.append(next(iter(feeds.values())).shape[0])
+        return super().infer_timed(feeds)
+
+
+def test_warmup_runs_its_own_passes_and_every_user_call_is_timed(tiny_classifier_onnx):
+    engine = _CountingEngine(tiny_classifier_onnx)
+    with Pipeline(engine, tiny_spec(), warmup=2) as pipe:
+        assert engine.batches == [1, 1] and len(pipe.timings) == 0  # at open: two passes of batch 1, none timed
+        pipe(images(1)[0])
+        assert engine.batches == [1, 1, 1] and len(pipe.timings) == 1  # the user's only call: timed, not warm-up
+        assert "calls" in pipe.timings.summary().splitlines()[0]
+        pipe(images(3))
+        assert engine.batches[3:] == [3, 3, 3]  # a new input shape is warmed up first, outside the timed call
+        pipe(images(3))
+        assert engine.batches[6:] == [3] and len(pipe.timings) == 3
+
+
+def test_warmup_zero_runs_nothing_extra(tiny_classifier_onnx):
+    engine = _CountingEngine(tiny_classifier_onnx)
+    with Pipeline(engine, tiny_spec(), warmup=0) as pipe:
+        pipe(images(2))
+    assert engine.batches == [2] and pipe.timings.summary().startswith("stage (ms)")
+
+
+def test_an_empty_recorder_says_no_call_was_timed():
+    from trtpipe.pipeline.timing import TimingRecorder
+
+    assert TimingRecorder().summary() == "no calls timed yet"

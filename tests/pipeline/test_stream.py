@@ -115,6 +115,7 @@ def test_a_tensorrt_engine_with_two_contexts_runs_two_batches_at_once(sim_engine
     """The stream's inference threads are the engine's contexts, and two batches meet inside the (simulated) GPU."""
     with Pipeline(TensorRTEngine(sim_engine, flavor=sim_flavor, contexts=2), tiny_spec()) as pipe:
         sequential = [pipe(image).indices for image in random_images(24)]
+        pipe(random_images(2))  # batch sizes 1 and 2 warmed up: the engine calls below are the stream's own
         meeting, calls = threading.Barrier(2, timeout=20), []
         session_run = pipe.engine._engine._session_run
 
@@ -177,6 +178,17 @@ def test_an_item_queued_late_is_still_inferred_before_the_stream_ends(ort_pipe, 
         runner.join(20)
         assert not runner.is_alive(), f"the stream hung after {len(items)} of 3 results"
     assert [i.index for i in items] == [0, 1, 2] and all(i.ok for i in items)
+
+
+def test_each_batch_size_is_warmed_up_before_its_first_timed_call(tiny_classifier_onnx):
+    engine = CountingEngine(tiny_classifier_onnx, delay=0.01)
+    with Pipeline(engine, tiny_spec(), warmup=2) as pipe:
+        assert engine.batches == [1, 1]  # at open
+        with pipe.stream(random_images(9), batch_size=4, workers=2) as stream:
+            items = list(stream)
+        batches = stream.stats.batches
+    assert {item.times.batch for item in items} <= pipe._warm_batches  # every size the stream ran was warmed up
+    assert len(engine.batches) == batches + 2 * len(pipe._warm_batches)  # two untimed passes per size, no more
 
 
 def test_reading_stays_within_in_flight_while_the_caller_is_slow(tiny_classifier_onnx):

@@ -78,3 +78,15 @@ def test_parity_flag_reaches_the_exporter(flag, strict, monkeypatch, tmp_path):
     monkeypatch.setattr(trtpipe.zoo.export, "export_model", lambda *args, **kwargs: seen.update(kwargs))
     assert main(["export", "mobilenetv2", "-o", str(tmp_path / "m.onnx"), *flag]) == 0
     assert seen["strict_parity"] is strict
+
+
+def test_zoo_list_ends_with_a_summary_and_says_what_auto_gives(capsys, monkeypatch):
+    from trtpipe.zoo import registry
+
+    monkeypatch.setattr(registry, "host_reachable", lambda host: False)
+    assert main(["zoo", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:5] == ["NAME", "SOURCE", "TASK", "INPUT", "WEIGHTS"]
+    assert "pretrained (download)" not in "\n".join(lines)  # nothing can download here: no row may promise it
+    assert next(line for line in lines if line.startswith("timm:<name>")).count("random here (no network) unless cached")
+    assert lines[-1].startswith(f"{len(registry.list_models())} models (") and "--weights auto here gives pretrained" in lines[-1]

@@ -157,3 +157,70 @@ def test_checkpoint_of_another_architecture_is_a_clear_error(tmp_path):
     torch.save({"fc.weight": torch.zeros(10, 4)}, path)
     with pytest.raises(WeightsError, match=r"does not fit mobilenetv2.*Hint: give a state_dict of the same architecture"):
         load_model(get_model("mobilenetv2"), str(path))
+
+
+def test_detectors_and_segmenters_name_their_dataset_label_set():
+    """COCO detectors print "person", not "0"; the label set's size is the class count each source builds."""
+    from trtpipe.coverage.catalog import load_sources
+    from trtpipe.labels import load_labels
+    from trtpipe.zoo.sources import coverage_fcn, rfdetr_models, smp_models, transformers_models, ultralytics_models
+
+    load_sources()
+    expected = {
+        "yolov8n": "coco80", "yolov5nu": "coco80", "detr_resnet50": "coco80", "rt_detr": "coco80",
+        "conditional_detr": "coco80", "dab_detr": "coco80", "deformable_detr": "coco80", "rfdetr_nano": "coco91",
+        "segformer_b0": "ade20k150", "maskformer_swin_tiny": "ade20k150", "upernet_deit_small": "ade20k150",
+        "pspnet_r50": "ade20k150", "pspnet_mobilenetv2": "ade20k150", "fcn_hrnet_w18": "ade20k150", "fcn_r50": "voc21",
+        "grounding_dino": None,  # its classes are the prompt's tokens
+    }
+    for name, labels in expected.items():
+        assert get_model(name).preprocess.labels == labels, name
+    built_with = {"coco80": {ultralytics_models.COCO_CLASSES, transformers_models.COCO_CLASSES},
+                  "ade20k150": {transformers_models.ADE20K_CLASSES, smp_models.ADE20K_CLASSES, coverage_fcn.ADE20K_CLASSES},
+                  "voc21": {coverage_fcn.VOC_CLASSES}}
+    for labels, counts in built_with.items():
+        assert counts == {len(load_labels(labels))}, labels
+    assert rfdetr_models.__doc__ and "91 COCO category ids" in rfdetr_models.__doc__
+    unlabelled = [e.name for e in list_models() if e.task != "classification" and e.preprocess.labels is None
+                  and e.source != "no source installable here"]
+    assert unlabelled == ["grounding_dino"]
+
+
+def test_weights_status_says_what_auto_gives_here(monkeypatch, tmp_path):
+    from trtpipe.zoo import registry
+    from trtpipe.zoo.sources import timm as timm_source
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setattr(registry, "host_reachable", lambda host: False)
+    monkeypatch.setattr(timm_source, "download_status", registry.download_status)
+    assert get_model("mobilenetv2").weights_status() == "random here (no network)"
+    assert get_model("repvgg_a0").weights_status() == "random here (no network)"
+    (tmp_path / "hf" / "models--timm--repvgg_a0.rvgg_in1k" / "snapshots" / "abc").mkdir(parents=True)
+    assert get_model("repvgg_a0").weights_status() == "pretrained (cached)"
+    (tmp_path / "torch" / "hub" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "torch" / "hub" / "checkpoints" / "mobilenet_v2-7ebf99e0.pth").write_bytes(b"")
+    assert get_model("mobilenetv2").weights_status() == "pretrained (cached)"
+    monkeypatch.setattr(registry, "host_reachable", lambda host: True)
+    assert get_model("resnet18").weights_status() == "pretrained (download)"
+
+
+def test_host_probe_is_bounded_when_the_lookup_hangs(monkeypatch):
+    import time
+
+    from trtpipe.zoo import registry
+
+    def lookup_that_hangs(*args, **kwargs):
+        time.sleep(3)
+        raise OSError("timed out (test)")
+
+    monkeypatch.setattr(registry.socket, "create_connection", lookup_that_hangs)
+    registry._probe.cache_clear()
+    try:
+        started = time.perf_counter()
+        registry.probe_hosts(["hangs.example", "hangs-too.example"])
+        reachable = [registry.host_reachable("hangs.example"), registry.host_reachable("hangs-too.example")]
+        elapsed = time.perf_counter() - started
+    finally:
+        registry._probe.cache_clear()
+    assert reachable == [False, False] and elapsed < registry.PROBE_TIMEOUT_S + 0.3  # probed at once

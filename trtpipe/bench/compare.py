@@ -19,14 +19,17 @@ Every flag also becomes a sentence in :attr:`Comparison.notes`, which the Markdo
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
 from trtpipe.bench.environment import machine_key
-from trtpipe.bench.report import BenchReport, BenchResult
+from trtpipe.bench.report import REPORT_KIND, BenchReport, BenchResult
 from trtpipe.bench.stats import Stats
 from trtpipe.errors import InputError
+
+log = logging.getLogger("trtpipe")
 
 FLAG_TEXT = {
     "CPU": "ran on the CPU: there are no device stages (H2D, GPU compute, D2H are absent, not zero); latency is one "
@@ -147,11 +150,38 @@ class Comparison:
         return self.series[label]
 
 
-def load_reports(paths: Sequence[str | Path]) -> list[BenchReport]:
-    """Loads and validates every report (one InputError naming the first bad file)."""
+def load_reports(paths: Sequence[str | Path], *, skip_other_files: bool = False) -> list[BenchReport]:
+    """Loads and validates every report (one InputError naming the first bad file).
+
+    Args:
+        skip_other_files: leave out JSON files that are another kind of document (``reports/*.json`` also matches
+            ``make test-gpu``'s and ``make coverage``'s summaries), with a warning naming them. Files that are not
+            JSON, and bench reports that are broken or of another schema, are still errors.
+
+    Raises:
+        InputError: no paths, a bad file, or (skipping) no bench report among them.
+    """
     if not paths:
         raise InputError("no report files were given", "pass the JSON files of trtpipe bench, e.g. reports/*.json")
-    return [BenchReport.load(p) for p in paths]
+    kept = [p for p in paths if not (skip_other_files and _other_json(Path(p)))]
+    skipped = [str(p) for p in paths if p not in kept]
+    if skipped and not kept:
+        raise InputError(f"none of {', '.join(skipped)} is a trtpipe bench report (no \"kind\": \"{REPORT_KIND}\")",
+                         "pass the JSON files written by trtpipe bench --json")
+    if skipped:
+        log.warning("skipped %s: not trtpipe bench report%s", ", ".join(skipped), "s" if len(skipped) > 1 else "")
+    return [BenchReport.load(p) for p in kept]
+
+
+def _other_json(path: Path) -> bool:
+    """True for a readable JSON file that is not a bench report at all (no ``kind`` of one)."""
+    import json
+
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False  # BenchReport.load says what is wrong with it
+    return not (isinstance(data, dict) and data.get("kind") == REPORT_KIND)
 
 
 def compare(reports: Sequence[BenchReport], baseline: BenchReport | None = None, allow_mixed: bool = False) -> Comparison:
@@ -223,10 +253,11 @@ def identity(report: BenchReport) -> dict[str, Any]:
         "fallback": bool(backend.get("fallback")),
         "threads": backend.get("threads") if isinstance(backend.get("threads"), int) else None,
         "shapes": _shapes_text(settings.get("shapes")),
+        "streams": int(settings.get("infer_streams") or backend.get("contexts") or 1),
+        "fp16_storage": backend.get("fp16_storage"),  # ONNX Runtime CPU, FP16: stored as FP16 between ops or not
     }
     if backend.get("device") == "gpu":
         fields.update(cuda_graph=bool(backend.get("cuda_graph")), transfers=backend.get("transfers") is not False,
-                      streams=int(settings.get("infer_streams") or backend.get("contexts") or 1),
                       in_flight=settings.get("in_flight"))
     if report.served:
         fields.update(url=backend.get("url"), protocol=backend.get("protocol"), model_version=backend.get("model_version"),
@@ -250,6 +281,7 @@ _FIELD_TEXT = {
     "cuda_graph": lambda v: "CUDA graph" if v else "no CUDA graph",
     "transfers": lambda v: "with H2D/D2H" if v else "no transfers",
     "streams": lambda v: f"{v} stream{'s' if v != 1 else ''}",
+    "fp16_storage": lambda v: {True: "FP16 storage", False: "FP16 computed in FP32"}.get(v, "no FP16 storage setting"),
     "in_flight": lambda v: f"{v} in flight",
     "url": lambda v: f"at {v}",
     "protocol": lambda v: str(v),

@@ -33,6 +33,7 @@ from trtpipe.spec import (
     sidecar_path_for,
 )
 from trtpipe.builder.profiles import check_image_size, resolve_profile
+from trtpipe.runtime.onnxruntime_engine import model_precision
 
 log = logging.getLogger("trtpipe.builder")
 
@@ -145,7 +146,8 @@ def build_engine(
     if size_warning:
         profile_notes.append(size_warning)
     target = _target(flavor, config)
-    fingerprint = {**config.fingerprint(), "network_onnx_sha256": onnx_sha256(network_onnx)}
+    network_sha = onnx_sha256(network_onnx)
+    fingerprint = {**config.fingerprint(), "network_onnx_sha256": network_sha}
 
     profiles = ({r.name: r.to_dict() for r in ranges},)
     current = _up_to_date_sidecar(output, source_sha, fingerprint, flavor, target, profiles)
@@ -182,6 +184,9 @@ def build_engine(
         preprocess=spec.to_dict() if spec else None,
         calibration_cache_sha256=calib_sha,
         notes=intake.notes + tuple(profile_notes) + tuple(notes) + tuple(build_notes) + _weights_notes(spec),
+        network_onnx_path=str(network_onnx),
+        network_onnx_sha256=network_sha,
+        network_onnx_precision=model_precision(network_model),
         fidelity=fidelity,
     )
     # Engine first, sidecar last: a sidecar only ever describes a complete engine beside it.
@@ -233,7 +238,11 @@ def _prepare_network_onnx(onnx_path, source_model, config, spec, output):
         return onnx_path, realised, unchecked if config.precision == "int8" else [], None, None
     from trtpipe.quant.prepare import prepare_precision_onnx
 
-    prepared = prepare_precision_onnx(onnx_path, config, spec, output.parent)
+    # The engine's own network ONNX, which its CPU fallback runs: the default engine keeps the familiar
+    # <stem>.int8.onnx / <stem>.fp16.onnx; an engine of another name gets <engine stem>.<precision>.onnx, so two
+    # engines built from one ONNX with other options never share (and overwrite) the file.
+    name = None if output == default_engine_path(onnx_path, config.precision) else output.stem
+    prepared = prepare_precision_onnx(onnx_path, config, spec, output.parent, name)
     fidelity = None
     if prepared.fidelity is not None:
         fidelity = {**prepared.fidelity, "prepare_seconds": round(prepared.seconds, 1)}
@@ -354,6 +363,7 @@ def _up_to_date_sidecar(output: Path, source_sha: str, fingerprint: dict, flavor
     same = (
         sidecar.onnx_sha256 == source_sha
         and sidecar.build_config == fingerprint
+        and sidecar.network_onnx_sha256 == fingerprint["network_onnx_sha256"]  # older sidecars lack it: rebuild
         and (sidecar.trt_flavor, sidecar.trt_version) == (flavor.name, flavor.version)
         and sidecar.target == target
         and tuple(sidecar.profiles) == profiles

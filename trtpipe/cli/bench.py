@@ -51,7 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write every timed iteration to FILE as JSON in trtexec's --exportTimes shape "
                              "(fields not measured are null), with batch and mode")
     parser.add_argument("--infStreams", dest="infer_streams", type=int, default=1, metavar="N",
-                        help="TensorRT: N execution contexts; the throughput mode runs N concurrent streams (default 1)")
+                        help="N execution contexts (TensorRT), or N calls at once on one session (ONNX Runtime); "
+                             "the throughput mode runs N concurrent streams (default 1)")
     parser.add_argument("--in-flight", type=int, default=2, metavar="N",
                         help="enqueue-ahead mode: inferences kept queued (default 2)")
     parser.add_argument("--backend", choices=("tensorrt", "onnxruntime", "torch", "auto"),
@@ -163,7 +164,8 @@ def _run_local(args) -> int:
     with target:
         if fallback:
             target.backend["fallback"] = True
-            target.notes.append(f"CPU fallback: no GPU here ({fallback}), so the engine's ONNX ran on {target.engine.backend}")
+            target.notes.append(f"CPU fallback ({fallback}): the engine's {target.model['precision']} network ONNX "
+                                f"{target.model['file']} ran on {target.engine.backend}")
         out = Path(args.json or f"reports/{target.model['name'].replace(':', '_')}_{target.engine.backend}_"
                                  f"{target.model['precision']}.json")
         # Saved after every result: a crash or a second Ctrl-C still leaves what was measured.
@@ -251,12 +253,12 @@ def _resolve_backend(args) -> tuple[str | None, str | None]:
         return (None if args.backend == "auto" else args.backend), None
     if args.backend != "auto":
         return args.backend, None
-    from trtpipe.testing import gpu_unavailable_reason
+    if Path(args.model).suffix.lower() not in (".onnx", ".engine", ".plan", ".trt"):
+        return "torch", None  # a zoo name
+    from trtpipe.runtime.loader import choose_backend
 
-    reason = gpu_unavailable_reason()
-    if reason is None:
-        return ("tensorrt" if not args.model.endswith(".onnx") else "onnxruntime"), None
-    return "onnxruntime", reason
+    choice = choose_backend(args.model, "auto")  # the same rule as Pipeline and infer (C2)
+    return choice.name, choice.fallback
 
 
 def _save_partial(report, out: Path) -> None:

@@ -30,18 +30,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                              "set (default: the model's)")
     parser.add_argument("--save", metavar="DIR", help="write annotated images (classification, detection) or colour masks "
                                                       "(segmentation) to DIR; a video source gives one annotated video")
-    parser.add_argument("--backend", choices=("tensorrt", "onnxruntime", "auto"),
-                        help="default: tensorrt for engines, onnxruntime for .onnx; onnxruntime with an engine runs its "
-                             "ONNX; auto: tensorrt where a GPU is, else ONNX Runtime (labelled CPU fallback)")
+    parser.add_argument(
+        "--backend",
+        choices=("auto", "tensorrt", "onnxruntime"),
+        default="auto",
+        help="auto (default): TensorRT for engines where a usable GPU and TensorRT are, else ONNX Runtime on the "
+        "engine's network ONNX (same precision; the first and last lines say CPU fallback); onnxruntime for .onnx files",
+    )
     parser.add_argument("--batch", type=int, metavar="N", help="images per engine call, at most the profile max "
                                                                "(default: the profile max, 8 without one)")
     parser.add_argument("--workers", type=int, metavar="W", help="decode/preprocess threads (default: the CPU cores)")
     parser.add_argument("--infStreams", dest="infer_streams", type=int, default=1, metavar="N",
-                        help="TensorRT: N execution contexts, so N batches run on the GPU at once (as trtexec's "
-                             "--infStreams; default 1)")
+                        help="N batches in the engine at once: TensorRT execution contexts (as trtexec's --infStreams), "
+                             "or calls at once on ONNX Runtime's session (default 1)")
     parser.add_argument("--max-frames", type=int, metavar="N", help="stop after N images or frames (a camera never ends)")
     parser.add_argument("--json", metavar="OUT", help="also write the results to this JSON file")
-    parser.add_argument("--force", action="store_true", help="overwrite files that --save or --json would replace")
+    parser.add_argument("--force", action="store_true", help="let --save replace files in DIR (--json, a file you name, is replaced as other verbs' "
+                             "outputs are)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -72,13 +77,8 @@ def _run(args: argparse.Namespace, source) -> int:
     from trtpipe.runtime.loader import default_backend
 
     saver = _Saver(Path(args.save), source, args.force) if args.save else None
-    if args.json:
-        _check_output(Path(args.json), args.force)
     is_onnx = default_backend(args.model) == "onnxruntime"
-    backend, fallback = _backend(args.backend, is_onnx)
-    options = {"topk": args.topk}
-    if backend == "tensorrt":
-        options["contexts"] = args.infer_streams
+    options = {"topk": args.topk, "contexts": args.infer_streams}
     for option, value in (("score_threshold", args.conf), ("iou_threshold", args.iou), ("labels", args.labels)):
         if value is not None:
             options[option] = value
@@ -86,9 +86,8 @@ def _run(args: argparse.Namespace, source) -> int:
     records, counts = [], {"ok": 0, "errors": 0}
     started = time.perf_counter()
     interrupted = False
-    with opener(args.model, backend=backend, **options) as pipe:
-        if fallback:
-            print(f"note: CPU fallback: no GPU here ({fallback}), so the engine's ONNX runs on {pipe.backend}")
+    with opener(args.model, backend=args.backend, **options) as pipe:
+        print(f"running {pipe.describe()}")
         table = _Table(pipe.spec.task, args.topk)
         stream = pipe.stream(source, batch_size=args.batch, workers=args.workers, keep_images=saver is not None)
         try:
@@ -116,9 +115,9 @@ def _run(args: argparse.Namespace, source) -> int:
         if args.json and not interrupted:
             from trtpipe.io import atomic_write_text
 
-            payload = {"model": str(args.model), "backend": pipe.backend, "source": stream.source, "results": records}
+            payload = {"model": str(args.model), **pipe.run_info, "source": stream.source, "results": records}
             atomic_write_text(Path(args.json), json.dumps(payload, indent=2) + "\n")
-        print(_summary(args, stream, stats, pipe.backend, counts, seconds, saver, interrupted))
+        print(_summary(args, stream, stats, _ran_on(pipe), counts, seconds, saver, interrupted))
     if interrupted:
         return 130
     if counts["errors"] and not counts["ok"]:
@@ -132,27 +131,10 @@ def _source_argument(text: str):
     return int(text) if text.isdigit() and not Path(text).exists() else text
 
 
-def _backend(choice: str | None, is_onnx: bool) -> tuple[str, str | None]:
-    """The backend to open and, for ``auto`` without a GPU, why it fell back to ONNX Runtime."""
-    if choice != "auto":
-        return choice or ("onnxruntime" if is_onnx else "tensorrt"), None
-    if is_onnx:
-        return "onnxruntime", None
-    from trtpipe.testing import gpu_unavailable_reason
-
-    reason = gpu_unavailable_reason()
-    return ("tensorrt", None) if reason is None else ("onnxruntime", reason)
-
-
-def _check_output(path: Path, force: bool) -> None:
-    from trtpipe.errors import InputError
-    from trtpipe.io import ensure_writable_dir
-
-    if path.is_dir():
-        raise InputError(f"{path} is a folder, expected a file to write", "give a file name, e.g. --json results.json")
-    if path.exists() and not force:
-        raise InputError(f"{path} exists; infer does not overwrite it", "choose another name, or add --force")
-    ensure_writable_dir(path.parent)
+def _ran_on(pipe) -> str:
+    """ "tensorrt fp16", or "onnxruntime-cpu int8 (CPU fallback)": what ran, as every result says it."""
+    label = " ".join(part for part in (pipe.backend, pipe.precision) if part)
+    return f"{label} (CPU fallback)" if pipe.fallback else label
 
 
 def _record(item) -> dict:
@@ -250,6 +232,12 @@ class _Saver:
             stem = "camera" + source.description.split()[-1] if source.kind == "camera" else Path(source.description.split(" ", 1)[1]).stem
             self.video_path = folder / f"{stem}_annotated.mp4"
             self._check(self.video_path)
+        elif not force and any(self.folder.iterdir()):
+            from trtpipe.errors import InputError
+
+            # Refused before any work: finding a clash at the 100th image would leave 99 written.
+            raise InputError(f"--save {folder} holds files already; infer writes annotated images into an empty or new "
+                             "folder, so that nothing of yours is replaced", "choose another --save folder, or add --force")
 
     def _check(self, path: Path) -> None:
         from trtpipe.errors import InputError

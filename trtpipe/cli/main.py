@@ -10,11 +10,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import pkgutil
 import sys
 
 import trtpipe
-from trtpipe.errors import TrtpipeError
+from trtpipe.errors import TrtpipeError, command_line_options
 
 log = logging.getLogger("trtpipe")
 
@@ -54,13 +55,20 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.run(args) or 0)
+        with command_line_options():  # hints name --flags, not Python keyword arguments
+            return int(args.run(args) or 0)
     except TrtpipeError as exc:
         print(f"trtpipe {args.verb}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"trtpipe {args.verb}: interrupted; nothing partial was left on disk", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # stdout's reader went away (`trtpipe infer ... | head`): not an error of ours. Point stdout at /dev/null so
+        # the interpreter's final flush does not raise again, and exit as a process killed by SIGPIPE would.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

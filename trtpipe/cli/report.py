@@ -11,7 +11,8 @@ HELP = "join bench reports (GPUs, precisions, batches, backends, served models) 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("reports", nargs="+", metavar="REPORT.json", help="reports written by trtpipe bench --json")
+    parser.add_argument("reports", nargs="+", metavar="REPORT.json", help="reports written by trtpipe bench --json (other JSON files among them, such as "
+                                                                         "reports/coverage.json, are skipped with a warning)")
     parser.add_argument("-o", "--output", default="reports/compare.md",
                         help="Markdown file; the CSV and PNGs go beside it with the same stem (default reports/compare.md)")
     parser.add_argument("--baseline", metavar="REPORT.json", help="speedups are computed against this report")
@@ -37,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     output = Path(args.output)
     check_outputs(files={"-o": output})  # the .csv and charts go beside it
-    reports = load_reports(args.reports)
+    reports = load_reports(args.reports, skip_other_files=True)  # reports/*.json matches other summaries too
     baseline = BenchReport.load(args.baseline) if args.baseline else None
     comparison = compare(reports, baseline=baseline, allow_mixed=args.allow_mixed)
     outputs = write_outputs(comparison, output)

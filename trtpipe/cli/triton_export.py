@@ -32,6 +32,9 @@ def add_repository_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-dynamic-batching", dest="dynamic_batching", action="store_false",
                         help="leave Triton's dynamic batcher off (every request runs alone)")
     parser.add_argument("--topk", type=int, default=5, help="classes returned when a request does not ask (default 5)")
+    parser.add_argument("--labels", metavar="SET_OR_FILE",
+                        help="class names of the pipeline model: a bundled set (imagenet1k, coco80, coco91, ade20k150, "
+                             "cityscapes19, voc21) or a text file, one name per line (default: the model's spec)")
 
 
 def export_from_args(args: argparse.Namespace, repo, onnx_runner: str, pipeline: bool = True):
@@ -49,6 +52,7 @@ def export_from_args(args: argparse.Namespace, repo, onnx_runner: str, pipeline:
         onnx_runner=onnx_runner,
         pipeline=pipeline,
         topk=args.topk,
+        labels=args.labels,
         force=getattr(args, "force", False),  # triton-export only: serve runs the repository, so it never forces
     )
 

@@ -232,7 +232,9 @@ class _Machinery:
 
     def __init__(self, pipeline, source: FrameSource, batch_size: int, workers: int, inference_threads: int,
                  in_flight: int, keep_images: bool):
+        self.pipeline = pipeline
         self.engine = pipeline.engine
+        self.run_info = pipeline.run_info  # backend, precision, fallback: the same for every result
         self.spec = pipeline.spec
         self.head = pipeline.head
         self.input_name = pipeline._input.name
@@ -377,8 +379,9 @@ class _Machinery:
             self._fail(exc)
 
     def _run_batch(self, batch: list[_Prepared]) -> None:
-        begin = time.perf_counter()
         inputs = batch[0].tensor if len(batch) == 1 else np.concatenate([p.tensor for p in batch])
+        self.pipeline._warm_up(len(batch))  # a batch size's first engine call is warmed up untimed, as Pipeline does
+        begin = time.perf_counter()
         outputs, engine_times = self.engine.infer_timed({self.input_name: inputs})
         infer_ms = (time.perf_counter() - begin) * 1e3
         if not self.stop.is_set():
@@ -392,7 +395,6 @@ class _Machinery:
             results = run_head(self.head, outputs, [p.meta for p in batch], [p.image for p in batch])
             end = time.perf_counter()
             post_ms = (end - begin) * 1e3
-            backend = self.engine.backend
             self._count_batch(infer_ms, post_ms)
             for prepared, result in zip(batch, results):
                 latency = (end - prepared.started) * 1e3
@@ -401,7 +403,7 @@ class _Machinery:
                     infer=infer_ms, postprocess=post_ms, latency=latency, batch=len(batch), engine=engine_times,
                 )
                 stage_times = dataclasses.replace(engine_times, preprocess=prepared.preprocess_ms, postprocess=post_ms, end_to_end=latency)
-                result = dataclasses.replace(result, backend=backend, times=stage_times)
+                result = dataclasses.replace(result, times=stage_times, **self.run_info)
                 self._deliver(StreamResult(prepared.index, prepared.name, result, None, times, prepared.image))
         except BaseException as exc:  # noqa: BLE001 - a head that fails on real outputs is a bug or a wrong spec: stop
             self._fail(exc)

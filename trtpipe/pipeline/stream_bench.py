@@ -318,21 +318,15 @@ def run_cli(args) -> int:
         paths = [item.path for item in source if item.path is not None]
     if args.max_images:
         paths = paths[: args.max_images]
-    backend = args.backend or default_backend(model)
+    backend = args.backend or "auto"
     if backend == "torch":
         raise InputError("--pipeline runs engines and ONNX models, not the torch backend", "drop --backend torch")
-    fallback = None
-    if backend == "auto":
-        from trtpipe.testing import gpu_unavailable_reason
-
-        fallback = gpu_unavailable_reason() if default_backend(model) == "tensorrt" else None
-        backend = "onnxruntime" if fallback or default_backend(model) == "onnxruntime" else "tensorrt"
     out = Path(args.json or f"reports/{model.stem}_pipeline.json")
     ensure_writable_dir(out.parent)  # before the long work
-    if backend == "onnxruntime":
-        options = {"threads": args.threads} if args.threads else {}
-    else:
-        options = {"contexts": args.infer_streams, "cuda_graph": args.cuda_graph}
+    # Options of the backend that does not run are dropped by load_engine (with a log line).
+    options = {"contexts": args.infer_streams, "cuda_graph": args.cuda_graph}
+    if args.threads:
+        options["threads"] = args.threads
     opener = Pipeline.from_onnx if default_backend(model) == "onnxruntime" else Pipeline.from_engine
     started = time.perf_counter()
     with opener(model, backend=backend, **options) as pipe:
@@ -344,9 +338,8 @@ def run_cli(args) -> int:
             pipe, paths, batch_size=batch, workers=args.workers, engine_threads=args.threads,
             progress=lambda line: print(f"  {line} ...", file=sys.stderr),
         )
-    if fallback:
-        result = dataclasses.replace(result, notes=(f"CPU fallback: no GPU here ({fallback}), so the engine's ONNX ran "
-                                                    f"on {result.backend}",) + result.notes)
+        if pipe.fallback:
+            result = dataclasses.replace(result, notes=(f"CPU fallback ({pipe.fallback}): {pipe.describe()}",) + result.notes)
     atomic_write_text(out, json.dumps(result.to_dict(), indent=2) + "\n")
     print(result.table())
     for note in result.notes:

@@ -14,23 +14,19 @@ STATISTICS = ("min", "mean", "median", "p90", "p95", "p99", "max")
 
 
 class TimingRecorder:
-    """Collects the StageTimes of every call; the first ``warmup`` calls are left out of the statistics.
+    """Collects the StageTimes of every call.
 
-    Args:
-        warmup: calls to exclude (first-call allocation, kernel compilation, caches). Defaults to 1.
+    Warm-up is not a recorded call: the Pipeline runs its warm-up inferences on dummy inputs before any
+    call it times (as trtexec does), so every call of the user's counts, the first one included.
     """
 
-    def __init__(self, warmup: int = 1):
-        self.warmup = warmup
-        self._seen = 0
+    def __init__(self):
         self._rows: list[StageTimes] = []
         self._lock = threading.Lock()
 
     def record(self, times: StageTimes) -> None:
         with self._lock:
-            self._seen += 1
-            if self._seen > self.warmup:
-                self._rows.append(times)
+            self._rows.append(times)
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -58,7 +54,7 @@ class TimingRecorder:
         """A table of the statistics in milliseconds, one row per stage."""
         stats = self.stats()
         if not stats:
-            return f"no timed calls yet (the first {self.warmup} call(s) are warm-up)"
+            return "no calls timed yet"
         header = f"{'stage (ms)':<12}" + "".join(f"{s:>9}" for s in STATISTICS) + f"{'calls':>7}"
         lines = [header]
         for stage, row in stats.items():

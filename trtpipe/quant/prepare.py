@@ -85,23 +85,25 @@ def stem_of(onnx_path: str | Path) -> str:
 
 
 def prepare_precision_onnx(
-    onnx_path: Path, config: BuildConfig, spec: PreprocessSpec | None, work_dir: Path
+    onnx_path: Path, config: BuildConfig, spec: PreprocessSpec | None, work_dir: Path, name: str | None = None
 ) -> PreparedOnnx:
     """Writes the FP16 ONNX or the Q/DQ INT8 ONNX for ``config.precision`` under ``work_dir``.
 
-    FP16 goes to ``<stem>.fp16.onnx``; INT8 to ``<stem>.int8.onnx`` with its calibration cache
-    ``<stem>.int8.calib.json`` (reused when the model, spec, images and method are unchanged).
+    FP16 goes to ``<name>.fp16.onnx``; INT8 to ``<name>.int8.onnx`` (``name`` defaults to the ONNX's stem), with
+    the calibration cache ``<stem>.int8.calib.json`` (reused when the model, spec, images and method are unchanged,
+    whatever ``name`` is).
 
     Raises:
         ConfigError: int8 without images, unknown --keep-fp names, a precision with nothing to prepare.
         InputError: missing preprocess spec, bad image folder, a cache from another model.
     """
     onnx_path, work_dir = Path(onnx_path), Path(work_dir)
+    name = name or stem_of(onnx_path)
     if config.precision == "fp16":
         images = Path(config.calib_images) if config.calib_images else None
-        return prepare_fp16(onnx_path, work_dir / f"{stem_of(onnx_path)}.fp16.onnx", config.keep_fp, images, spec)
+        return prepare_fp16(onnx_path, work_dir / f"{name}.fp16.onnx", config.keep_fp, images, spec)
     if config.precision == "int8":
-        return prepare_int8(onnx_path, Int8Options.from_config(config), spec, work_dir / f"{stem_of(onnx_path)}.int8.onnx")
+        return prepare_int8(onnx_path, Int8Options.from_config(config), spec, work_dir / f"{name}.int8.onnx")
     raise ConfigError(
         f"precision {config.precision!r} has no FP16/INT8 ONNX to prepare", "build fp32 from the ONNX as it is"
     )

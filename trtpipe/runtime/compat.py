@@ -11,8 +11,8 @@ from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
-from trtpipe.errors import EngineMismatchError, InputError
-from trtpipe.spec import EngineSidecar, sidecar_path_for
+from trtpipe.errors import EngineMismatchError, InputError, TrtpipeError
+from trtpipe.spec import BuildConfig, EngineSidecar, ShapeRange, sidecar_path_for
 
 
 def load_sidecar(engine_path: str | Path) -> EngineSidecar:
@@ -52,8 +52,53 @@ def _built_by(sidecar: EngineSidecar) -> str:
     return f"built by {sidecar.flavor_label} for {where}"
 
 
-def _rebuild_hint(sidecar: EngineSidecar) -> str:
-    return f"rebuild on this machine: trtpipe build {sidecar.onnx_path} --precision {sidecar.precision} --force"
+def rebuild_command(sidecar: EngineSidecar, engine: str | Path, *, compute_capability: str | None = None) -> str:
+    """The ``trtpipe build`` command that rebuilds ``engine`` in place with the options its sidecar records.
+
+    Covers the options that decide most builds (precision, batch, targets, FP16/INT8 modes, calibration method,
+    layers kept); an INT8 build also needs its calibration images, which the sidecar does not record (``--images
+    DIR``). ``compute_capability`` replaces the recorded targets (rebuilding for this machine's GPU).
+    """
+    config = sidecar.build_config or {}
+    parts = ["trtpipe build", str(sidecar.onnx_path), "-o", str(engine), "--precision", sidecar.precision]
+    if config.get("batch"):
+        parts += ["--batch", str(config["batch"])]
+    for recorded in config.get("shapes") or ():
+        parts.append(_shape_options(str(recorded)))
+    targets = [compute_capability] if compute_capability else list(config.get("compute_capabilities") or [])
+    if targets:
+        parts += ["--compute-capability", ",".join(targets)]
+    if config.get("fp16_mode") == "flag":
+        parts += ["--fp16-mode", "flag"]
+    calibrated = config.get("int8_mode") == "implicit" or sidecar.network_onnx_path != sidecar.onnx_path  # not Q/DQ as given
+    if sidecar.precision == "int8" and calibrated:
+        if config.get("int8_mode") == "implicit":
+            parts += ["--int8-mode", "implicit"]
+        parts += ["--images", "DIR"]
+        if config.get("calib_method"):
+            parts += ["--calib-method", str(config["calib_method"])]
+        if config.get("auto_keep"):
+            parts += ["--auto-keep", str(config["auto_keep"])]
+        if config.get("keep_fp"):
+            parts += ["--keep-fp", ",".join(config["keep_fp"])]
+        if config.get("bias_correction") is False:
+            parts.append("--no-bias-correction")
+        for name in ("fidelity_target", "keep_precision", "max_fp_share"):  # the fidelity search's, where not the default
+            if config.get(name) is not None and config[name] != BuildConfig.__dataclass_fields__[name].default:
+                parts += ["--" + name.replace("_", "-"), str(config[name])]
+    return " ".join([*parts, "--force"])
+
+
+def _shape_options(recorded: str) -> str:
+    """A recorded profile ``name:MIN:OPT:MAX`` as ``--minShapes/--optShapes/--maxShapes`` (the build's options)."""
+    try:
+        return ShapeRange.parse(recorded).as_options()
+    except TrtpipeError:  # a hint must not fail on a sidecar an older trtpipe wrote
+        return f"--shapes {recorded}"
+
+
+def _rebuild_hint(sidecar: EngineSidecar, engine: str | Path, compute_capability: str | None = None) -> str:
+    return "rebuild on this machine: " + rebuild_command(sidecar, engine, compute_capability=compute_capability)
 
 
 def check_flavor(sidecar: EngineSidecar, flavor_name: str, flavor_version: str, engine: str) -> None:
@@ -66,7 +111,7 @@ def check_flavor(sidecar: EngineSidecar, flavor_name: str, flavor_version: str, 
         mine = f"{'TensorRT-RTX' if flavor_name == 'tensorrt_rtx' else 'TensorRT'} {flavor_version}"
         raise EngineMismatchError(
             f"engine {engine} was {_built_by(sidecar)}; this machine has {mine}",
-            _rebuild_hint(sidecar),
+            _rebuild_hint(sidecar, engine),
         )
 
 
@@ -103,11 +148,11 @@ def check_gpu(sidecar: EngineSidecar, gpu_name: str, major: int, minor: int, eng
         raise EngineMismatchError(
             f"engine {engine} was {_built_by(sidecar)}; this machine's GPU is {mine}"
             + ("" if recorded else f" (the default targets are {', '.join(defaults)})"),
-            _rebuild_hint(sidecar) + f" --compute-capability {sm}",
+            _rebuild_hint(sidecar, engine, compute_capability=sm),
         )
     built_cc = str(target.get("compute_capability", ""))
     if built_cc and built_cc != f"{major}.{minor}":
         raise EngineMismatchError(
             f"engine {engine} was {_built_by(sidecar)}; this machine's GPU is {mine}",
-            _rebuild_hint(sidecar),
+            _rebuild_hint(sidecar, engine),
         )

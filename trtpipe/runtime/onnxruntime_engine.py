@@ -1,19 +1,28 @@
 """An ONNX Runtime session behind the Engine interface: the numerical reference and the CPU fallback.
 
 Uses the CUDA execution provider when onnxruntime-gpu offers it, else the CPU; the backend label
-("onnxruntime-cuda" / "onnxruntime-cpu") says which ran. ``InferenceSession.run`` is thread-safe,
-so no lock is needed.
+("onnxruntime-cuda" / "onnxruntime-cpu") says which ran.
+
+Concurrency: ``InferenceSession.run`` is thread-safe and runs calls from several threads at once. ``contexts=N``
+(the TensorRT engine's option, trtexec's ``--infStreams``) lets N calls run at once on the one session (weights
+loaded once); further callers wait, as they wait for a free TensorRT context. ``num_contexts`` is that N.
+
+FP16 on the CPU provider runs with FP16 storage (``trtpipe.runtime.fp16_storage``): a plain session computes an
+FP16 graph in FP32 and would hide the overflow past 65504 that TensorRT's FP16 kernels hit, so a CPU fallback of
+an FP16 engine would not compute what the engine computes. It costs time (2.3x to 3.8x a plain session measured
+on EfficientNet-Lite0, ``tests/perf/bench_fp16_storage.py``), and ``fp16_storage=False`` turns it off (labelled so).
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 
-from trtpipe.errors import DependencyError, InputError, OnnxModelError
+from trtpipe.errors import ConfigError, DependencyError, InputError, OnnxModelError
 from trtpipe.runtime.base import ClosedError, Engine, StageTimes, validate_feeds
 from trtpipe.spec import TensorInfo
 
@@ -35,6 +44,28 @@ def _tensor_info(arg) -> TensorInfo:
     return TensorInfo(arg.name, shape, _ORT_DTYPES.get(arg.type, arg.type))
 
 
+def model_precision(model) -> str:
+    """The precision an ONNX model computes in by itself: "int8" with Q/DQ nodes, "fp16" with float16 weights
+    or values, else "fp32". (A classic-mode TensorRT build gets FP16/INT8 from builder flags instead.)"""
+    import onnx
+
+    graph = model.graph
+    if any(node.op_type in ("QuantizeLinear", "DequantizeLinear") for node in graph.node):
+        return "int8"
+    fp16 = onnx.TensorProto.FLOAT16
+    values = (*graph.input, *graph.value_info, *graph.output)
+    if any(t.data_type == fp16 for t in graph.initializer) or any(v.type.tensor_type.elem_type == fp16 for v in values):
+        return "fp16"
+    return "fp32"
+
+
+def onnx_precision(path: str | Path) -> str:
+    """:func:`model_precision` of an ONNX file (its weights are not loaded)."""
+    import onnx
+
+    return model_precision(onnx.load(str(path), load_external_data=False))
+
+
 class OnnxRuntimeEngine(Engine):
     """Runs an ONNX file with ONNX Runtime.
 
@@ -42,9 +73,34 @@ class OnnxRuntimeEngine(Engine):
         path: the ``.onnx`` file.
         providers: execution providers in order of preference. Defaults to CUDA when available, then CPU.
         threads: intra-op threads. Defaults to ONNX Runtime's choice (all cores).
+        precision: what the ONNX computes in (fp32 | fp16 | int8). Defaults to reading it from the graph.
+        stands_in_for: the TensorRT engine whose network ONNX this is (``backend="onnxruntime"`` on an engine).
+        fallback: why this runs instead of TensorRT when ``backend="auto"`` fell back (e.g. "no usable NVIDIA GPU").
+        contexts: how many calls may run at once on the session (TensorRT's ``contexts``, trtexec's
+            ``--infStreams``); more callers wait for one to finish. Defaults to 1.
+        fp16_storage: on the CPU provider, store every FP16 tensor as FP16 between ops, as TensorRT's FP16
+            kernels do (see the module docstring). Defaults to True; it changes nothing for FP32 and Q/DQ graphs.
+
+    Attributes ``precision``, ``stands_in_for``, ``fallback`` and ``fp16_storage`` (True when FP16 storage is in
+    effect, False when an FP16 graph runs as a plain session computes it, None without FP16 tensors) are what
+    results and reports print.
     """
 
-    def __init__(self, path: str | Path, *, providers: Sequence[str] | None = None, threads: int | None = None):
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        providers: Sequence[str] | None = None,
+        threads: int | None = None,
+        precision: str | None = None,
+        stands_in_for: Path | None = None,
+        fallback: str | None = None,
+        contexts: int = 1,
+        fp16_storage: bool = True,
+    ):
+        if not isinstance(contexts, int) or contexts < 1:
+            raise ConfigError(f"contexts={contexts!r}, expected 1 or more",
+                              "use contexts=1, or N for N calls at once (--infStreams N)")
         try:
             import onnxruntime as ort
         except ImportError:
@@ -52,6 +108,8 @@ class OnnxRuntimeEngine(Engine):
         self.path = Path(path)
         if not self.path.is_file():
             raise InputError(f"ONNX model {self.path}: no such file", "check the path, or export it: trtpipe export NAME")
+        self.stands_in_for = stands_in_for
+        self.fallback = fallback
         available = ort.get_available_providers()
         if providers is None:
             providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
@@ -59,8 +117,10 @@ class OnnxRuntimeEngine(Engine):
         options.log_severity_level = 3
         if threads:
             options.intra_op_num_threads = threads
+        providers = list(providers)
         try:
-            self._session = ort.InferenceSession(str(self.path), sess_options=options, providers=list(providers))
+            source, self.fp16_storage, model = self._model_source(fp16_storage, providers)
+            self._session = ort.InferenceSession(source, sess_options=options, providers=providers)
         except Exception as exc:  # noqa: BLE001 - ORT raises its own untyped errors for bad models
             raise OnnxModelError(
                 f"ONNX Runtime cannot load {self.path}: {str(exc).splitlines()[0][:300]}",
@@ -69,8 +129,34 @@ class OnnxRuntimeEngine(Engine):
         used = self._session.get_providers()[0]
         self.backend = "onnxruntime-cuda" if used == "CUDAExecutionProvider" else "onnxruntime-cpu"
         self._inputs = tuple(_tensor_info(a) for a in self._session.get_inputs())
-        self._outputs = tuple(_tensor_info(a) for a in self._session.get_outputs())
+        declared = [o.name for o in model.graph.output]  # the model's own outputs, not the FP16 storage routing's
+        self._outputs = tuple(_tensor_info(a) for a in self._session.get_outputs() if a.name in declared)
         self._output_names = [o.name for o in self._outputs]
+        self.precision = precision or model_precision(model)
+        self._slots = threading.BoundedSemaphore(contexts)
+        self._contexts = contexts
+
+    def _model_source(self, fp16_storage: bool, providers: list[str]):
+        """(what InferenceSession loads: the path, or the FP16-storage copy's bytes; the ``fp16_storage`` attribute;
+        the model without its weights)."""
+        import onnx
+
+        from trtpipe.runtime.fp16_storage import has_fp16, keep_fp16_rounding
+
+        model = onnx.load(str(self.path), load_external_data=False)  # the graph, not its weights
+        if not has_fp16(model):
+            return str(self.path), None, model
+        if not fp16_storage:
+            return str(self.path), False, model
+        if providers[:1] == ["CUDAExecutionProvider"]:  # CUDA runs FP16 ops in FP16 kernels: nothing to keep
+            return str(self.path), None, model
+        routed, count = keep_fp16_rounding(onnx.load(str(self.path)))
+        return (routed.SerializeToString() if count else str(self.path)), bool(count) or None, model
+
+    @property
+    def num_contexts(self) -> int:
+        """How many calls may run at once (``contexts=``)."""
+        return self._contexts
 
     @property
     def max_batch(self) -> int | None:
@@ -81,10 +167,11 @@ class OnnxRuntimeEngine(Engine):
         session = self._session  # a local: close() from another thread must not pull it away mid-call
         if session is None:
             raise ClosedError("OnnxRuntimeEngine")
-        start = time.perf_counter()
         validate_feeds(feeds, self._inputs, str(self.path))
-        values = session.run(self._output_names, feeds)  # synchronous: the outputs are ready
-        end = time.perf_counter()
+        with self._slots:  # at most num_contexts calls at once; the wait is not timed, as a free TensorRT context's
+            start = time.perf_counter()
+            values = session.run(self._output_names, feeds)  # synchronous: the outputs are ready
+            end = time.perf_counter()
         ms = (end - start) * 1e3
         return dict(zip(self._output_names, values)), StageTimes(compute=ms, end_to_end=ms)
 

@@ -19,6 +19,8 @@ folder beside it and moved into place only when complete.
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import re
 import shutil
@@ -112,6 +114,7 @@ def export_repository(
     onnx_runner: str = "onnxruntime",
     pipeline: bool = True,
     topk: int = DEFAULT_TOPK,
+    labels: str | None = None,
     force: bool = False,
 ) -> ExportResult:
     """Writes (or replaces) the network model and its ``<name>_pipeline`` model in a Triton repository.
@@ -132,6 +135,8 @@ def export_repository(
             or "python" (ONNX Runtime inside the Python backend, for a Triton built without that backend).
         pipeline: also write the pipeline model (needs the preprocess spec).
         topk: classes returned when a request does not ask for another number.
+        labels: the pipeline model's class names: a bundled label set ("coco80" ...) or a text file, one name
+            per line. Defaults to the preprocess spec's set.
         force: write a TensorRT-RTX engine's repository although no stock Triton can load it.
 
     An output whose first axis is not the batch (a NonZero index list ``[4, num_kept]``, a fixed-size
@@ -152,6 +157,11 @@ def export_repository(
     if onnx_runner not in ONNX_RUNNERS:
         raise ConfigError(f"ONNX runner {onnx_runner!r} is not one of {ONNX_RUNNERS}", "use onnxruntime or python")
     network = describe_model(model_path, max_batch, force=force)
+    if labels is not None and network.spec is not None:
+        from trtpipe.labels import load_labels
+
+        load_labels(labels)  # a missing file or unknown set fails here, before anything is written
+        network = dataclasses.replace(network, spec=network.spec.replace(labels=labels))
     name = check_model_name(name or model_path.name.split(".")[0])
     if pipeline and network.spec is None:
         raise InputError(

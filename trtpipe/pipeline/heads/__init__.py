@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import logging
 from typing import Callable
 
 from trtpipe.errors import ConfigError, InputError
@@ -72,6 +73,66 @@ def run_head(head, outputs: dict, metas: list, images: list) -> list:
             "(batch 1)",
         )
     return results
+
+
+def head_options() -> tuple[str, ...]:
+    """Keyword options any registered head takes (``topk``, ``score_threshold`` ...), from their signatures.
+
+    ``labels`` and ``input_size`` are left out: the Pipeline sets them from the spec.
+    """
+    import inspect
+
+    _load_builtin()
+    names = set()
+    for cls in _HEADS.values():
+        for parameter in inspect.signature(cls.__init__).parameters.values():
+            if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY):
+                names.add(parameter.name)
+    return tuple(sorted(names - {"self", "labels", "input_size"}))
+
+
+_warned_label_counts: set[tuple[str, int, int]] = set()
+
+
+def check_label_count(head: str, labels, classes: int, *, background_offset_ok: bool = False) -> None:
+    """Logs a warning (once per head, label count and class count) when a label set does not fit the output.
+
+    Args:
+        head: the head's name, for the message.
+        labels: the label list in use (None or empty: nothing to check).
+        classes: the number of classes the network's output has.
+        background_offset_ok: a classifier with one class more than names (a TensorFlow-style background 0) fits.
+    """
+    if not labels or classes == len(labels) or (background_offset_ok and classes == len(labels) + 1):
+        return
+    key = (head, len(labels), classes)
+    if key not in _warned_label_counts:
+        _warned_label_counts.add(key)
+        logging.getLogger("trtpipe.pipeline").warning(
+            "WARNING: the %s output has %d classes but its label set has %d names (%s ...): names may be wrong; "
+            "pass the model's own label set (labels=..., --labels FILE)", head, classes, len(labels), ", ".join(labels[:3]))
+
+
+class RunInfo:
+    """What every result says about how it was made (the result dataclasses have these fields).
+
+    ``backend`` names the runtime ("tensorrt", "onnxruntime-cpu" ...), ``precision`` what the network computed
+    in (fp32 | fp16 | int8), ``fallback`` why ONNX Runtime ran instead of TensorRT (None when it did not).
+    """
+
+    backend: str
+    precision: str
+    fallback: str | None
+
+    @property
+    def ran_on(self) -> str:
+        """A short label for printouts: "tensorrt fp16", or "onnxruntime-cpu fp16 (CPU fallback)" (``fallback`` says why)."""
+        label = " ".join(part for part in (self.backend, self.precision) if part)
+        return f"{label} (CPU fallback)" if self.fallback else label
+
+    def _run_dict(self) -> dict:
+        run = {"backend": self.backend, "precision": self.precision}
+        return {**run, "fallback": self.fallback} if self.fallback else run
 
 
 def _load_builtin() -> None:

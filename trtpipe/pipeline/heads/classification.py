@@ -7,12 +7,12 @@ from typing import Sequence
 
 import numpy as np
 
-from trtpipe.pipeline.heads import register_head
+from trtpipe.pipeline.heads import RunInfo, check_label_count, register_head
 from trtpipe.runtime.base import StageTimes
 
 
 @dataclass(frozen=True)
-class Classification:
+class Classification(RunInfo):
     """Top-k classes of one image, best first."""
 
     indices: tuple[int, ...]
@@ -20,6 +20,8 @@ class Classification:
     scores: tuple[float, ...]  # probabilities
     backend: str = ""
     times: StageTimes | None = None  # this call's stage times (shared by the images of one batch)
+    precision: str = ""  # what the network computed in: fp32 | fp16 | int8
+    fallback: str | None = None  # why ONNX Runtime ran instead of TensorRT; None: no fallback
 
     @property
     def top1(self) -> int:
@@ -27,7 +29,7 @@ class Classification:
 
     def to_dict(self) -> dict:
         return {
-            "backend": self.backend,
+            **self._run_dict(),
             "topk": [{"index": i, "label": l, "score": s} for i, l, s in zip(self.indices, self.labels, self.scores)],
         }
 
@@ -62,6 +64,7 @@ class ClassificationHead:
         logits = next(iter(outputs.values()))
         logits = logits.reshape(logits.shape[0], -1).astype(np.float32, copy=False)
         probs = logits if _looks_like_probabilities(logits) else softmax(logits.copy())
+        check_label_count("classification", self.labels, probs.shape[1], background_offset_ok=True)
         k = min(self.topk, probs.shape[1])
         top = np.argpartition(-probs, k - 1, axis=1)[:, :k]
         order = np.take_along_axis(probs, top, axis=1).argsort(axis=1)[:, ::-1]

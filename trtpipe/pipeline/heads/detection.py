@@ -17,13 +17,13 @@ import cv2
 import numpy as np
 
 from trtpipe.errors import InputError
-from trtpipe.pipeline.heads import register_head
+from trtpipe.pipeline.heads import RunInfo, check_label_count, register_head
 from trtpipe.pipeline.heads.classification import softmax
 from trtpipe.runtime.base import StageTimes
 
 
 @dataclass(frozen=True)
-class Detections:
+class Detections(RunInfo):
     """Boxes of one image, best score first, in source-image pixels (x1, y1, x2, y2)."""
 
     boxes: np.ndarray  # (K, 4) float32
@@ -32,13 +32,15 @@ class Detections:
     labels: tuple[str, ...]
     backend: str = ""
     times: StageTimes | None = None
+    precision: str = ""  # what the network computed in: fp32 | fp16 | int8
+    fallback: str | None = None  # why ONNX Runtime ran instead of TensorRT; None: no fallback
 
     def __len__(self) -> int:
         return len(self.scores)
 
     def to_dict(self) -> dict:
         return {
-            "backend": self.backend,
+            **self._run_dict(),
             "detections": [
                 {"label": l, "class_id": int(c), "score": float(s), "box_xyxy": [round(float(v), 1) for v in b]}
                 for b, s, c, l in zip(self.boxes, self.scores, self.class_ids, self.labels)
@@ -171,6 +173,7 @@ class DetectionHead:
             class_scores = raw[..., 4:]
         else:
             class_scores = raw[..., 5:] * raw[..., 4:5]
+        check_label_count(self.head_name, self.labels, class_scores.shape[-1])
         class_ids = class_scores.argmax(axis=-1)
         scores = np.take_along_axis(class_scores, class_ids[..., None], axis=-1)[..., 0]
         per_image = []
@@ -184,6 +187,7 @@ class DetectionHead:
     def _decode_detr(self, outputs: dict[str, np.ndarray]):
         logits, boxes = split_set_prediction(outputs)
         probs = self._class_probabilities(logits.astype(np.float32))
+        check_label_count(self.head_name, self.labels, probs.shape[-1])
         return decode_set_prediction(probs, boxes, self.input_size, self.score_threshold, self.max_detections)
 
     @staticmethod

@@ -8,7 +8,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from trtpipe.pipeline.heads import register_head
+from trtpipe.pipeline.heads import RunInfo, check_label_count, register_head
 from trtpipe.runtime.base import StageTimes
 
 
@@ -20,7 +20,7 @@ def palette(classes: int, seed: int = 7) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class Segmentation:
+class Segmentation(RunInfo):
     """Class index per source-image pixel."""
 
     mask: np.ndarray  # (H, W) uint16, source image size
@@ -28,19 +28,34 @@ class Segmentation:
     labels: tuple[str, ...] = ()
     backend: str = ""
     times: StageTimes | None = None
+    precision: str = ""  # what the network computed in: fp32 | fp16 | int8
+    fallback: str | None = None  # why ONNX Runtime ran instead of TensorRT; None: no fallback
 
     def overlay(self, image: np.ndarray, alpha: float = 0.5) -> np.ndarray:
         """The BGR ``image`` with each class painted in its colour at opacity ``alpha``."""
         colours = palette(self.num_classes)[self.mask.clip(0, self.num_classes - 1)]
         return cv2.addWeighted(image, 1.0 - alpha, colours, alpha, 0.0)
 
-    def to_dict(self) -> dict:
+    def class_areas(self) -> list[tuple[int, str, float]]:
+        """(class id, name, fraction of the image's pixels) of every class present, largest area first."""
         present, counts = np.unique(self.mask, return_counts=True)
-        names = [self.labels[i] if i < len(self.labels) else str(i) for i in present]
+        order = np.argsort(-counts, kind="stable")  # ties: lower class id first
+        return [(int(present[i]), self._name(int(present[i])), float(counts[i]) / self.mask.size) for i in order]
+
+    def summary(self, top: int = 5) -> str:
+        """The ``top`` largest classes with their share of the image: "wall 41.2%, floor 20.3%, ..."."""
+        areas = self.class_areas()
+        text = ", ".join(f"{name} {fraction:.1%}" for _, name, fraction in areas[:top])
+        return text + (f", +{len(areas) - top} more" if len(areas) > top else "")
+
+    def to_dict(self) -> dict:
         return {
-            "backend": self.backend,
-            "classes": [{"class_id": int(c), "label": n, "fraction": round(float(k) / self.mask.size, 4)} for c, n, k in zip(present, names, counts)],
+            **self._run_dict(),
+            "classes": [{"class_id": c, "label": n, "fraction": round(f, 4)} for c, n, f in self.class_areas()],
         }
+
+    def _name(self, index: int) -> str:
+        return self.labels[index] if index < len(self.labels) else str(index)
 
 
 @register_head("segmentation")
@@ -59,6 +74,7 @@ class SegmentationHead:
         raw = next(iter(outputs.values()))
         if raw.ndim == 4:
             classes = raw.shape[1]
+            check_label_count("segmentation", self.labels, classes)
             masks = raw.argmax(axis=1).astype(np.uint16)
         else:
             masks = raw.astype(np.uint16)

@@ -63,12 +63,14 @@ def _fcn_hrnet():
     return _hrnet_fcn_class()(encoder, ADE20K_CLASSES)
 
 
-for _name, _source, _build, _description in (
-    ("fcn_r50", "torchvision", _fcn_resnet50, "FCN-ResNet50 (torchvision fcn_resnet50), 21 VOC classes"),
-    ("fcn_hrnet_w18", "timm", _fcn_hrnet, "FCN head on HRNetV2-W18 (timm encoder + MMSeg-style FCN head), 1/4 resolution"),
+for _name, _source, _build, _labels, _description in (
+    ("fcn_r50", "torchvision", _fcn_resnet50, "voc21", "FCN-ResNet50 (torchvision fcn_resnet50), 21 VOC classes"),
+    ("fcn_hrnet_w18", "timm", _fcn_hrnet, "ade20k150",
+     "FCN head on HRNetV2-W18 (timm encoder + MMSeg-style FCN head), 1/4 resolution"),
 ):
     register_config_model(
         _name, source=_source, task="segmentation", description=_description,
-        preprocess=PreprocessSpec(model=_name, height=SIZE, width=SIZE, task="segmentation", resize="stretch"),
+        preprocess=PreprocessSpec(model=_name, height=SIZE, width=SIZE, task="segmentation", resize="stretch",
+                                  labels=_labels),
         build=_build,
     )

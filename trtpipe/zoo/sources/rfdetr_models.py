@@ -30,6 +30,6 @@ register_config_model(
     "rfdetr_nano", source="rfdetr", task="detection",
     description="RF-DETR Nano (DINOv2-S backbone, LW-DETR decoder), 300 queries",
     preprocess=PreprocessSpec(model="rfdetr_nano", height=SIZE, width=SIZE, task="detection", resize="stretch",
-                              head="detr_sigmoid"),
+                              head="detr_sigmoid", labels="coco91"),
     build=_rfdetr_nano,
 )

@@ -33,6 +33,7 @@ def _build(encoder: str):
 for _name, _encoder, _description in MODELS:
     register_config_model(
         _name, source="segmentation_models_pytorch", task="segmentation", description=_description,
-        preprocess=PreprocessSpec(model=_name, height=SIZE, width=SIZE, task="segmentation", resize="stretch"),
+        preprocess=PreprocessSpec(model=_name, height=SIZE, width=SIZE, task="segmentation", resize="stretch",
+                                  labels="ade20k150"),
         build=_build(_encoder),
     )

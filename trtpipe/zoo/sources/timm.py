@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import functools
 import logging
+import os
 import socket
+from pathlib import Path
 from typing import Iterator
 
 from trtpipe.errors import DependencyError, ModelNotFoundError, WeightsError
 from trtpipe.spec import INTERPOLATIONS, PreprocessSpec
-from trtpipe.zoo.registry import ModelEntry, register_family
+from trtpipe.zoo import registry
+from trtpipe.zoo.registry import RANDOM_HERE, ModelEntry, download_status, register_family
 
 log = logging.getLogger("trtpipe.zoo")
 
@@ -37,7 +41,32 @@ def _import_timm():
     return timm
 
 
-@register_family("timm", description="any timm model (weights from the Hugging Face Hub)")
+def hf_hub_cache_dir() -> Path:
+    """huggingface_hub's cache folder, computed as its constants module does but without importing it."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"])
+    hf_home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "huggingface"
+    )
+    return Path(hf_home) / "hub"
+
+
+def weights_cached(tag: str) -> bool:
+    """True when timm's weights ``<arch>.<tag>`` (hub repo ``timm/<arch>.<tag>``) are in the local hub cache."""
+    snapshots = hf_hub_cache_dir() / f"models--timm--{tag}" / "snapshots"
+    return snapshots.is_dir() and any(snapshots.iterdir())
+
+
+def weights_status(tag: str) -> str:
+    """What --weights auto gives here for timm tag ``<arch>.<tag>`` (see registry.download_status)."""
+    return download_status(HUB_HOST, cached=weights_cached(tag))
+
+
+def _family_status() -> str:
+    return "pretrained (download)" if registry.host_reachable(HUB_HOST) else RANDOM_HERE + " unless cached"
+
+
+@register_family("timm", description="any timm model (weights from the Hugging Face Hub)", weights_status=_family_status)
 def resolve_timm(arch: str) -> ModelEntry:
     """Builds the zoo entry of timm model ``arch`` (optionally with a pretrained tag, ``resnet18.a1_in1k``)."""
     timm = _import_timm()
@@ -57,14 +86,16 @@ def resolve_timm(arch: str) -> ModelEntry:
         raise ModelNotFoundError(
             f"timm model {arch!r} has no pretrained config", "pick a model listed by timm.list_models(pretrained=True)"
         )
+    tag = f"{cfg.architecture}.{cfg.tag}" if cfg.tag else cfg.architecture
     return ModelEntry(
         name=name,
         source="timm",
         task="classification",
         description=f"timm {arch}",
         preprocess=_spec_from_cfg(name, cfg),
-        pretrained_tag=f"{cfg.architecture}.{cfg.tag}" if cfg.tag else cfg.architecture,
+        pretrained_tag=tag,
         create=lambda weights: _create(arch, weights),
+        weights_status=functools.partial(weights_status, tag),
     )
 
 

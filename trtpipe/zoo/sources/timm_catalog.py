@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from trtpipe.spec import IMAGENET_MEAN, IMAGENET_STD, PreprocessSpec
 from trtpipe.zoo.registry import register_model
 from trtpipe.zoo.sources.coverage_common import register_unavailable
+from trtpipe.zoo.sources.timm import weights_status as timm_weights_status
 
 INCEPTION = (0.5, 0.5, 0.5)
 ZERO, ONE = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
@@ -93,6 +94,7 @@ def _register(model: TimmClassifier) -> None:
         preprocess=preprocess,
         description=f"{model.description} (timm {model.tag}), ImageNet-1k",
         pretrained_tag=model.tag,
+        weights_status=functools.partial(timm_weights_status, model.tag),
     )(functools.partial(_create, model))
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from trtpipe.errors import DependencyError, WeightsError
 from trtpipe.spec import PreprocessSpec
-from trtpipe.zoo.registry import register_model
+from trtpipe.zoo.registry import download_status, register_model
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,7 @@ MODELS = (
 )
 
 CROP_SIZE = 224
+WEIGHTS_HOST = "download.pytorch.org"  # torchvision's weights URLs
 
 
 def hub_checkpoint_dir() -> Path:
@@ -57,8 +58,7 @@ def hub_checkpoint_dir() -> Path:
 
 
 def _weights_status(model: TorchvisionModel) -> str:
-    cached = (hub_checkpoint_dir() / model.checkpoint_file).is_file()
-    return "pretrained (cached)" if cached else "pretrained (download)"
+    return download_status(WEIGHTS_HOST, cached=(hub_checkpoint_dir() / model.checkpoint_file).is_file())
 
 
 def _create(model: TorchvisionModel, weights: str):

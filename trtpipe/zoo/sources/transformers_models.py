@@ -2,7 +2,7 @@
 
 Weights on the hub cannot be downloaded here, so every model is random (labelled as such) and built
 at the size and class count users deploy: 80 COCO classes for detectors, 150 ADE20K classes for
-segmenters. Each network is wrapped to return what trtpipe's heads read:
+segmenters (their specs name the bundled label sets coco80 and ade20k150). Each network is wrapped to return what trtpipe's heads read:
 
 - DETR-style detectors: ``logits (N, Q, C[+1])`` and ``boxes (N, Q, 4)`` (cx, cy, w, h in 0..1);
   DETR's logits end with a "no object" class (softmax: the detection head's default), the others score
@@ -34,14 +34,14 @@ def _transformers():
     return import_or_explain("transformers", "this model", "transformers")
 
 
-def _detection_spec(size: int, head: str | None = None) -> PreprocessSpec:
+def _detection_spec(size: int, head: str | None = None, labels: str | None = "coco80") -> PreprocessSpec:
     return PreprocessSpec(model="", height=size, width=size, task="detection", resize="letterbox",
-                          interpolation="bilinear", antialias=False, head=head)
+                          interpolation="bilinear", antialias=False, head=head, labels=labels)
 
 
 def _segmentation_spec(size: int) -> PreprocessSpec:
     return PreprocessSpec(model="", height=size, width=size, task="segmentation", resize="stretch",
-                          interpolation="bilinear")
+                          interpolation="bilinear", labels="ade20k150")
 
 
 def _set_prediction(model, images):
@@ -108,7 +108,8 @@ def _grounding_dino():
 register_config_model(
     "grounding_dino", source="transformers", task="detection",
     description="GroundingDINO, Swin-T + BERT, fixed prompt 'a person. a cat. a dog.' (logits per prompt token)",
-    preprocess=_detection_spec(512, SIGMOID), build=_grounding_dino,
+    # Its classes are the prompt's tokens, not a dataset's: no label set.
+    preprocess=_detection_spec(512, SIGMOID, labels=None), build=_grounding_dino,
 )
 
 

@@ -42,6 +42,6 @@ for _name, _yaml, _description in MODELS:
         _name, source="ultralytics", task="detection", description=_description,
         preprocess=PreprocessSpec(model=_name, height=YOLO_SIZE, width=YOLO_SIZE, task="detection",
                                   resize="letterbox", interpolation="bilinear", antialias=False,
-                                  mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)),
+                                  mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), labels="coco80"),
         build=_build(_yaml),
     )
