@@ -129,19 +129,15 @@ def build_engine(
     # trtpipe wrote the network ONNX itself (FP16, Q/DQ): the parser judges it, the checker's findings on the
     # source were already recorded.
     network_model = source_model if network_onnx == onnx_path else read_onnx(network_onnx, check=False).model
-    _check_same_inputs(onnx_path, source_model, network_onnx, graph_io(network_model)[0])
+    inputs, outputs = graph_io(network_model)
+    _check_rewritten_inputs(network_onnx, inputs, source_inputs)  # FP16/Q/DQ never turn a weight into an input
     if config.fuse_preprocess is not None:
         # Fused after the precision rewrite (and its calibration, which feeds preprocessed float tensors).
         network_onnx, spec, fuse_notes = _fuse_preprocess(network_onnx, spec, config, output)
         notes = list(notes) + fuse_notes
         network_model = read_onnx(network_onnx, check=False).model
-    inputs, outputs = graph_io(network_model)
-    if [(t.name, t.shape) for t in inputs] != [(t.name, t.shape) for t in network_inputs]:
-        raise BuildError(
-            f"{network_onnx}: its inputs {[(t.name, t.shape) for t in inputs]} are not the "
-            f"{[(t.name, t.shape) for t in network_inputs]} the profile was resolved for",
-            "this is a trtpipe bug; please report it with the model",
-        )
+        inputs, outputs = graph_io(network_model)
+        _check_rewritten_inputs(network_onnx, inputs, network_inputs)
     size_warning = check_image_size(ranges, inputs, spec)
     if size_warning:
         profile_notes.append(size_warning)
@@ -297,17 +293,13 @@ def _fuse_preprocess(network_onnx: Path, spec: PreprocessSpec | None, config: Bu
     return fused_path, fused.spec, [fused.note, parity_note(fused)]
 
 
-def _check_same_inputs(onnx_path: Path, source_model, network_onnx: Path, inputs) -> None:
-    """The network ONNX trtpipe wrote (FP16, Q/DQ) takes the source's inputs, no more: a rewrite must never
-    turn a replaced weight into a network input."""
-    if network_onnx == onnx_path:
-        return
-    source_inputs = [t.name for t in graph_io(source_model)[0]]
-    extra = [t.name for t in inputs if t.name not in source_inputs]
-    if extra:
+def _check_rewritten_inputs(network_onnx: Path, inputs, expected) -> None:
+    """An ONNX trtpipe wrote (FP16, Q/DQ, fused preprocessing) takes exactly the ``expected`` inputs (names and
+    shapes, in order): the ones the profile was resolved for. A rewrite that adds or changes one is a bug."""
+    seen, wanted = [(t.name, t.shape) for t in inputs], [(t.name, t.shape) for t in expected]
+    if seen != wanted:
         raise BuildError(
-            f"{network_onnx}: the rewritten ONNX has inputs {extra} that {onnx_path.name} does not have "
-            f"(its inputs: {source_inputs})",
+            f"{network_onnx}: the rewritten ONNX has inputs {seen}, not the {wanted} the profile was resolved for",
             "this is a trtpipe bug; please report it with the model",
         )
 

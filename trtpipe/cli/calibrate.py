@@ -19,6 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import dataclasses
     import time
     from pathlib import Path
 
@@ -30,13 +31,12 @@ def run(args: argparse.Namespace) -> int:
     onnx_path = Path(args.onnx)
     output = Path(args.output) if args.output else onnx_path.with_name(f"{stem_of(onnx_path)}.int8.onnx")
     check_outputs(files={"-o": output})  # the calibration cache goes beside it
-    options = Int8Options(
-        Path(args.images), args.calib_method, args.max_images, tuple(args.keep_fp), args.auto_keep,
-        Path(args.cache) if args.cache else None, args.bias_correction, fidelity_target=args.fidelity_target,
-        keep_precision=args.keep_precision, max_fp_share=args.max_fp_share,
+    config = BuildConfig(  # checks every option before any work, as build does
+        precision="int8", calib_images=args.images, calib_method=args.calib_method, calib_max_images=args.max_images,
+        keep_fp=tuple(args.keep_fp), auto_keep=args.auto_keep, bias_correction=args.bias_correction,
+        fidelity_target=args.fidelity_target, keep_precision=args.keep_precision, max_fp_share=args.max_fp_share,
     )
-    BuildConfig(calib_method=args.calib_method, fidelity_target=args.fidelity_target,  # option checks, before any work
-                keep_precision=args.keep_precision, max_fp_share=args.max_fp_share)
+    options = dataclasses.replace(Int8Options.from_config(config), cache=Path(args.cache) if args.cache else None)
     prepared = prepare_int8(onnx_path, options, None, output)
     for note in prepared.notes:
         print(f"note: {note}")

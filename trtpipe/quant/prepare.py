@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from trtpipe.errors import ConfigError, InputError, OnnxModelError
-from trtpipe.io import atomic_output, sha256_file
+from trtpipe.io import atomic_write_bytes, sha256_file
 from trtpipe.spec import BuildConfig, PreprocessSpec, preprocess_path_for, resolve_fidelity_target
 
 log = logging.getLogger("trtpipe")
@@ -259,8 +259,7 @@ def _save_if_changed(model, output: Path) -> bool:
     data = model.SerializeToString()
     if output.is_file() and output.stat().st_size == len(data) and output.read_bytes() == data:
         return False  # a rebuild with nothing changed rewrites nothing (and keeps the file's time)
-    with atomic_output(output) as tmp:
-        tmp.write_bytes(data)
+    atomic_write_bytes(output, data)
     return True
 
 
