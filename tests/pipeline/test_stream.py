@@ -146,14 +146,26 @@ def test_a_model_whose_outputs_lack_the_batch_axis_fails_the_stream_instead_of_d
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     save(model, str(tmp_path / "no_batch.onnx"))
-    with Pipeline(OnnxRuntimeEngine(tmp_path / "no_batch.onnx"), tiny_spec()) as pipe:
+    engine = OnnxRuntimeEngine(tmp_path / "no_batch.onnx")
+    with Pipeline(engine, tiny_spec()) as pipe:
         with pytest.raises(InputError, match=r"decoded 1 result\(s\) from outputs logits 1x4 for a batch of 3 images"):
             pipe(random_images(3))
+        # A batch of 1 decodes correctly: hold the stream's first engine call until the other images are prepared, so
+        # that the next batch has several (without this the test depended on thread timing, and failed 1 run in 6).
+        infer_timed, calls = engine.infer_timed, []
+
+        def first_call_waits(feeds):
+            calls.append(len(feeds["input"]))
+            if len(calls) == 1:
+                time.sleep(0.3)
+            return infer_timed(feeds)
+
+        engine.infer_timed = first_call_waits
         started = time.perf_counter()
         with pytest.raises(InputError, match="the outputs' first axis is not the batch.*Hint:"):
             for _ in pipe.stream(random_images(6), batch_size=3, workers=2):
                 pass
-        assert time.perf_counter() - started < 10
+        assert time.perf_counter() - started < 10 and max(calls) > 1
     assert stream_threads() == []
 
 

@@ -10,17 +10,20 @@ the host only decodes and copies uint8 frames. What the host copies changes: a u
 size is a quarter of the float32 tensor's bytes, but a 1920x1080 frame for a 224x224 network is 10.3x more
 (6,220,800 vs 602,112 bytes); the gain is the host time, not the bytes, unless frames are near the input size.
 
-Two resamplers, because TensorRT's Resize cannot antialias (TensorRT-RTX 1.7's parser rejects ONNX Resize with
-``antialias=1``: "Antialiasing is not supported currently"):
+Two resamplers:
 
-- a fixed frame size ("1080x1920"): separable resampling with taps computed here, one Gather + Mul + Add per tap
-  and axis, with PIL's filters (triangle, bicubic a=-0.5, box) widened by the shrink factor: the antialiased resize
-  torchvision applies to PIL images in training, without PIL's 8-bit rounding between its two passes. The CPU
-  path approximates the same filter with box halvings and INTER_AREA; with ``antialias=False`` the taps are
-  OpenCV's (bilinear, bicubic a=-0.75) at their plain support.
+- a fixed frame size ("1080x1920"): the CPU path's own steps for that size (``resize_steps``: the region, 2x2
+  halvings, INTER_AREA, the final resize or warpAffine, the letterbox border), each as ops that compute what
+  OpenCV computes for uint8 images, rounding included (Gather + Mul + Add per tap and axis, Reshape + ReduceSum
+  for halvings, Floor/Round). The fused engine sees the pixels the CPU path makes, antialiasing included, but for
+  sums that land near a half: one step on under 0.01% of pixels, and up to ~2% where a bilinear warpAffine
+  resamples (OpenCV 5.1 interpolates that in SIMD arithmetic chosen per CPU). Nothing here imitates PIL: the CPU
+  path's own distance from torchvision's PIL resize (README, "Preprocessing") carries over unchanged.
 - a dynamic frame size ("dynamic"): ONNX Resize (half_pixel, as cv2.resize maps pixels) to sizes computed from the
-  frame's shape with the CPU path's integer rounding, then Slice (crop) or Pad (letterbox). No antialiasing: when
-  shrinking it aliases like the CPU path's fast mode (``antialias=False``), whatever the spec asks.
+  frame's shape with the CPU path's integer rounding, then Slice (crop) or Pad (letterbox). TensorRT's Resize cannot
+  antialias (TensorRT-RTX 1.7's parser rejects ONNX Resize with ``antialias=1``: "Antialiasing is not supported
+  currently"), so when shrinking it aliases like the CPU path's fast mode (``antialias=False``), whatever the spec
+  asks.
 
 Build tooling (imports onnx); the deployment path only reads ``spec.fused_preprocess``.
 """
@@ -33,12 +36,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import cv2
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from trtpipe.errors import ConfigError, OnnxModelError
-from trtpipe.pipeline.preprocess import crop_resize_size, letterbox_size
+from trtpipe.pipeline.preprocess import ResampleSteps, resize_steps
 from trtpipe.spec import PreprocessSpec, parse_frame_size, parse_fuse_preprocess
 
 log = logging.getLogger("trtpipe.onnx")
@@ -54,7 +58,7 @@ class FusedModel:
 
     model: onnx.ModelProto  # input FRAMES_INPUT (uint8 NHWC BGR), the original outputs
     spec: PreprocessSpec  # the input spec with ``fused_preprocess`` set
-    resampler: str  # what resizes, in words, e.g. "antialiased bicubic taps (PIL's filter), 18x18 per pixel"
+    resampler: str  # what resizes, in words, e.g. "the CPU path's steps with OpenCV's arithmetic (...)"
 
     @property
     def note(self) -> str:
@@ -69,7 +73,7 @@ def fuse_preprocess(model: onnx.ModelProto, spec: PreprocessSpec, frames: str) -
         model: an ONNX model with one image input of shape (N, 3, H, W) (or (N, H, W, 3) for an NHWC spec) matching
             the spec's size, float32 or float16; opset 13 or newer.
         spec: the model's preprocessing (resize mode, interpolation, antialias, mean/std, channel order, layout).
-        frames: "HxW" (a fixed frame size, e.g. "1080x1920": antialiased taps) or "dynamic" (any size within the
+        frames: "HxW" (a fixed frame size, e.g. "1080x1920": the CPU path's steps, antialiasing included) or "dynamic" (any size within the
             engine's profile: ONNX Resize, not antialiased).
 
     Returns:
@@ -268,113 +272,225 @@ def _preprocess_graph(spec: PreprocessSpec, frame_size, batch_dim, out_type: int
     return graph, resampler
 
 
-# -- fixed frame size: separable taps ------------------------------------------------------------
+# -- fixed frame size: the CPU path's steps, op for op ------------------------------------------
+#
+# ``resample_steps`` (trtpipe.pipeline.preprocess) decides how the host resamples a frame; here each of its OpenCV
+# calls becomes ops that compute what OpenCV 5.1 computes for uint8 images, rounding included (measured against
+# cv2 on random and photo frames: tests/onnx/test_fuse_preprocess.py):
+#
+# - a 2x2 halving (cv2.resize at exactly 1/2): (a + b + c + d + 2) // 4;
+# - INTER_AREA: each source pixel weighted by its overlap (OpenCV's computeResizeAreaTab), in float, rounded;
+# - INTER_LINEAR resize: OpenCV's fixed point, 11-bit weights, the horizontal sum shifted right by 4 and each
+#   vertical term by 16 before the final (sum + 2) >> 2; kept below 2^15 here, so that no FP16 layer overflows;
+# - INTER_CUBIC resize and warpAffine (bilinear, bicubic): float weights at float32 source coordinates, rounded.
+#
+# Rounding is ONNX Round (half to even, as cvRound); the values between steps are whole numbers 0..255, as the
+# CPU path's uint8 images are. What can differ: sums that land within float rounding of a half (cv2's SIMD code
+# adds in another order, or fused multiply-adds), a few pixels per frame, each one step.
 
-
-def _triangle(x: np.ndarray) -> np.ndarray:
-    return np.maximum(0.0, 1.0 - np.abs(x))
-
-
-def _cubic(a: float) -> Callable[[np.ndarray], np.ndarray]:
-    """Keys' cubic convolution kernel: a = -0.5 is PIL's (and torchvision's antialiased) bicubic, -0.75 OpenCV's."""
-
-    def kernel(x: np.ndarray) -> np.ndarray:
-        x = np.abs(x)
-        inner = ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
-        outer = (((x - 5.0) * x + 8.0) * x - 4.0) * a
-        return np.where(x < 1.0, inner, np.where(x < 2.0, outer, 0.0))
-
-    return kernel
+_RESIZE_COEF = 2048  # OpenCV's INTER_RESIZE_COEF_SCALE: INTER_LINEAR's fixed-point weight scale for 8-bit images
 
 
 @dataclass(frozen=True)
 class AxisTaps:
     """Resampling one axis: output i = sum_k weight[i, k] * source[index[i, k]]."""
 
-    index: np.ndarray  # (n_out, K) int64, clamped into the source
-    weight: np.ndarray  # (n_out, K) float64; zero for taps past the source and for letterbox padding rows
+    index: np.ndarray  # (n_out, K) int64, clamped into the source (BORDER_REPLICATE)
+    weight: np.ndarray  # (n_out, K) float64
 
     @property
     def taps(self) -> int:
         return self.index.shape[1]
 
 
-def axis_taps(n_in: int, n_resized: int, offset: int, n_out: int, interpolation: str, antialias: bool) -> AxisTaps:
-    """Taps that resize an axis of ``n_in`` pixels to ``n_resized`` and take ``n_out`` of them from ``offset`` on.
+def _cubic_weights(t: np.ndarray) -> np.ndarray:
+    """OpenCV's interpolateCubic (A = -0.75) at fractions ``t``, in float32 as OpenCV computes it: (n, 4)."""
+    a = np.float32(-0.75)
+    x = np.asarray(t, np.float32)
+    c0 = ((a * (x + 1) - 5 * a) * (x + 1) + 8 * a) * (x + 1) - 4 * a
+    c1 = ((a + 2) * x - (a + 3)) * x * x + 1
+    c2 = ((a + 2) * (1 - x) - (a + 3)) * (1 - x) * (1 - x) + 1
+    return np.stack([c0, c1, c2, 1 - c0 - c1 - c2], axis=-1).astype(np.float64)
 
-    Output pixel i is resized pixel ``i + offset`` (a centre crop's offset is positive; a letterbox's negative, and
-    outputs outside ``0..n_resized`` get no taps). Follows PIL's ``precompute_coeffs`` (Resample.c): centre
-    ``(r + 0.5) * scale``, filter widened by ``max(scale, 1)`` when antialiasing, taps from
-    ``int(centre - support + 0.5)`` to ``int(centre + support + 0.5)`` clipped to the source, weights normalised
-    per output pixel. ``area`` is OpenCV's INTER_AREA: each source pixel weighted by its overlap (bilinear when
-    enlarging).
+
+def _point_taps(n_in: int, position: np.ndarray, cubic: bool) -> AxisTaps:
+    """Bilinear or bicubic taps at float32 source positions (pixel-centre coordinates), indices clamped."""
+    position = np.asarray(position, np.float32)
+    base = np.floor(position)
+    t = (position - base).astype(np.float32)
+    base = base.astype(np.int64)
+    if cubic:
+        index, weight = base[:, None] + np.arange(-1, 3)[None, :], _cubic_weights(t)
+    else:
+        index, weight = base[:, None] + np.arange(2)[None, :], np.stack([1 - t, t], axis=-1).astype(np.float64)
+    return AxisTaps(np.clip(index, 0, n_in - 1), weight)
+
+
+def warp_taps(n_in: int, n_out: int, scale: float, offset: float, cubic: bool) -> AxisTaps:
+    """cv2.warpAffine (inverse map, axis-aligned) along one axis: output u samples ``offset + scale * u``."""
+    u = np.arange(n_out, dtype=np.float32)
+    return _point_taps(n_in, np.float32(scale) * u + np.float32(offset), cubic)
+
+
+def resize_taps(n_in: int, n_out: int, interpolation: int, scale: float | None = None, rows: bool = False,
+                area_mode: bool = False) -> AxisTaps:
+    """cv2.resize along one axis: ``n_in`` to ``n_out`` pixels. ``scale``: source pixels per output pixel, as OpenCV
+    holds it (1 / fx when fx was given; n_in / n_out otherwise).
+
+    INTER_LINEAR: the two nearest pixels; along columns (``rows=False``) a position past an edge takes the edge
+    pixel alone, along rows the weights stay and the indices are clamped (both as OpenCV's resizeGeneric does).
+    ``area_mode``: INTER_AREA where it cannot shrink both axes: bilinear at OpenCV's area positions. INTER_CUBIC: four
+    taps, indices clamped. INTER_AREA when shrinking: each source pixel's overlap with the output pixel's cell, over
+    the cell's width (OpenCV's computeResizeAreaTab).
     """
-    scale = n_in / n_resized
-    resized_index = np.arange(n_out) + offset
-    inside = (resized_index >= 0) & (resized_index < n_resized)
-    centre = (resized_index + 0.5) * scale
-    if interpolation == "area" and scale > 1.0:
-        support, filter_scale = 0.5 * scale + 0.5, 1.0
-
-        def kernel(x: np.ndarray) -> np.ndarray:  # x = source pixel centre - centre, in source pixels
-            return np.clip(np.minimum(x + 0.5, 0.5 * scale) - np.maximum(x - 0.5, -0.5 * scale), 0.0, None)
+    scale = 1.0 / (n_out / n_in) if scale is None else scale  # as cv2.resize holds it: 1 / inv_scale
+    d = np.arange(n_out)
+    if interpolation == cv2.INTER_AREA:
+        cells = []
+        for dx in d:
+            start = dx * scale
+            end = start + scale
+            cell = min(scale, n_in - start)
+            first, last = math.ceil(start), math.floor(end)
+            last = min(last, n_in - 1)
+            first = min(first, last)
+            taps = [(first - 1, (first - start) / cell)] if first - start > 1e-3 else []
+            taps += [(s, 1.0 / cell) for s in range(first, last)]
+            if end - last > 1e-3:
+                taps.append((last, min(min(end - last, 1.0), cell) / cell))
+            cells.append(taps)
+        count = max(len(t) for t in cells)
+        index, weight = np.zeros((n_out, count), np.int64), np.zeros((n_out, count))
+        for i, taps in enumerate(cells):
+            for k, (source, w) in enumerate(taps):
+                index[i, k], weight[i, k] = source, w
+        return AxisTaps(np.clip(index, 0, n_in - 1), weight)
+    if area_mode:
+        start = np.floor(d * scale).astype(np.int64)
+        t = ((d + 1) - (start + 1) * (1.0 / scale)).astype(np.float32)
+        t = np.where(t <= 0, np.float32(0), t - np.floor(t)).astype(np.float32)
+        position = (start + t).astype(np.float64)
     else:
-        base = {"bilinear": (1.0, _triangle), "area": (1.0, _triangle), "bicubic": (2.0, _cubic(-0.5 if antialias else -0.75))}
-        support, kernel = base[interpolation]
-        filter_scale = max(scale, 1.0) if antialias else 1.0
-        support *= filter_scale
-    low = np.clip((centre - support + 0.5).astype(np.int64), 0, n_in)
-    high = np.clip((centre + support + 0.5).astype(np.int64), 0, n_in)
-    count = int(max(1, (high - low).max()))
-    source = low[:, None] + np.arange(count)[None, :]
-    weight = kernel((source + 0.5 - centre[:, None]) / filter_scale)
-    weight = np.where(source < high[:, None], weight, 0.0)
-    total = weight.sum(axis=1, keepdims=True)
-    weight = np.where(total != 0.0, weight / np.where(total == 0.0, 1.0, total), 0.0)
-    weight[~inside] = 0.0
-    return AxisTaps(np.clip(source, 0, n_in - 1).astype(np.int64), weight)
-
-
-def frame_taps(spec: PreprocessSpec, height: int, width: int) -> tuple[AxisTaps, AxisTaps]:
-    """The (rows, columns) taps that map a ``height x width`` frame onto the network input under ``spec``."""
-    th, tw = spec.height, spec.width
-    if spec.resize == "stretch":
-        (rh, rw), (top, left) = (th, tw), (0, 0)
-    elif spec.resize == "letterbox":
-        rh, rw = letterbox_size(height, width, spec)
-        top, left = -((th - rh) // 2), -((tw - rw) // 2)
+        position = ((d + 0.5) * scale - 0.5).astype(np.float32)
+    if interpolation == cv2.INTER_CUBIC:
+        return _point_taps(n_in, position, cubic=True)
+    if area_mode:  # the fraction as OpenCV computed it, not re-derived from a float32 position
+        index = np.clip(start[:, None] + np.arange(2)[None, :], 0, n_in - 1)
+        taps = AxisTaps(index, np.stack([1 - t, t], axis=-1).astype(np.float64))
     else:
-        rh, rw = crop_resize_size(height, width, spec)
-        top, left = int(round((rh - th) / 2.0)), int(round((rw - tw) / 2.0))
-    rows = axis_taps(height, rh, top, th, spec.interpolation, spec.antialias)
-    columns = axis_taps(width, rw, left, tw, spec.interpolation, spec.antialias)
-    return rows, columns
+        taps = _point_taps(n_in, position, cubic=False)
+    if rows:
+        return taps
+    index, weight = taps.index.copy(), taps.weight.copy()
+    base = np.floor(position)
+    low, high = base < 0, base >= n_in - 1
+    weight[low | high] = (1.0, 0.0)  # OpenCV: the edge pixel alone
+    index[low] = 0
+    return AxisTaps(index, weight)
+
+
+def _area_fast(n_in: int, n_out: int) -> bool:
+    """cv2.resize's INTER_AREA at an integer shrink (OpenCV's is_area_fast, per axis)."""
+    scale = n_in / n_out
+    return abs(scale - round(scale)) < np.finfo(float).eps
+
+
+def _gather_sum(g: _Writer, x: str, taps: AxisTaps, axis: int, each: Callable[[str], str] | None = None) -> str:
+    """sum_k each(weight_k * x[index_k]) along ``axis`` (1: rows, 2: columns) of an (N, H, W, 3) tensor."""
+    shape = (-1, 1) if axis == 2 else (-1, 1, 1)
+    total = None
+    for k in range(taps.taps):
+        gathered = g.op("Gather", x, g.const(taps.index[:, k], hint="taps"), axis=axis)
+        term = g.op("Mul", gathered, g.const(taps.weight[:, k].reshape(shape), np.float32, "weights"))
+        term = each(term) if each else term
+        total = term if total is None else g.op("Add", total, term)
+    return total
+
+
+def _round(g: _Writer, x: str, clip: bool = False) -> str:
+    out = g.op("Round", x)
+    return g.op("Clip", out, g.const(0.0, np.float32, "low"), g.const(255.0, np.float32, "high")) if clip else out
+
+
+def _floor_div(g: _Writer, x: str, divisor: float) -> str:
+    return g.op("Floor", g.op("Mul", x, g.const(1.0 / divisor, np.float32, "scale")))
+
+
+def _halve(g: _Writer, x: str, height: int, width: int) -> str:
+    """(a + b + c + d + 2) // 4 over 2x2 blocks of an (N, height, width, 3) tensor (odd last row/column dropped)."""
+    if height % 2 or width % 2:
+        x = g.op("Slice", x, g.const([0, 0]), g.const([height // 2 * 2, width // 2 * 2]), g.const([1, 2]))
+    blocks = g.op("Reshape", x, g.const([0, height // 2, 2, width // 2, 2, 3]))
+    total = g.op("ReduceSum", blocks, g.const([2, 4]), keepdims=0)
+    return _floor_div(g, g.op("Add", total, g.const(2.0, np.float32, "half")), 4.0)
+
+
+def _resize(g: _Writer, x: str, height: int, width: int, out_height: int, out_width: int, interpolation: int,
+            scale: tuple[float, float] | None = None) -> str:
+    """cv2.resize of an (N, height, width, 3) tensor of whole numbers 0..255 to (out_height, out_width)."""
+    sy, sx = scale or (height / out_height, width / out_width)
+    shrinks = sy >= 1.0 and sx >= 1.0
+    if interpolation == cv2.INTER_AREA and shrinks:
+        if _area_fast(height, out_height) and _area_fast(width, out_width) and round(sy) == round(sx) == 2:
+            return _halve(g, x, height, width)
+        columns = _gather_sum(g, x, resize_taps(width, out_width, cv2.INTER_AREA, sx), axis=2)
+        return _round(g, _gather_sum(g, columns, resize_taps(height, out_height, cv2.INTER_AREA, sy), axis=1))
+    if interpolation == cv2.INTER_CUBIC:
+        columns = _gather_sum(g, x, resize_taps(width, out_width, cv2.INTER_CUBIC, sx), axis=2)
+        rows = resize_taps(height, out_height, cv2.INTER_CUBIC, sy, rows=True)
+        return _round(g, _gather_sum(g, columns, rows, axis=1), clip=True)
+    area_mode = interpolation == cv2.INTER_AREA  # enlarging an axis: OpenCV resamples bilinearly at its own positions
+    # INTER_LINEAR in OpenCV's fixed point: S = sum(x * round(w * 2048)); out = (sum_k (b_k * (S_k >> 4)) >> 16 + 2) >> 2
+    # with b_k = round(w_k * 2048). Computed as S / 2048 and b_k / 2048 (exact in float32, and below 2^15).
+    columns = resize_taps(width, out_width, cv2.INTER_LINEAR, sx, area_mode=area_mode)
+    rows = resize_taps(height, out_height, cv2.INTER_LINEAR, sy, rows=True, area_mode=area_mode)
+    fixed = lambda taps: AxisTaps(taps.index, np.rint(taps.weight * _RESIZE_COEF) / _RESIZE_COEF)  # noqa: E731
+    horizontal = _gather_sum(g, x, fixed(columns), axis=2)  # S / 2048
+    shifted = g.op("Floor", g.op("Mul", horizontal, g.const(_RESIZE_COEF / 16, np.float32, "scale")))  # S >> 4
+    vertical = _gather_sum(g, shifted, fixed(rows), axis=1, each=lambda term: _floor_div(g, term, 65536 / _RESIZE_COEF))
+    return _floor_div(g, g.op("Add", vertical, g.const(2.0, np.float32, "half")), 4.0)
+
+
+def _warp(g: _Writer, x: str, height: int, width: int, steps: ResampleSteps) -> str:
+    """cv2.warpAffine (inverse map, BORDER_REPLICATE) of an (N, height, width, 3) tensor by ``steps.warp``."""
+    sy, oy, sx, ox = steps.warp
+    out_height, out_width = steps.size
+    cubic = steps.interpolation == cv2.INTER_CUBIC
+    columns = _gather_sum(g, x, warp_taps(width, out_width, sx, ox, cubic), axis=2)
+    return _round(g, _gather_sum(g, columns, warp_taps(height, out_height, sy, oy, cubic), axis=1), clip=cubic)
 
 
 def _fixed_resample(g: _Writer, frames: str, spec: PreprocessSpec, height: int, width: int) -> tuple[str, str]:
-    rows, columns = frame_taps(spec, height, width)
-    th, tw = spec.height, spec.width
-    # Resample the axis first that leaves less to gather for the second one.
-    columns_first = columns.taps * height * tw + rows.taps * th * tw <= rows.taps * th * width + columns.taps * th * tw
-    order = ((columns, 2), (rows, 1)) if columns_first else ((rows, 1), (columns, 2))
+    """The CPU path's steps for ``height x width`` frames (``resize_steps``), as ops; (N, th, tw, 3) float32 out."""
+    steps, (top, bottom, left, right) = resize_steps(height, width, spec)
+    y0, y1, x0, x1 = steps.region
     out = frames
-    for taps, axis in order:
-        shape = (-1, 1) if axis == 2 else (-1, 1, 1)  # broadcast over (N, H, tw, 3) / (N, th, W, 3)
-        total = None
-        for k in range(taps.taps):
-            gathered = g.op("Gather", out, g.const(taps.index[:, k], hint="taps"), axis=axis)
-            term = g.op("Mul", gathered, g.const(taps.weight[:, k].reshape(shape), np.float32, "weights"))
-            total = term if total is None else g.op("Add", total, term)
-        # Cubic taps overshoot at edges; PIL stores each pass in 8 bits, so clip as it does.
-        out = g.op("Clip", total, g.const(0.0, np.float32, "low"), g.const(255.0, np.float32, "high")) \
-            if spec.interpolation == "bicubic" else total
-    if spec.resize == "letterbox":
-        covered = (rows.weight.sum(axis=1) > 0)[:, None] & (columns.weight.sum(axis=1) > 0)[None, :]
-        padding = np.where(covered, 0.0, float(spec.pad_value)).astype(np.float32)[:, :, None]
-        out = g.op("Add", out, g.const(padding, np.float32, "padding"))
-    kind = spec.interpolation if spec.interpolation != "area" else "area (pixel overlap)"
-    filters = "PIL's filter widened by the shrink factor, as torchvision" if spec.antialias else "OpenCV's, not antialiased"
-    return out, f"{kind} taps ({filters}), {rows.taps} per row x {columns.taps} per column"
+    if (y0, y1, x0, x1) != (0, height, 0, width):
+        out = g.op("Slice", out, g.const([y0, x0]), g.const([y1, x1]), g.const([1, 2]))
+    rh, rw = y1 - y0, x1 - x0
+    for _ in range(steps.halvings):
+        out = _halve(g, out, rh, rw)
+        rh, rw = rh // 2, rw // 2
+    names = {cv2.INTER_LINEAR: "bilinear", cv2.INTER_CUBIC: "bicubic", cv2.INTER_AREA: "area"}
+    done = [f"{y1 - y0}x{x1 - x0} region" + (f", {steps.halvings} 2x2 halving(s)" if steps.halvings else "")]
+    if steps.final == "resize":
+        out = _resize(g, out, rh, rw, *steps.size, steps.interpolation)
+        done.append(f"{names[steps.interpolation]} resize")
+    elif steps.final == "warp":
+        if steps.area is not None:
+            lead_y, lead_x, fy, fx, ah, aw = steps.area
+            if lead_y or lead_x:
+                out = g.op("Slice", out, g.const([lead_y, lead_x]), g.const([rh, rw]), g.const([1, 2]))
+            out = _resize(g, out, rh - lead_y, rw - lead_x, ah, aw, cv2.INTER_AREA, scale=(1.0 / fy, 1.0 / fx))
+            rh, rw = ah, aw
+            done.append("area resize")
+        out = _warp(g, out, rh, rw, steps)
+        done.append(f"{names[steps.interpolation]} warpAffine")
+    if top or bottom or left or right:
+        pads = g.const([0, top, left, 0, 0, bottom, right, 0])
+        out = g.op("Pad", out, pads, g.const(float(spec.pad_value), np.float32, "pad_value"), mode="constant")
+        done.append("letterbox border")
+    return out, f"the CPU path's steps with OpenCV's arithmetic ({', '.join(done)})"
 
 
 # -- dynamic frame size: ONNX Resize with sizes from the frame's shape ---------------------------

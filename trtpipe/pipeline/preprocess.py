@@ -132,10 +132,29 @@ def as_bgr_uint8(image: np.ndarray, name: str = "image") -> np.ndarray:
 # ----------------------------------------------------------------------------------------------
 
 
-def _resample(
-    image: np.ndarray, box: tuple[float, float, float, float], width: int, height: int, spec: PreprocessSpec
-) -> np.ndarray:
-    """Resamples the source rectangle ``box = (x0, y0, x1, y1)`` (pixel edges, may be fractional) to ``width x height``.
+@dataclass(frozen=True)
+class ResampleSteps:
+    """How a source rectangle becomes ``size`` pixels: :func:`resample_steps` decides, ``_resample`` runs the steps
+    with OpenCV, and a fused-preprocessing network (``trtpipe.onnx.fuse_preprocess``) runs the same steps as ONNX
+    ops, so the two give the same pixels. Sizes are (height, width); ``cv2`` flags name the interpolation.
+    """
+
+    region: tuple[int, int, int, int]  # (y0, y1, x0, x1): the source pixels used (the box and what its filter reaches)
+    halvings: int  # 2x2 box averages, each of the region cut to an even height and width
+    area: tuple[int, int, float, float, int, int] | None  # (lead_y, lead_x, fy, fx, height, width): INTER_AREA of
+    # region[lead_y:, lead_x:] at exactly (fy, fx), to (height, width) pixels
+    final: str  # "none" (the region is the output), "resize" (cv2.resize of the whole region) or "warp"
+    interpolation: int  # of the final step: cv2.INTER_LINEAR / INTER_CUBIC / INTER_AREA
+    warp: tuple[float, float, float, float] | None  # (sy, oy, sx, ox): output pixel (u, v) samples source pixel
+    # centre (oy + sy * v, ox + sx * u) (cv2.warpAffine's inverse map, with BORDER_REPLICATE)
+    size: tuple[int, int]  # the output
+
+
+def resample_steps(
+    height: int, width: int, box: tuple[float, float, float, float], out_width: int, out_height: int, spec: PreprocessSpec
+) -> ResampleSteps:
+    """The steps that resample the rectangle ``box = (x0, y0, x1, y1)`` (pixel edges, may be fractional) of a
+    ``height x width`` source to ``out_width x out_height``.
 
     With ``spec.antialias`` and a shrink, the region is first halved with 2x2 box averages (``INTER_LINEAR`` at
     exactly 1/2 is one) while it is at least twice the target, then finished with ``INTER_AREA`` when a shrink of
@@ -144,30 +163,34 @@ def _resample(
     the box's exact scale and offset, so that the geometry is exactly torchvision's.
     """
     x0, y0, x1, y1 = box
-    h, w = image.shape[:2]
+    h, w = height, width
     # The region keeps the pixels around the box that the filter of an edge pixel reaches (as a resize of the whole
     # image, then a crop, would use them): cut at the box, the edge rows would see replicated pixels instead (up to
     # 61/255 off torchvision in the last row of a centre crop), and a halving would drop the box's odd last row.
     # A multiple of 16, so that up to four halvings pair the same pixels as without it (and INTER_AREA, below, can
     # start its cells where it would without it).
     support = 2.0 if spec.interpolation == "bicubic" else 1.0
-    margin = 16 * math.ceil(((support + 1.0) * max(1.0, (x1 - x0) / width, (y1 - y0) / height) + 2) / 16)
+    margin = 16 * math.ceil(((support + 1.0) * max(1.0, (x1 - x0) / out_width, (y1 - y0) / out_height) + 2) / 16)
     ix0, iy0 = max(0, math.floor(x0 + 1e-6) - margin), max(0, math.floor(y0 + 1e-6) - margin)
     ix1, iy1 = min(w, math.ceil(x1 - 1e-6) + margin), min(h, math.ceil(y1 - 1e-6) + margin)
-    region = image[iy0:iy1, ix0:ix1]
+    region = (iy0, iy1, ix0, ix1)
+    rh, rw = iy1 - iy0, ix1 - ix0
     x0, x1, y0, y1 = x0 - ix0, x1 - ix0, y0 - iy0, y1 - iy0
     interpolation = _INTERPOLATION[spec.interpolation]
-    if spec.antialias and (x1 - x0 > width or y1 - y0 > height):
-        while x1 - x0 >= 2 * width and y1 - y0 >= 2 * height:
-            rh, rw = region.shape[0] // 2, region.shape[1] // 2
-            region = cv2.resize(region[: 2 * rh, : 2 * rw], (rw, rh), interpolation=cv2.INTER_LINEAR)
+    halvings = 0
+    if spec.antialias and (x1 - x0 > out_width or y1 - y0 > out_height):
+        while x1 - x0 >= 2 * out_width and y1 - y0 >= 2 * out_height:
+            rh, rw = rh // 2, rw // 2
             x0, x1, y0, y1 = x0 / 2, x1 / 2, y0 / 2, y1 / 2
-        if x1 - x0 >= 1.25 * width or y1 - y0 >= 1.25 * height:
+            halvings += 1
+        if x1 - x0 >= 1.25 * out_width or y1 - y0 >= 1.25 * out_height:
             interpolation = cv2.INTER_AREA
-    rh, rw = region.shape[:2]
+    size = (out_height, out_width)
     whole = abs(x0) < 1e-6 and abs(y0) < 1e-6 and abs(x1 - rw) < 1e-3 and abs(y1 - rh) < 1e-3
     if whole:
-        return region if (rh, rw) == (height, width) else cv2.resize(region, (width, height), interpolation=interpolation)
+        final = "none" if (rh, rw) == size else "resize"
+        return ResampleSteps(region, halvings, None, final, interpolation, None, size)
+    area = None
     if interpolation == cv2.INTER_AREA:
         # A fractional box still 1.25x+ too large (a 720p frame's crop after one halving): INTER_AREA the region at the
         # box's exact scale (fx, fy given, so OpenCV keeps them exact), leaving only a sub-pixel shift for warpAffine;
@@ -175,38 +198,65 @@ def _resample(
         # INTER_AREA's cells start at the region's origin: start it at the box's first whole pixel, as it would
         # without the margin (the margin after the box stays, for the last row and column).
         lead_x, lead_y = math.floor(x0 + 1e-6), math.floor(y0 + 1e-6)
-        region = region[lead_y:, lead_x:]
         x0, x1, y0, y1 = x0 - lead_x, x1 - lead_x, y0 - lead_y, y1 - lead_y
-        fx, fy = width / (x1 - x0), height / (y1 - y0)
-        region = cv2.resize(region, None, fx=fx, fy=fy, interpolation=cv2.INTER_AREA)
+        fx, fy = out_width / (x1 - x0), out_height / (y1 - y0)
+        # cv2.resize(dsize=None, fx, fy) makes round(n * f) pixels (cvRound: half to even, as Python's round)
+        area = (lead_y, lead_x, fy, fx, round((rh - lead_y) * fy), round((rw - lead_x) * fx))
         x0, x1, y0, y1 = x0 * fx, x1 * fx, y0 * fy, y1 * fy
-    interpolation = cv2.INTER_LINEAR if interpolation == cv2.INTER_AREA else interpolation
+        interpolation = cv2.INTER_LINEAR
     # Output pixel centre u + 0.5 maps to source edge coordinate x0 + (u + 0.5) * sx; cv2's pixel centres are at +0.5.
-    # warpAffine (given the inverse map) resamples the 3 channels at 1/32 pixel like remap with fixed-point maps,
-    # in 0.06 ms for 224x224 where remap took 0.29 ms (OpenCV 5.1, 2 threads, measured on this path).
-    sx, sy = (x1 - x0) / width, (y1 - y0) / height
-    matrix = np.array([[sx, 0.0, x0 + 0.5 * sx - 0.5], [0.0, sy, y0 + 0.5 * sy - 0.5]], np.float64)
-    return cv2.warpAffine(region, matrix, (width, height), flags=interpolation | cv2.WARP_INVERSE_MAP,
+    sx, sy = (x1 - x0) / out_width, (y1 - y0) / out_height
+    warp = (sy, y0 + 0.5 * sy - 0.5, sx, x0 + 0.5 * sx - 0.5)
+    return ResampleSteps(region, halvings, area, "warp", interpolation, warp, size)
+
+
+def _resample(image: np.ndarray, steps: ResampleSteps) -> np.ndarray:
+    """Runs :func:`resample_steps`' steps on ``image`` with OpenCV."""
+    y0, y1, x0, x1 = steps.region
+    region = image[y0:y1, x0:x1]
+    for _ in range(steps.halvings):
+        rh, rw = region.shape[0] // 2, region.shape[1] // 2
+        region = cv2.resize(region[: 2 * rh, : 2 * rw], (rw, rh), interpolation=cv2.INTER_LINEAR)
+    out_height, out_width = steps.size
+    if steps.final == "none":
+        return region
+    if steps.final == "resize":
+        return cv2.resize(region, (out_width, out_height), interpolation=steps.interpolation)
+    if steps.area is not None:
+        lead_y, lead_x, fy, fx, _, _ = steps.area
+        region = cv2.resize(region[lead_y:, lead_x:], None, fx=fx, fy=fy, interpolation=cv2.INTER_AREA)
+    # warpAffine (given the inverse map) resamples the 3 channels in one pass: 0.06 ms for 224x224 where remap took
+    # 0.29 ms (OpenCV 5.1, 2 threads, measured on this path).
+    sy, oy, sx, ox = steps.warp
+    matrix = np.array([[sx, 0.0, ox], [0.0, sy, oy]], np.float64)
+    return cv2.warpAffine(region, matrix, (out_width, out_height), flags=steps.interpolation | cv2.WARP_INVERSE_MAP,
                           borderMode=cv2.BORDER_REPLICATE)
+
+
+def resize_steps(height: int, width: int, spec: PreprocessSpec) -> tuple[ResampleSteps, tuple[int, int, int, int]]:
+    """How a ``height x width`` source becomes the network's ``spec.height x spec.width`` pixels under ``spec.resize``:
+    the resampling steps, and the letterbox border (top, bottom, left, right) of ``spec.pad_value`` around their
+    output (zeros for resize_crop and stretch)."""
+    th, tw = spec.height, spec.width
+    meta = resize_meta(height, width, spec)
+    if spec.resize == "letterbox":
+        nh, nw = letterbox_size(height, width, spec)
+        top, left = int(meta.offset_y), int(meta.offset_x)
+        return resample_steps(height, width, (0, 0, width, height), nw, nh, spec), (top, th - nh - top, left, tw - nw - left)
+    # stretch and resize_crop: the network input is the source rectangle that maps onto 0..tw x 0..th.
+    box = (-meta.offset_x / meta.scale_x, -meta.offset_y / meta.scale_y,
+           (tw - meta.offset_x) / meta.scale_x, (th - meta.offset_y) / meta.scale_y)
+    return resample_steps(height, width, box, tw, th, spec), (0, 0, 0, 0)
 
 
 def resize_one(image: np.ndarray, spec: PreprocessSpec) -> tuple[np.ndarray, ResizeMeta]:
     """Resizes one BGR uint8 image to ``spec.height x spec.width`` by ``spec.resize``; returns it and its meta."""
     h, w = image.shape[:2]
-    th, tw = spec.height, spec.width
-    meta = resize_meta(h, w, spec)
-    if spec.resize == "letterbox":
-        nh, nw = letterbox_size(h, w, spec)
-        resized = _resample(image, (0, 0, w, h), nw, nh, spec)
-        top, left = int(meta.offset_y), int(meta.offset_x)
-        out = cv2.copyMakeBorder(
-            resized, top, th - nh - top, left, tw - nw - left, cv2.BORDER_CONSTANT, value=(spec.pad_value,) * 3
-        )
-        return out, meta
-    # stretch and resize_crop: the network input is the source rectangle that maps onto 0..tw x 0..th.
-    box = (-meta.offset_x / meta.scale_x, -meta.offset_y / meta.scale_y,
-           (tw - meta.offset_x) / meta.scale_x, (th - meta.offset_y) / meta.scale_y)
-    return _resample(image, box, tw, th, spec), meta
+    steps, (top, bottom, left, right) = resize_steps(h, w, spec)
+    out = _resample(image, steps)
+    if top or bottom or left or right:
+        out = cv2.copyMakeBorder(out, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(spec.pad_value,) * 3)
+    return out, resize_meta(h, w, spec)
 
 
 def resize_meta(height: int, width: int, spec: PreprocessSpec) -> ResizeMeta:
