@@ -222,6 +222,33 @@ def test_reading_stays_within_in_flight_while_the_caller_is_slow(tiny_classifier
     assert stream_threads() == []
 
 
+def test_frames_waiting_for_a_worker_stay_within_twice_the_workers(tiny_classifier_onnx, monkeypatch):
+    """Decoded frames are the large part of what is in flight (6.2 MB at 1080p against 602 KB for a network input):
+    with slow workers and a large in_flight, the reader still hands at most 2 x workers frames ahead of them."""
+    import trtpipe.pipeline.stream as stream_module
+
+    yielded, prepared, ahead = [0], [0], []
+    preprocess = stream_module.preprocess_with_meta
+
+    def slow_preprocess(images, spec):
+        time.sleep(0.01)
+        prepared[0] += 1
+        return preprocess(images, spec)
+
+    def frames():
+        for _ in range(60):
+            yielded[0] += 1
+            ahead.append(yielded[0] - prepared[0])
+            yield np.zeros((16, 16, 3), np.uint8)
+
+    monkeypatch.setattr(stream_module, "preprocess_with_meta", slow_preprocess)
+    with Pipeline(OnnxRuntimeEngine(tiny_classifier_onnx), tiny_spec()) as pipe:
+        with pipe.stream(frames(), batch_size=4, workers=2, in_flight=40) as stream:
+            assert len(list(stream)) == 60
+    # 2 x 2 handed to the workers (being preprocessed or queued), the one the reader holds, the one being made
+    assert max(ahead) <= 2 * 2 + 2, max(ahead)
+
+
 def test_ctrl_c_in_the_loop_or_while_waiting_stops_every_thread(tiny_classifier_onnx):
     def slow():
         for i in range(1000):

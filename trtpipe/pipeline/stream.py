@@ -13,7 +13,9 @@ has its own threads and they overlap:
 
 - one reader thread takes items from the source (video and camera frames are decoded here: a
   ``cv2.VideoCapture`` reads in order) and hands each to a worker. It waits while ``in_flight`` items are
-  unfinished, so memory stays flat on an endless camera stream however slow the consumer is;
+  unfinished, so memory stays flat on an endless camera stream however slow the consumer is, and while
+  ``2 * workers`` of them are not yet preprocessed, so that what waits is mostly network inputs (602 KB for
+  3x224x224 float32) rather than decoded frames (6.2 MB at 1080p);
 - ``workers`` threads decode image files and preprocess (``cv2.imdecode``, ``cv2.resize`` and numpy release the
   GIL, so they run in parallel), and later run the task head on finished batches;
 - one inference thread per execution context of the engine (``engine.num_contexts``; concurrent calls of a
@@ -151,7 +153,8 @@ class Stream:
         workers: decode/preprocess/post-process threads. Defaults to the number of CPU cores.
         inference_threads: concurrent engine calls. Defaults to the engine's execution contexts (``num_contexts``, 1).
         in_flight: items read but not yet taken by the caller, at most (what bounds memory). Defaults to
-            ``batch_size * (inference_threads + 2) + 2 * workers``.
+            ``batch_size * (inference_threads + 2) + 2 * workers``. Of those, at most ``2 * workers`` wait to be
+            preprocessed (each may hold a decoded frame).
         max_frames: stop after this many items (cameras never end by themselves). Defaults to no limit.
         keep_images: put each decoded image in its StreamResult (to draw on it). Defaults to False.
 
@@ -245,6 +248,8 @@ class _Machinery:
         self.batch_size = batch_size
         self.keep_images = keep_images
         self.slots = threading.Semaphore(in_flight)
+        # Items handed to the workers and not yet preprocessed: each may hold a decoded frame (a video's, an array's).
+        self.unprepared = threading.Semaphore(2 * workers)
         self.ready: queue.Queue = queue.Queue()  # _Prepared items and _END markers; bounded by the slots
         self.condition = threading.Condition()
         self.results: dict[int, StreamResult] = {}
@@ -273,10 +278,7 @@ class _Machinery:
         count = 0
         try:
             for item in self.source:
-                while not self.slots.acquire(timeout=_POLL_S):
-                    if self.stop.is_set():
-                        return
-                if self.stop.is_set():
+                if not (self._wait(self.slots) and self._wait(self.unprepared)):
                     return
                 started = time.perf_counter()
                 if self.started is None:
@@ -297,11 +299,21 @@ class _Machinery:
             for _ in self.inference:
                 self.ready.put(_END)
 
+    def _wait(self, semaphore: threading.Semaphore) -> bool:
+        """Acquires ``semaphore``, looking at the stop flag meanwhile; False when the stream stopped."""
+        while not semaphore.acquire(timeout=_POLL_S):
+            if self.stop.is_set():
+                return False
+        return not self.stop.is_set()
+
     # -- workers: prepare ----------------------------------------------------------------------
 
     def _prepare(self, index: int, item: SourceItem, started: float) -> None:
         try:
-            prepared = self._prepared(index, item, started)
+            try:
+                prepared = self._prepared(index, item, started)
+            finally:
+                self.unprepared.release()
             if prepared is not None:
                 prepared.ready = time.perf_counter()
                 self.ready.put(prepared)
