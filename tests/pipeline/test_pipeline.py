@@ -75,6 +75,20 @@ def test_use_after_close_and_bad_images(tiny_classifier_onnx):
         pipe(images(1)[0])
 
 
+def test_float_images_of_0_to_255_are_refused_by_the_call_and_the_stream(tiny_classifier_onnx):
+    """frame.astype(np.float32) is 0..255, and floats mean 0..1: refused by name, never read as a white image."""
+    frame = images(1)[0]
+    with Pipeline(OnnxRuntimeEngine(tiny_classifier_onnx), tiny_spec()) as pipe:
+        expected = pipe(frame).indices
+        assert pipe(frame / np.float32(255)).indices == expected  # 0..1 floats are the same image
+        with pytest.raises(InputError, match=r"^image 1 is float32 with values \d+\.\.25\d, expected floats in 0\.\.1.*Hint"):
+            pipe([frame, frame.astype(np.float32)])
+        with pipe.stream([frame, frame.astype(np.float32), frame], workers=1) as stream:
+            items = list(stream)
+    assert [item.ok for item in items] == [True, False, True] and items[2].result.indices == expected
+    assert items[1].source == "image 1" and "is float32 with values 0..255, expected floats in 0..1" in str(items[1].error)
+
+
 def test_efficientnet_lite0_classifies_chelsea_and_coffee(zoo_onnx):
     """Real weights, real photos, ONNX Runtime CPU: coffee is 967 (espresso), chelsea a domestic cat.
 

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from trtpipe.errors import InputError
-from trtpipe.pipeline.preprocess import load_image, preprocess_batch, preprocess_with_meta
+from trtpipe.pipeline.preprocess import (
+    FLOAT_TOLERANCE, as_bgr_uint8, check_frame, load_image, prepare_frames, preprocess_batch, preprocess_with_meta,
+)
 from trtpipe.spec import PreprocessSpec
 
 SPEC = PreprocessSpec(model="t", height=224, width=224)
@@ -96,6 +98,44 @@ def test_grayscale_bgra_and_16_bit_are_converted():
 def test_bad_images(image, message):
     with pytest.raises(InputError, match=message + ".*Hint:"):
         preprocess_batch([image], SPEC)
+
+
+def test_float_images_in_0_to_1_are_scaled_to_8_bits():
+    image = photo()[:40, :50]
+    for dtype in (np.float16, np.float32, np.float64):
+        assert np.array_equal(as_bgr_uint8(image.astype(dtype) / dtype(255)), image), dtype
+    near = image / np.float32(255)
+    near[0, 0], near[0, 1] = -FLOAT_TOLERANCE / 2, 1 + FLOAT_TOLERANCE / 2  # arithmetic that strays a hair outside 0..1
+    assert as_bgr_uint8(near)[0, :2].tolist() == [[0, 0, 0], [255, 255, 255]]
+
+
+@pytest.mark.parametrize(
+    "values, seen, hint",
+    [
+        ("0..255", r"float32 with values 0\.\.255, expected floats in 0\.\.1", r"image\.astype\(np\.uint8\).*divide by 255"),
+        ("NaN", r"float32 with values 0\.\.1 and 1 NaN/inf pixel value\(s\)", "np.nan_to_num"),
+        ("inf", r"float32 with values 0\.\.1 and 1 NaN/inf", "np.nan_to_num"),
+        ("negative", r"float32 with values -0\.5\.\.1, expected floats in 0\.\.1", r"scale the image to 0\.\.1"),
+    ],
+)
+def test_float_images_outside_0_to_1_are_refused_in_every_path(values, seen, hint):
+    """A 0..255 float frame (frame.astype(np.float32)) used to be clipped to white without a word."""
+    image = photo()[:40, :50].astype(np.float32)
+    image[0, 0], image[0, 1] = 0, 255
+    if values != "0..255":
+        image /= 255
+        image[3, 4, 1] = {"NaN": np.nan, "inf": np.inf, "negative": -0.5}[values]
+    pattern = rf"^image 7 is {seen}.*Hint: .*{hint}"
+    with pytest.raises(InputError, match=pattern):
+        as_bgr_uint8(image, name="image 7")
+    with pytest.raises(InputError, match=pattern):
+        check_frame(image, SPEC, None, name="image 7")
+    with pytest.raises(InputError, match=pattern.replace("image 7", "image 1")):
+        preprocess_batch([np.zeros_like(image), image], SPEC)  # the batch's second image is named
+    with pytest.raises(InputError, match=pattern.replace("image 7", "cam0 frame 3")):
+        preprocess_with_meta([image], SPEC, names=["cam0 frame 3"])
+    with pytest.raises(InputError, match=pattern.replace("image 7", "image 1")):
+        prepare_frames([np.zeros_like(image), image], SPEC, None)
 
 
 def test_load_image(tmp_path):

@@ -37,6 +37,10 @@ _INTERPOLATION = {
     "area": cv2.INTER_AREA,
 }
 
+# Float pixels may stray this far outside 0..1 (rounding in the user's own arithmetic): half a step of 8 bits, so that
+# they still land on 0 or 255.
+FLOAT_TOLERANCE = 0.5 / 255
+
 
 @dataclass(frozen=True)
 class ResizeMeta:
@@ -96,10 +100,13 @@ def load_image(path: str | Path) -> np.ndarray:
 
 
 def as_bgr_uint8(image: np.ndarray, name: str = "image") -> np.ndarray:
-    """Returns ``image`` as contiguous BGR uint8 ``(H, W, 3)``; converts grayscale, BGRA and 16-bit images.
+    """Returns ``image`` as contiguous BGR uint8 ``(H, W, 3)``; converts grayscale, BGRA, 16-bit and float images.
+
+    Floats must be in 0..1 (skimage.img_as_float's range), give or take :data:`FLOAT_TOLERANCE`.
 
     Raises:
-        InputError: for None, empty images, or shapes/channel counts that are not an image.
+        InputError: for None, empty images, shapes/channel counts that are not an image, other dtypes, and float
+            images with values outside 0..1 (a 0..255 float image would otherwise turn white), NaN or inf.
     """
     if image is None:
         raise InputError(f"{name} is None, expected an image array", "cv2.imread returns None for unreadable files; check the path")
@@ -115,16 +122,38 @@ def as_bgr_uint8(image: np.ndarray, name: str = "image") -> np.ndarray:
         )
     if image.dtype == np.uint16:
         image = (image >> 8).astype(np.uint8)
-    elif image.dtype in (np.float32, np.float64):
-        # Floats are taken to be in 0..1, as skimage.img_as_float gives them.
+    elif image.dtype.kind == "f":
+        # Floats are 0..1, as skimage.img_as_float gives them; 0..255 floats (frame.astype(np.float32)) would be
+        # clipped to white, so anything else is refused rather than guessed at.
+        _check_unit_floats(image, name)
         image = np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
     elif image.dtype != np.uint8:
-        raise InputError(f"{name} has dtype {image.dtype}, expected uint8", "convert with image.astype(np.uint8)")
+        raise InputError(f"{name} has dtype {image.dtype}, expected uint8 (or uint16, or floats in 0..1)",
+                         "convert with image.astype(np.uint8)")
     if image.ndim == 2:
         image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     elif image.shape[2] == 4:
         image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
     return np.ascontiguousarray(image)
+
+
+def _check_unit_floats(image: np.ndarray, name: str) -> None:
+    """Refuses a float image whose values are not all within 0..1 (give or take FLOAT_TOLERANCE), NaN and inf too."""
+    low, high = float(image.min()), float(image.max())  # NaN propagates into both and fails the test below
+    if low >= -FLOAT_TOLERANCE and high <= 1.0 + FLOAT_TOLERANCE:
+        return
+    finite = np.isfinite(image)
+    bad = image.size - int(np.count_nonzero(finite))
+    seen = f"values {float(image[finite].min()):.4g}..{float(image[finite].max()):.4g}" if bad < image.size else "no finite values"
+    if bad:
+        seen += f" and {bad} NaN/inf pixel value(s)"
+        hint = "replace NaN/inf (np.nan_to_num) and pass floats in 0..1, or a uint8 image"
+    elif low >= -FLOAT_TOLERANCE and high <= 255.0 + FLOAT_TOLERANCE:
+        hint = ("for 0..255 floats (e.g. frame.astype(np.float32)) pass the uint8 image itself "
+                "(image.astype(np.uint8)), or divide by 255")
+    else:
+        hint = "scale the image to 0..1 (skimage.img_as_float's range), or pass it as uint8 0..255"
+    raise InputError(f"{name} is {image.dtype} with {seen}, expected floats in 0..1 (as skimage.img_as_float gives)", hint)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -333,9 +362,12 @@ def normalize_batch(resized: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
 
 
 def preprocess_with_meta(
-    images: Sequence[np.ndarray], spec: PreprocessSpec
+    images: Sequence[np.ndarray], spec: PreprocessSpec, names: Sequence[str] | None = None
 ) -> tuple[np.ndarray, list[ResizeMeta]]:
-    """Like :func:`preprocess_batch`, also returning each image's :class:`ResizeMeta` (to undo letterboxing)."""
+    """Like :func:`preprocess_batch`, also returning each image's :class:`ResizeMeta` (to undo letterboxing).
+
+    ``names`` name the images in errors (a stream's source names). Defaults to "image i" ("image" for one).
+    """
     if isinstance(images, np.ndarray) and images.ndim in (2, 3):
         images = [images]
     if len(images) == 0:
@@ -343,7 +375,8 @@ def preprocess_with_meta(
     resized = np.empty((len(images), spec.height, spec.width, 3), np.uint8)
     metas = []
     for i, image in enumerate(images):
-        image = as_bgr_uint8(image, name=f"image {i}" if len(images) > 1 else "image")
+        name = names[i] if names is not None else f"image {i}" if len(images) > 1 else "image"
+        image = as_bgr_uint8(image, name=name)
         resized[i], meta = resize_one(image, spec)
         metas.append(meta)
     return normalize_batch(resized, spec), metas
@@ -353,7 +386,8 @@ def preprocess_batch(images: Sequence[np.ndarray], spec: PreprocessSpec) -> np.n
     """BGR uint8 images (as cv2 gives them) -> float32 network input.
 
     Args:
-        images: a list of ``(H, W, 3)`` BGR uint8 images (grayscale/BGRA/16-bit are converted), or one image.
+        images: a list of ``(H, W, 3)`` BGR uint8 images (grayscale, BGRA, 16-bit and 0..1 float images are
+            converted), or one image.
         spec: size, resize mode, interpolation/antialias, mean/std (0..1 units), pixel_scale,
             channel order and layout.
 
@@ -361,7 +395,7 @@ def preprocess_batch(images: Sequence[np.ndarray], spec: PreprocessSpec) -> np.n
         ``(N, 3, H, W)`` for NCHW or ``(N, H, W, 3)`` for NHWC, float32, contiguous.
 
     Raises:
-        InputError: for an empty batch, None/empty images or wrong channel counts.
+        InputError: for an empty batch, None/empty images, wrong channel counts or dtypes, floats outside 0..1.
     """
     return preprocess_with_meta(images, spec)[0]
 
