@@ -118,3 +118,41 @@ def test_a_label_set_of_the_wrong_size_is_warned_about_once(caplog):
     with caplog.at_level(logging.WARNING, logger="trtpipe.pipeline"):
         create_head("classification", labels=["x"] * 4)({"out": np.zeros((1, 5), np.float32)}, [LETTERBOX], None)
     assert "label set" not in caplog.text  # 5 outputs, 4 names: a background class 0 (TensorFlow-style)
+
+
+def test_classification_ties_rank_the_lowest_class_first_for_every_k():
+    """A random-weight model's scores can all tie: top-1 was class 984 while top-5 listed 988 first."""
+    tied = np.zeros((2, 1000), np.float32)
+    heads = {k: create_head("classification", topk=k) for k in (1, 2, 5, 1000)}
+    results = {k: head({"logits": tied}, None, None) for k, head in heads.items()}
+    assert [r.indices for r in results[1]] == [(0,), (0,)] and results[5][0].indices == (0, 1, 2, 3, 4)
+    assert results[1000][1].indices == tuple(range(1000))
+    logits = np.log(np.array([[1, 3, 3, 2, 3, 2, 1]], np.float32))  # ties inside the top k and across its cut
+    ranked = [create_head("classification", topk=k)({"logits": logits}, None, None)[0].indices for k in range(1, 8)]
+    assert ranked == [(1, 2, 4, 3, 5, 0, 6)[:k] for k in range(1, 8)]
+
+
+def test_top_classes_is_a_stable_ranking_of_every_row():
+    from trtpipe.pipeline.heads.classification import top_classes
+
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 4, (64, 50)).astype(np.float32)  # many ties across the cut: each row sorted whole
+    scores[32:] = rng.random((32, 50), dtype=np.float32)  # no ties: the top k picked out, then sorted
+    scores[5, 3] = np.nan  # NaN ranks last
+    for k in (1, 2, 5, 49, 50, 80):
+        np.testing.assert_array_equal(top_classes(scores, k), np.argsort(-scores, axis=1, kind="stable")[:, :k])
+
+
+def test_nms_suppresses_before_it_keeps_the_best_max_detections():
+    """OpenCV's top_k cut the candidates before suppression: 300 boxes on one object hid 100 other objects."""
+    from trtpipe.pipeline.heads.detection import nms_per_class
+
+    one_object = np.tile(np.array([[10, 10, 50, 50]], np.float32), (300, 1)) + np.linspace(0, 2, 300, dtype=np.float32)[:, None]
+    others = np.array([[100 + 60 * i, 10, 150 + 60 * i, 60] for i in range(100)], np.float32)
+    boxes = np.concatenate([one_object, others])
+    scores = np.concatenate([np.linspace(0.99, 0.9, 300), np.full(100, 0.5)]).astype(np.float32)  # others all tie
+    class_ids = np.zeros(400, np.int64)
+    kept = nms_per_class(boxes, scores, class_ids, 0.45, 1000)
+    assert kept.tolist() == [0, *range(300, 400)]  # the best box of the object, then the others in index order
+    for max_det in (1, 2, 50, 300):
+        assert nms_per_class(boxes, scores, class_ids, 0.45, max_det).tolist() == kept[:max_det].tolist()

@@ -136,8 +136,9 @@ def compare(
         shifted = ref[ref_finite] - ref[ref_finite].max(axis=1, keepdims=True)
         probability[ref_finite] = 1.0 / np.exp(shifted).sum(axis=1)  # the top class's softmax probability
     confident = (probability >= CONFIDENT) & ~ref_zero & ref_finite  # a failed output still counts against it
-    ref_top5 = np.argsort(-ref, axis=1)[:, :5]
-    out_top5 = np.argsort(-out, axis=1)[:, :5]
+    from trtpipe.pipeline.heads.classification import top_classes  # ties ranked as the Pipeline ranks them
+
+    ref_top5, out_top5 = top_classes(ref, 5), top_classes(out, 5)
     overlap = np.array([len(set(a) & set(b)) / 5.0 for a, b in zip(ref_top5, out_top5)]) * ok
     return FidelityResult(
         precision,

@@ -42,6 +42,30 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return shifted
 
 
+def top_classes(scores: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` best classes of each row of ``scores`` (N, C), best first, as (N, k) indices.
+
+    Equal scores rank in class order (lowest index first), so the first j classes of top-k are top-j for every k
+    (a random-weight model whose scores all tie gives 0, 1, 2 ...). NaN ranks last.
+    """
+    n, classes = scores.shape
+    k = min(k, classes)
+    out = np.empty((n, k), np.int64)
+    # Where exactly k classes reach the k-th best score (no tie across the cut: the usual case) they are the top k;
+    # np.nonzero finds them in class order and a stable sort of those k ranks them: 0.26-0.36 ms for 32 x 1000 where a
+    # stable argsort of every row takes 1.6 ms (timeit, median of 7, on 2 shared CPU cores).
+    kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1 : k]
+    reach = scores >= kth
+    clean = np.count_nonzero(reach, axis=1) == k
+    if clean.any():
+        candidates = np.nonzero(reach[clean])[1].reshape(-1, k)
+        order = np.argsort(-np.take_along_axis(scores[clean], candidates, axis=1), axis=1, kind="stable")
+        out[clean] = np.take_along_axis(candidates, order, axis=1)
+    if not clean.all():  # ties across the cut, or NaN: rank the whole row, stably
+        out[~clean] = np.argsort(-scores[~clean], axis=1, kind="stable")[:, :k]
+    return out
+
+
 def _looks_like_probabilities(values: np.ndarray) -> bool:
     return bool(values.min() >= 0 and np.allclose(values.sum(axis=-1), 1.0, atol=1e-3))
 
@@ -53,7 +77,8 @@ class ClassificationHead:
     Args:
         labels: class names, index i naming class i; a 1001-class output with 1000 names is taken to
             have a background class 0 (TensorFlow-style). Defaults to the class indices as names.
-        topk: how many classes to keep. Defaults to 5.
+        topk: how many classes to keep. Defaults to 5. Equal scores rank lowest class first (:func:`top_classes`),
+            so every k agrees with the others.
     """
 
     def __init__(self, labels: Sequence[str] | None = None, topk: int = 5, **_ignored):
@@ -65,10 +90,7 @@ class ClassificationHead:
         logits = logits.reshape(logits.shape[0], -1).astype(np.float32, copy=False)
         probs = logits if _looks_like_probabilities(logits) else softmax(logits.copy())
         check_label_count("classification", self.labels, probs.shape[1], background_offset_ok=True)
-        k = min(self.topk, probs.shape[1])
-        top = np.argpartition(-probs, k - 1, axis=1)[:, :k]
-        order = np.take_along_axis(probs, top, axis=1).argsort(axis=1)[:, ::-1]
-        top = np.take_along_axis(top, order, axis=1)
+        top = top_classes(probs, self.topk)
         offset = 1 if self.labels and probs.shape[1] == len(self.labels) + 1 else 0
         results = []
         for row, indices in zip(probs, top):

@@ -96,11 +96,17 @@ def decode_set_prediction(
 
 
 def nms_per_class(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, iou: float, max_det: int) -> np.ndarray:
-    """Indices kept by class-wise NMS (OpenCV's batched NMS), best score first."""
+    """Indices kept by class-wise NMS (OpenCV's batched NMS), best score first, at most ``max_det``.
+
+    Equal scores keep the lower index first (OpenCV sorts stably), so the first j of ``max_det`` kept are the first j
+    of any larger ``max_det``.
+    """
     if len(scores) == 0:
         return np.zeros(0, np.int64)
     xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
-    keep = cv2.dnn.NMSBoxesBatched(xywh.tolist(), scores.tolist(), class_ids.tolist(), 0.0, iou, top_k=max_det)
+    # top_k=0: OpenCV's top_k cuts the candidates *before* suppression, so 300 overlapping boxes of one object would
+    # leave one detection where suppression first keeps every separate object (then the cut below).
+    keep = cv2.dnn.NMSBoxesBatched(xywh.tolist(), scores.tolist(), class_ids.tolist(), 0.0, iou, top_k=0)
     keep = np.asarray(keep, np.int64).reshape(-1)
     return keep[np.argsort(-scores[keep], kind="stable")][:max_det]
 
