@@ -12,6 +12,8 @@ from trtpipe.spec import (
     PreprocessSpec,
     ShapeRange,
     TensorInfo,
+    parse_frame_size,
+    parse_fuse_preprocess,
     preprocess_path_for,
     sidecar_path_for,
 )
@@ -113,3 +115,21 @@ def test_sidecar_of_another_schema_or_corrupt_is_a_clear_error(tmp_path):
     path.write_text('{"engine_file": ')
     with pytest.raises(InputError, match="not valid JSON"):
         EngineSidecar.load(path)
+
+
+@pytest.mark.parametrize("text, height, width", [("0x0", 0, 0), ("1080x0", 1080, 0), ("-1x224", -1, 224), (" 0X5 ", 0, 5)])
+def test_a_frame_size_below_one_pixel_says_so_not_that_it_is_malformed(text, height, width):
+    message = (rf"^frame size '{text}' has height {height} and width {width}, expected both at least 1 pixel\. "
+               r"Hint: give the frames' real size, height first, e.g\. 1080x1920, or 'dynamic'")
+    for parse in (parse_frame_size, parse_fuse_preprocess):
+        with pytest.raises(ConfigError, match=message):
+            parse(text)
+    with pytest.raises(ConfigError, match=message):
+        BuildConfig(fuse_preprocess=text)
+    assert parse_fuse_preprocess(" 1080X1920") == "1080x1920" and parse_frame_size("1x1") == (1, 1)
+
+
+def test_a_legacy_shapes_profile_with_a_dynamic_marker_says_what_is_wrong():
+    with pytest.raises(ConfigError, match=r"^input 'x': shapes -1x3:1x3:8x3 have a dimension of -1, expected every "
+                                          r"dimension at least 1\. Hint: a profile gives concrete sizes"):
+        ShapeRange.parse("x:-1x3:1x3:8x3")

@@ -150,15 +150,21 @@ def parse_frame_size(text: str) -> tuple[int, int]:
     """``"1080x1920"`` -> (1080, 1920): a frame's height and width, as numpy and TensorRT shapes order them.
 
     Raises:
-        ConfigError: anything but two positive whole numbers joined by ``x``.
+        ConfigError: anything but two whole numbers joined by ``x`` (or ``X``); a side below 1, with its own message.
     """
-    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", str(text))
-    if not match or min(int(match[1]), int(match[2])) < 1:
+    match = re.fullmatch(r"\s*(-?\d+)\s*[xX]\s*(-?\d+)\s*", str(text))
+    if not match:
         raise ConfigError(
             f"frame size {text!r} is not HEIGHTxWIDTH",
             "write the camera's frame size height first, e.g. 1080x1920, or 'dynamic' for any size within the profile",
         )
-    return int(match[1]), int(match[2])
+    height, width = int(match[1]), int(match[2])
+    if min(height, width) < 1:
+        raise ConfigError(
+            f"frame size {text!r} has height {height} and width {width}, expected both at least 1 pixel",
+            "give the frames' real size, height first, e.g. 1080x1920, or 'dynamic' for any size within the profile",
+        )
+    return height, width
 
 
 def parse_fuse_preprocess(text: str) -> str:
@@ -249,8 +255,15 @@ class ShapeRange:
                 f"input {self.name!r}: min/opt/max shapes {self.min}/{self.opt}/{self.max} differ in rank",
                 "give three shapes of the same rank",
             )
+        if min(self.min) < 1:
+            raise ConfigError(
+                f"input {self.name!r}: shapes {_dims(self.min)}:{_dims(self.opt)}:{_dims(self.max)} have a dimension "
+                f"of {min(self.min)}, expected every dimension at least 1",
+                f"a profile gives concrete sizes (no 0 or -1 for a dynamic axis): the smallest, tuned-for and largest, "
+                f"e.g. {ShapeRange.example(self.name)}",
+            )
         for low, mid, high in zip(self.min, self.opt, self.max):
-            if low < 1 or not (low <= mid <= high):
+            if not (low <= mid <= high):
                 raise ConfigError(
                     f"input {self.name!r}: shapes {_dims(self.min)}:{_dims(self.opt)}:{_dims(self.max)} are "
                     "not ordered, expected 1 <= MIN <= OPT <= MAX in every dimension",
@@ -274,7 +287,7 @@ class ShapeRange:
         parts = text.split(":")
         # Input names may contain ':' (e.g. 'input:0'); the shapes are the trailing 1 or 3 fields.
         for count in (3, 1):
-            if len(parts) > count and all(re.fullmatch(r"\d+(x\d+)*", p) for p in parts[-count:]):
+            if len(parts) > count and all(re.fullmatch(r"-?\d+(x-?\d+)*", p) for p in parts[-count:]):
                 name = ":".join(parts[:-count])
                 shapes = [tuple(int(d) for d in p.split("x")) for p in parts[-count:]]
                 if count == 1:

@@ -46,6 +46,13 @@ def test_parse_duration_rejects_garbage_with_hint(text):
         parse_duration(text)
 
 
+def test_a_negative_duration_is_refused_as_negative_not_as_garbage():
+    with pytest.raises(ConfigError, match=r"^duration '-1s' is -1 s, expected a duration >= 0\. Hint:"):
+        parse_duration("-1s")
+    with pytest.raises(ConfigError, match=r"^duration '-200ms' is -0\.2 s, expected"):
+        parse_duration("-200ms")
+
+
 def test_sync_loop_excludes_warmup_and_honours_duration_and_minimum():
     calls = []
 

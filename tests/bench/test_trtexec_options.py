@@ -218,6 +218,9 @@ def test_profile_shapes_as_trtexec():
     (None, ["x:4x3"], ["x:8x3"], "input 'x' has no --minShapes"),
     (["x:4x3"], ["x:1x3"], ["x:8x3"], "not ordered"),
     (["x:1x3x"], ["x:1x3"], ["x:1x3"], "is not NAME:SHAPE"),
+    # a size below 1 is not a disorder nor a malformed shape
+    (["x:0x3"], ["x:1x3"], ["x:8x3"], r"--minShapes 'x:0x3' has a dimension of 0, expected every dimension at least 1"),
+    (["x:-1x3"], ["x:1x3"], ["x:8x3"], r"--minShapes 'x:-1x3' has a dimension of -1, expected every dimension at least 1"),
 ])
 def test_bad_profile_shapes_are_refused(low, opt, high, message):
     with pytest.raises(ConfigError, match=f"{message}.*Hint:"):

@@ -121,7 +121,7 @@ def summarize(samples: Iterable[float | None], percentiles: Sequence[float] = ()
     )
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(us|ms|s|min)?\s*$")
+_DURATION = re.compile(r"^\s*(-?(?:\d+(?:\.\d*)?|\.\d+))\s*(us|ms|s|min)?\s*$")  # negatives parse, to be refused as such
 _UNIT_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "min": 60.0, None: 1.0}
 
 
@@ -142,7 +142,7 @@ def parse_duration(text: str | float) -> float:
             )
         seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
     if not math.isfinite(seconds) or seconds < 0:
-        raise ConfigError(f"duration {text!r} is negative or infinite", "give a duration >= 0, e.g. 3s")
+        raise ConfigError(f"duration {text!r} is {seconds:g} s, expected a duration >= 0", "give e.g. 200ms, 3s or 0")
     return seconds
 
 

@@ -23,14 +23,20 @@ def _named_shapes(values: list[str] | None, option: str) -> dict[str, tuple[int,
         if not spec:
             continue
         name, _, dims = spec.rpartition(":")
-        if not name or not re.fullmatch(r"\d+(x\d+)*", dims):
+        if not name or not re.fullmatch(r"-?\d+(x-?\d+)*", dims):
             raise ConfigError(
                 f"{option} {spec!r} is not NAME:SHAPE",
                 f"write {option} NAME:1x3x224x224 (comma-separate several inputs), as trtexec does",
             )
+        shape = tuple(int(d) for d in dims.split("x"))
+        if min(shape) < 1:
+            raise ConfigError(
+                f"{option} {spec!r} has a dimension of {min(shape)}, expected every dimension at least 1",
+                f"give the concrete size of every axis (no 0 or -1 for a dynamic one), e.g. {option} {name}:1x3x224x224",
+            )
         if name in shapes:
             raise ConfigError(f"{option} gives input {name!r} twice", f"give each input once in {option}")
-        shapes[name] = tuple(int(d) for d in dims.split("x"))
+        shapes[name] = shape
     return shapes
 
 
