@@ -132,6 +132,14 @@ def test_classification_ties_rank_the_lowest_class_first_for_every_k():
     assert ranked == [(1, 2, 4, 3, 5, 0, 6)[:k] for k in range(1, 8)]
 
 
+def test_classes_are_ranked_by_the_logits_where_softmax_rounds_them_to_ties():
+    """A random-weight MobileNetV2's logits span +-3e-9: all 1000 probabilities are 0.001 in float32."""
+    logits = np.random.default_rng(0).uniform(-3e-9, 3e-9, (2, 1000)).astype(np.float32)
+    (result, _) = create_head("classification", topk=5)({"logits": logits}, None, None)
+    assert result.indices == tuple(np.argsort(-logits[0], kind="stable")[:5]) and result.top1 == logits[0].argmax()
+    assert len(set(result.scores)) == 1  # the shown probabilities do tie
+
+
 def test_top_classes_is_a_stable_ranking_of_every_row():
     from trtpipe.pipeline.heads.classification import top_classes
 

@@ -90,7 +90,9 @@ class ClassificationHead:
         logits = logits.reshape(logits.shape[0], -1).astype(np.float32, copy=False)
         probs = logits if _looks_like_probabilities(logits) else softmax(logits.copy())
         check_label_count("classification", self.labels, probs.shape[1], background_offset_ok=True)
-        top = top_classes(probs, self.topk)
+        # Ranked by the network's own outputs: softmax is monotonic, but in float32 it rounds logits that differ by
+        # less than ~1e-7 (a random-weight model's) to equal probabilities, and the ranking would be lost to ties.
+        top = top_classes(logits, self.topk)
         offset = 1 if self.labels and probs.shape[1] == len(self.labels) + 1 else 0
         results = []
         for row, indices in zip(probs, top):
