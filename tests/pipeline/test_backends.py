@@ -356,6 +356,28 @@ def test_infer_cli_one_image_is_timed_and_names_precision_and_fallback(engines, 
     assert record["precision"] == "int8" and "no usable NVIDIA GPU" in record["fallback"]
 
 
+def test_the_cli_says_cpu_fallback_and_its_reason_once(engines, tmp_path, capsys, caplog):
+    """infer's "running" line and bench --pipeline's note say it; the loader's warning said it again on stderr."""
+    image = tmp_path / "photos" / "one.png"
+    image.parent.mkdir()
+    cv2.imwrite(str(image), _image())
+
+    def said(argv) -> int:
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="trtpipe"):
+            assert main(argv) == 0
+        shown = capsys.readouterr()
+        return sum(text.count("no usable NVIDIA GPU") for text in (shown.out, shown.err, caplog.text))
+
+    assert said(["infer", str(engines["fp16"]), str(image)]) == 1
+    assert said(["bench", str(engines["fp16"]), "--pipeline", "--images", str(image.parent), "--json",
+                 str(tmp_path / "p.json")]) == 1
+    assert "apply to the other backend" not in caplog.text  # bench --pipeline passes --cuda-graph only when given
+    with caplog.at_level(logging.WARNING, logger="trtpipe"), Pipeline.from_engine(engines["fp16"]):
+        pass  # the library's callers still get the warning
+    assert "(CPU fallback)" in caplog.text and "no usable NVIDIA GPU" in caplog.text
+
+
 def test_bench_onnxruntime_on_an_int8_engine_runs_the_qdq_onnx(engines, tmp_path):
     from trtpipe.bench.report import BenchReport
 

@@ -8,16 +8,22 @@ stay inside ``run`` so that ``trtpipe --help`` is instant and works without Tens
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
 import pkgutil
 import sys
+from typing import Iterator
 
 import trtpipe
 from trtpipe.errors import TrtpipeError, command_line_options
 
 log = logging.getLogger("trtpipe")
+
+# Verbs that print an engine's CPU fallback and its reason in their own output (infer's "running" line, bench
+# --pipeline's note): the loader's warning on stderr would say the same a second time.
+VERBS_SHOWING_FALLBACK = ("infer", "bench")
 
 
 def _verb_modules():
@@ -55,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        with command_line_options():  # hints name --flags, not Python keyword arguments
+        with command_line_options(), _fallback_warning_shown_by(args.verb):  # hints name --flags, not Python keywords
             return int(args.run(args) or 0)
     except TrtpipeError as exc:
         print(f"trtpipe {args.verb}: error: {exc}", file=sys.stderr)
@@ -69,6 +75,24 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141
+
+
+@contextlib.contextmanager
+def _fallback_warning_shown_by(verb: str) -> Iterator[None]:
+    """Drops the loader's CPU-fallback warning while a verb that shows the fallback itself runs."""
+    if verb not in VERBS_SHOWING_FALLBACK:
+        yield
+        return
+    from trtpipe.runtime.loader import FALLBACK_RECORD, log as loader_log
+
+    def not_a_fallback(record: logging.LogRecord) -> bool:
+        return not getattr(record, FALLBACK_RECORD, False)
+
+    loader_log.addFilter(not_a_fallback)
+    try:
+        yield
+    finally:
+        loader_log.removeFilter(not_a_fallback)  # the library's own callers (tests, a notebook) still see it
 
 
 if __name__ == "__main__":

@@ -323,8 +323,10 @@ def run_cli(args) -> int:
         raise InputError("--pipeline runs engines and ONNX models, not the torch backend", "drop --backend torch")
     out = Path(args.json or f"reports/{model.stem}_pipeline.json")
     ensure_writable_dir(out.parent)  # before the long work
-    # Options of the backend that does not run are dropped by load_engine (with a log line).
-    options = {"contexts": args.infer_streams, "cuda_graph": args.cuda_graph}
+    # Options of the backend that does not run are dropped by load_engine (with a log line): only those given.
+    options = {"contexts": args.infer_streams}
+    if args.cuda_graph:
+        options["cuda_graph"] = True
     if args.threads:
         options["threads"] = args.threads
     opener = Pipeline.from_onnx if default_backend(model) == "onnxruntime" else Pipeline.from_engine
@@ -339,7 +341,9 @@ def run_cli(args) -> int:
             progress=lambda line: print(f"  {line} ...", file=sys.stderr),
         )
         if pipe.fallback:
-            result = dataclasses.replace(result, notes=(f"CPU fallback ({pipe.fallback}): {pipe.describe()}",) + result.notes)
+            note = (f"CPU fallback ({pipe.fallback}): the engine's {pipe.precision} network ONNX "
+                    f"{getattr(pipe.engine, 'path', '')} ran on {pipe.backend}")  # as bench's own note says it
+            result = dataclasses.replace(result, notes=(note,) + result.notes)
     atomic_write_text(out, json.dumps(result.to_dict(), indent=2) + "\n")
     print(result.table())
     for note in result.notes:

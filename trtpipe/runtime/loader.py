@@ -23,6 +23,8 @@ from trtpipe.runtime.base import Engine
 log = logging.getLogger("trtpipe.runtime")
 
 BACKENDS = ("auto", "tensorrt", "onnxruntime")
+# The attribute that marks the log record saying an engine runs as a CPU fallback (``record.trtpipe_cpu_fallback``).
+FALLBACK_RECORD = "trtpipe_cpu_fallback"
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
 
@@ -201,8 +203,9 @@ def load_engine(path: str | Path, backend: str | None = "auto", **options) -> En
         log.warning("WARNING: %s is %s through %s; ONNX Runtime runs its %s network ONNX %s, not %s",
                     path, network.engine_precision, network.realised, network.precision, network.path, network.engine_precision)
     if choice.fallback:
+        # Tagged: the CLI verbs that print the fallback in their own output drop this line (trtpipe.cli.main).
         log.warning("%s: %s; running its %s network ONNX %s on %s instead (CPU fallback)",
-                    path, choice.fallback, network.precision, network.path, engine.backend)
+                    path, choice.fallback, network.precision, network.path, engine.backend, extra={FALLBACK_RECORD: True})
     return engine
 
 
