@@ -224,3 +224,20 @@ def test_host_probe_is_bounded_when_the_lookup_hangs(monkeypatch):
     finally:
         registry._probe.cache_clear()
     assert reachable == [False, False] and elapsed < registry.PROBE_TIMEOUT_S + 0.3  # probed at once
+
+
+def test_auto_weights_do_not_try_a_download_whose_host_does_not_resolve(monkeypatch, tmp_path, capsys, caplog):
+    """Offline, torch.hub printed a bare `Downloading: "https://download.pytorch.org/..."` before the warning."""
+    import urllib.request
+
+    def no_resolver(host, *args, **kwargs):
+        raise socket.gaierror(-2, "Name or service not known (test)")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # nothing cached
+    monkeypatch.setattr(socket, "getaddrinfo", no_resolver)
+    monkeypatch.setattr(urllib.request, "getproxies", dict)
+    with caplog.at_level(logging.WARNING, logger="trtpipe"):
+        loaded = load_model(get_model("mobilenetv2"), "auto")
+    assert loaded.spec.random_weights and "Downloading" not in capsys.readouterr().out
+    assert "RANDOM weights" in caplog.text and "https://download.pytorch.org/models/mobilenet_v2-7ebf99e0.pth" in caplog.text
+    assert "Name or service not known (test)" in caplog.text

@@ -73,6 +73,11 @@ def _create(model: TorchvisionModel, weights: str):
         return torchvision.models.get_model(model.arch, weights=None)
     enum = torchvision.models.get_weight(model.weights)
     try:
+        cached = (hub_checkpoint_dir() / model.checkpoint_file).is_file()
+        if not cached:
+            # torch.hub prints `Downloading: "<url>"` on stdout before it tries: where the host cannot even be looked
+            # up, say so without that line (the warning that follows names the URL).
+            _raise_if_unresolvable(WEIGHTS_HOST)
         return torchvision.models.get_model(model.arch, weights=enum)
     except (OSError, RuntimeError) as exc:  # URLError is an OSError; a truncated download a RuntimeError
         cause = getattr(exc, "reason", None) or exc  # URLError wraps the socket error in .reason
@@ -82,6 +87,16 @@ def _create(model: TorchvisionModel, weights: str):
             f"connect to the network once (weights are cached in {hub_checkpoint_dir()}), copy "
             f"{model.checkpoint_file} there, or use --weights random / --weights PATH",
         ) from None
+
+
+def _raise_if_unresolvable(host: str) -> None:
+    """Raises the OSError of looking ``host`` up, unless an HTTPS proxy (which looks it up itself) is configured."""
+    import socket
+    import urllib.request
+
+    if "https" in urllib.request.getproxies():
+        return
+    socket.getaddrinfo(host, 443)
 
 
 def _register(model: TorchvisionModel) -> None:
