@@ -241,3 +241,18 @@ def test_auto_weights_do_not_try_a_download_whose_host_does_not_resolve(monkeypa
     assert loaded.spec.random_weights and "Downloading" not in capsys.readouterr().out
     assert "RANDOM weights" in caplog.text and "https://download.pytorch.org/models/mobilenet_v2-7ebf99e0.pth" in caplog.text
     assert "Name or service not known (test)" in caplog.text
+
+
+def test_offline_timm_weights_fall_back_without_timm_announcing_a_hub_download(monkeypatch, tmp_path, caplog):
+    pytest.importorskip("timm")
+
+    def no_resolver(host, *args, **kwargs):
+        raise socket.gaierror(-2, "Name or service not known (test)")
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))  # nothing cached
+    monkeypatch.setattr(socket, "getaddrinfo", no_resolver)
+    with caplog.at_level(logging.INFO):
+        loaded = load_model(get_model("timm:resnet18"), "auto")
+    assert loaded.spec.random_weights and "RANDOM weights" in caplog.text
+    assert "Loading pretrained weights from Hugging Face hub" not in caplog.text
+    assert "huggingface.co does not resolve" in caplog.text

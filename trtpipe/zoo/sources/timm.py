@@ -155,7 +155,13 @@ def _hub_offline_unless_reachable() -> Iterator[None]:
     log.info("%s does not resolve: looking for timm weights in the local cache only", HUB_HOST)
     saved = constants.HF_HUB_OFFLINE
     constants.HF_HUB_OFFLINE = True
+    # timm logs "Loading pretrained weights from Hugging Face hub" (INFO) before it looks: offline that line only
+    # precedes the random-weights warning (the line above says where it looked).
+    builder_log = logging.getLogger("timm.models._builder")
+    saved_level = builder_log.level
+    builder_log.setLevel(max(logging.WARNING, saved_level))
     try:
         yield
     finally:
         constants.HF_HUB_OFFLINE = saved
+        builder_log.setLevel(saved_level)
