@@ -83,7 +83,7 @@ def _run(args: argparse.Namespace, source) -> int:
         if value is not None:
             options[option] = value
     opener = Pipeline.from_onnx if is_onnx else Pipeline.from_engine
-    records, counts = [], {"ok": 0, "errors": 0}
+    records, counts, first_error = [], {"ok": 0, "errors": 0}, None
     started = time.perf_counter()
     interrupted = False
     with opener(args.model, backend=args.backend, **options) as pipe:
@@ -95,6 +95,7 @@ def _run(args: argparse.Namespace, source) -> int:
                 print(table.header())
                 for item in stream:
                     counts["ok" if item.ok else "errors"] += 1
+                    first_error = first_error or item.error
                     print(table.rows(item))
                     if saver is not None and item.ok:
                         saver.write(item)
@@ -121,8 +122,9 @@ def _run(args: argparse.Namespace, source) -> int:
     if interrupted:
         return 130
     if counts["errors"] and not counts["ok"]:
-        raise InputError(f"none of the {counts['errors']} image(s) from {stream.source} gave a result (each error is "
-                         "in the table above)", "give JPEG, PNG, BMP, TIFF or WebP files, or a video OpenCV can read")
+        # The first error says what went wrong (an unreadable file, a frame size the network does not take ...).
+        raise InputError(f"none of the {_count(counts['errors'], 'image')} from {stream.source} gave a result (each "
+                         f"error is in the table above; the first: {first_error.message})", first_error.hint)
     return 0
 
 
@@ -201,11 +203,16 @@ def _stage_table(stats) -> str:
     return "\n".join(lines) if len(lines) > 1 else ""  # nothing finished: no table
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 def _summary(args, stream, stats, backend: str, counts: dict, seconds: float, saver, interrupted: bool) -> str:
     done = counts["ok"]
     rate = f"{done / stats.seconds:,.1f} images/s" if stats.seconds > 0 and done else "no images/s"
     parts = [
-        f"infer: {done} results, {counts['errors']} errors from {stream.source} in {seconds:.1f} s ({rate} streaming)",
+        f"infer: {_count(done, 'result')}, {_count(counts['errors'], 'error')} from {stream.source} in {seconds:.1f} s "
+        f"({rate} streaming)",
         f"{backend}, batch up to {stream.batch_size}, {stream.workers} workers",
     ]
     if saver is not None:
