@@ -104,9 +104,21 @@ def test_infer_detection_conf_iou_labels_and_saved_pictures(detector, photos, tm
     assert out.splitlines()[1].split()[-3:] == ["label", "box", "x1,y1,x2,y2"]
     assert "cat" in out and "dog" in out and out.count(" cat ") == 1  # NMS at 0.45 keeps one of the two cat boxes
     saved = cv2.imread(str(out_dir / "p0.jpg"))
-    assert saved.shape == (48, 64, 3) and out.splitlines()[-1].endswith(f"saved 1 files to {out_dir}/")
+    assert saved.shape == (48, 64, 3) and out.splitlines()[-1].endswith(f"saved 1 file to {out_dir}/")
     code, out, _ = run_cli(capsys, "infer", detector, photos / "p0.jpg", "--conf", "0.5", "--iou", "0.95")
     assert code == 0 and out.count(" 0  ") + out.count(" 0 ") >= 2 and " 1 " not in out.split("stage")[0].split("\n", 1)[1]
+
+
+def test_infer_saves_each_picture_under_its_source_name_and_format(detector, tmp_path, capsys):
+    """x.jpg and x.png from one folder stay apart (the source's name and format, as Ultralytics saves)."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    picture = np.random.default_rng(3).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    for name in ("x.jpg", "x.png", "y.ppm"):  # a PPM source is saved as JPEG (annotated pictures are for viewing)
+        cv2.imwrite(str(folder / name), picture)
+    code, out, _ = run_cli(capsys, "infer", detector, folder, "--save", tmp_path / "out")
+    assert code == 0 and sorted(p.name for p in (tmp_path / "out").iterdir()) == ["x.jpg", "x.png", "y.jpg"]
+    assert out.splitlines()[-1].endswith(f"saved 3 files to {tmp_path / 'out'}/")
 
 
 def test_infer_segmentation_saves_colour_masks_and_ranks_classes_by_area(segmenter, photos, tmp_path, capsys):

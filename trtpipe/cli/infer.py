@@ -203,6 +203,9 @@ def _stage_table(stats) -> str:
     return "\n".join(lines) if len(lines) > 1 else ""  # nothing finished: no table
 
 
+_WRITABLE = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")  # annotated images keep these formats
+
+
 def _count(number: int, noun: str) -> str:
     return f"{number} {noun}{'' if number == 1 else 's'}"
 
@@ -262,9 +265,11 @@ class _Saver:
             self._write_frame(picture)
             return
         is_mask = hasattr(item.result, "mask")
-        stem = Path(item.source).stem if item.source != "image" else "image"
-        name = f"{stem}{'_mask' if is_mask else ''}{'.png' if is_mask else '.jpg'}"
-        if name in self._names:
+        source = Path(item.source) if item.source != "image" else Path("image.jpg")
+        # The source's own name and format, as Ultralytics saves (x.png and x.jpg stay apart); masks as PNG.
+        suffix = source.suffix.lower() if source.suffix.lower() in _WRITABLE else ".jpg"
+        name = f"{source.stem}_mask.png" if is_mask else f"{source.stem}{suffix}"
+        if name in self._names:  # the same file name from two folders
             name = f"{Path(name).stem}_{item.index}{Path(name).suffix}"
         self._names.add(name)
         path = self.folder / name
@@ -297,5 +302,5 @@ class _Saver:
 
     def summary(self) -> str:
         if self.video:
-            return f"{self.written} annotated frames to {self.video_path}" if self.written else "nothing (no frames)"
-        return f"{self.written} files to {self.folder}/"
+            return f"{_count(self.written, 'annotated frame')} to {self.video_path}" if self.written else "nothing (no frames)"
+        return f"{_count(self.written, 'file')} to {self.folder}/"
