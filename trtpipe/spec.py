@@ -272,9 +272,10 @@ class ShapeRange:
                 )
 
     @staticmethod
-    def example(name: str, shape: str = "3x224x224") -> str:
-        """trtexec's profile options for input ``name`` with batch 1:8:32 over ``shape``, for hints."""
-        return f"--minShapes {name}:1x{shape} --optShapes {name}:8x{shape} --maxShapes {name}:32x{shape}"
+    def example(name: str, shape: str = "3x224x224", batch: tuple[int, int, int] = (1, 8, 32)) -> str:
+        """trtexec's profile options for input ``name`` with ``batch`` (min, opt, max) over ``shape``, for hints."""
+        low, opt, high = batch
+        return f"--minShapes {name}:{low}x{shape} --optShapes {name}:{opt}x{shape} --maxShapes {name}:{high}x{shape}"
 
     def as_options(self) -> str:
         """This range as trtexec's ``--minShapes/--optShapes/--maxShapes`` (how hints and notes name it)."""

@@ -23,7 +23,7 @@ def test_batch_range_fills_the_batch_axis():
 
 def test_other_dynamic_dims_need_shapes():
     tensor = TensorInfo("images", (-1, 3, -1, -1), "float32")
-    with pytest.raises(ConfigError, match="dynamic dimensions besides the batch.*Hint: give its range with real sizes, e.g. --minShapes images:1x"):
+    with pytest.raises(ConfigError, match="dynamic dimensions besides the batch.*Hint: give its range with real sizes in place of H/W, e.g. --minShapes images:1x"):
         resolve_profile((tensor,), BuildConfig())
     shapes = (ShapeRange.parse("images:1x3x320x320:2x3x640x640:4x3x640x640"),)
     ranges, _ = resolve_profile((tensor,), BuildConfig(shapes=shapes))

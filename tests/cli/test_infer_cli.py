@@ -92,7 +92,7 @@ def test_infer_on_a_folder_prints_a_table_an_error_row_and_one_summary_line(clas
     assert sum(1 for line in lines if "/p" in line and ".jpg" in line) == 5
     assert any("p9_broken.jpg" in line and "error: image" in line and "Hint:" in line for line in lines)
     assert "stage" in out and "mean ms" in out
-    assert lines[-1].startswith("infer: 4 results, 1 errors from folder") and "onnxruntime-cpu fp32, batch up to 2" in lines[-1]
+    assert lines[-1].startswith("infer: 4 results, 1 error from folder") and "onnxruntime-cpu fp32, batch up to 2" in lines[-1]
 
 
 def test_infer_detection_conf_iou_labels_and_saved_pictures(detector, photos, tmp_path, capsys):
@@ -104,9 +104,21 @@ def test_infer_detection_conf_iou_labels_and_saved_pictures(detector, photos, tm
     assert out.splitlines()[1].split()[-3:] == ["label", "box", "x1,y1,x2,y2"]
     assert "cat" in out and "dog" in out and out.count(" cat ") == 1  # NMS at 0.45 keeps one of the two cat boxes
     saved = cv2.imread(str(out_dir / "p0.jpg"))
-    assert saved.shape == (48, 64, 3) and out.splitlines()[-1].endswith(f"saved 1 files to {out_dir}/")
+    assert saved.shape == (48, 64, 3) and out.splitlines()[-1].endswith(f"saved 1 file to {out_dir}/")
     code, out, _ = run_cli(capsys, "infer", detector, photos / "p0.jpg", "--conf", "0.5", "--iou", "0.95")
     assert code == 0 and out.count(" 0  ") + out.count(" 0 ") >= 2 and " 1 " not in out.split("stage")[0].split("\n", 1)[1]
+
+
+def test_infer_saves_each_picture_under_its_source_name_and_format(detector, tmp_path, capsys):
+    """x.jpg and x.png from one folder stay apart (the source's name and format, as Ultralytics saves)."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    picture = np.random.default_rng(3).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    for name in ("x.jpg", "x.png", "y.ppm"):  # a PPM source is saved as JPEG (annotated pictures are for viewing)
+        cv2.imwrite(str(folder / name), picture)
+    code, out, _ = run_cli(capsys, "infer", detector, folder, "--save", tmp_path / "out")
+    assert code == 0 and sorted(p.name for p in (tmp_path / "out").iterdir()) == ["x.jpg", "x.png", "y.jpg"]
+    assert out.splitlines()[-1].endswith(f"saved 3 files to {tmp_path / 'out'}/")
 
 
 def test_infer_segmentation_saves_colour_masks_and_ranks_classes_by_area(segmenter, photos, tmp_path, capsys):
@@ -162,7 +174,7 @@ def test_infer_exits_2_when_no_image_gave_a_result(classifier, photos, capsys):
     code, out, err = run_cli(capsys, "infer", classifier, photos / "p9_broken.jpg", photos / "p9_broken.jpg")
     assert code == 2 and out.count("error: image") == 2 and "stage" not in out  # no stage table without a result
     assert out.splitlines()[-1].startswith("infer: 0 results, 2 errors")
-    assert "none of the 2 image(s) from 2 files gave a result" in err and "Hint:" in err
+    assert "none of the 2 images from 2 files gave a result" in err and "the first: " in err and "Hint:" in err
 
 
 def test_bench_pipeline_reports_each_stage_the_bound_and_the_stream(classifier, photos, tmp_path, capsys):
@@ -202,5 +214,5 @@ def test_infer_runs_a_tensorrt_engine_on_infstreams_contexts(simulated_machine, 
     code, out, err = run_cli(capsys, "infer", sim_engine, photos, "--infStreams", "2", "--batch", "2")
     assert code == 0, err
     assert seen == [(2, 2)]  # two execution contexts, one inference thread each
-    assert out.splitlines()[-1].startswith("infer: 4 results, 1 errors")
+    assert out.splitlines()[-1].startswith("infer: 4 results, 1 error")
     assert f"{simulated_machine.flavor.name}-simulated fp32, batch up to 2" in out.splitlines()[-1]

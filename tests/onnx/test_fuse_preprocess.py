@@ -5,6 +5,7 @@ TensorRT-RTX builds of the fused graph."""
 from __future__ import annotations
 
 import json
+import re
 
 import cv2
 import numpy as np
@@ -163,6 +164,7 @@ def test_a_fixed_size_engine_reports_frames_of_another_size_as_errors(tiny_class
         items = list(pipe.stream([photo(40, 60), photo(30, 30)], workers=1))
     assert items[0].ok and not items[1].ok
     assert "image 1 is 30x30, but the network preprocesses 40x60 frames itself" in str(items[1].error)
+    assert "--minShapes/--optShapes/--maxShapes" in str(items[1].error)  # trtexec's options, not build --shapes
 
 
 def test_tensorrt_rtx_builds_fused_engines_and_the_sidecar_records_it(tiny_onnx, tmp_path):
@@ -185,6 +187,15 @@ def test_tensorrt_rtx_builds_fused_engines_and_the_sidecar_records_it(tiny_onnx,
     )
     assert any("NOT antialiased" in n for n in dynamic.sidecar.notes)
     assert dynamic.sidecar.profiles[0]["frames"]["max"] == [2, 1080, 1920, 3]
+    # The CPU fallback stands in for the engine, profile included: it refuses what TensorRT would refuse.
+    with Pipeline.from_engine(tmp_path / "m_dyn.engine", backend="onnxruntime") as pipe:
+        assert pipe.engine.max_batch == 2 and pipe.frame_range == ((48, 64), (1080, 1920))
+        with pytest.raises(InputError, match=r"outside the optimization profile"):
+            pipe.engine.infer({FRAMES_INPUT: np.zeros((3, 60, 80, 3), np.uint8)})  # batch 3 > the profile's 2
+        items = list(pipe.stream([photo(60, 80), photo(40, 40), photo(60, 80)], workers=1))
+    assert [i.ok for i in items] == [True, False, True]
+    assert "image 1 is 40x40, outside the 48x64 to 1080x1920 frames" in str(items[1].error)
+    assert "--minShapes/--maxShapes" in str(items[1].error)
     with pytest.raises(ConfigError, match="INT8 calibration feeds preprocessed float tensors"):
         fused_spec = SPEC.replace(fused_preprocess="120x160")
         build_engine(tmp_path / "m_fixed.fused.onnx", tmp_path / "x.engine", BuildConfig(precision="int8"), spec=fused_spec)
@@ -203,6 +214,9 @@ def test_an_onnx_fused_at_export_builds_and_its_spec_is_checked_as_frames(tiny_o
     assert [(t.name, t.shape, t.dtype) for t in built.sidecar.inputs] == [(FRAMES_INPUT, (-1, 120, 160, 3), "uint8")]
     assert built.sidecar.preprocess_spec.fused_preprocess == "120x160"
     assert not any("WARNING" in n for n in built.sidecar.notes)
+    # The notes a --fuse-preprocess build writes: what resamples, and the parity with the CPU path.
+    assert any("the CPU path's steps" in n for n in built.sidecar.notes)
+    assert any("test frame" in n and re.search(r"max [01]/255", n) for n in built.sidecar.notes)
     with pytest.raises(InputError, match=r"says the preprocessing is fused in \(120x160\): the network takes uint8 "
                                          r"frames \?x120x160x3.*Hint: remove \"fused_preprocess\""):
         check_image_input(fused, TensorInfo("input", (-1, 3, 32, 32), "float32"), source)

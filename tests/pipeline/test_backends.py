@@ -351,7 +351,7 @@ def test_infer_cli_one_image_is_timed_and_names_precision_and_fallback(engines, 
     assert "no timed calls" not in out and "no calls timed" not in out
     assert "onnxruntime-cpu int8 (CPU fallback)" in out and "its int8 network ONNX" in out
     latency = next(line for line in out.splitlines() if line.startswith("latency"))
-    assert float(latency.split()[1]) > 0 and out.splitlines()[-1].startswith("infer: 1 results, 0 errors")  # timed
+    assert float(latency.split()[1]) > 0 and out.splitlines()[-1].startswith("infer: 1 result, 0 errors")  # timed
     record = json.loads((tmp_path / "out.json").read_text())["results"][0]
     assert record["precision"] == "int8" and "no usable NVIDIA GPU" in record["fallback"]
 

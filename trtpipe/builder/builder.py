@@ -138,6 +138,10 @@ def build_engine(
         network_model = read_onnx(network_onnx, check=False).model
         inputs, outputs = graph_io(network_model)
         _check_rewritten_inputs(network_onnx, inputs, network_inputs)
+    elif spec is not None and spec.fused_preprocess is not None:  # an ONNX fused at export: the same notes as above
+        from trtpipe.onnx.fuse_preprocess import fused_notes
+
+        notes = list(notes) + fused_notes(spec)
     size_warning = check_image_size(ranges, inputs, spec)
     if size_warning:
         profile_notes.append(size_warning)

@@ -146,11 +146,14 @@ def _check_against_static(tensor: TensorInfo, shape_range: ShapeRange) -> ShapeR
 def _from_batch(tensor: TensorInfo, batch: BatchRange | None) -> tuple[ShapeRange, str | None]:
     dynamic_axes = [axis for axis, dim in enumerate(tensor.shape) if dim == -1]
     if any(axis != 0 for axis in dynamic_axes):
-        example = "x".join("H" if d == -1 else str(d) for d in tensor.shape[1:])
+        letters = iter("HW")  # the dynamic axes of an image input are its height and width (NCHW or NHWC)
+        example = "x".join(next(letters, "D") if d == -1 else str(d) for d in tensor.shape[1:])
+        batches = (batch.min, batch.opt, batch.max) if batch is not None else (1, 8, 32)
         raise ConfigError(
             f"input {tensor.name!r} has dynamic dimensions besides the batch (shape {_show(tensor.shape)}), "
             "and no --minShapes/--optShapes/--maxShapes for it",
-            f"give its range with real sizes, e.g. {ShapeRange.example(tensor.name, example)}",
+            f"give its range with real sizes in place of {'/'.join(sorted(set(example) & set('HWD')))}, e.g. "
+            f"{ShapeRange.example(tensor.name, example, batches)}",
         )
     fixed = tensor.shape[1:]
     if not dynamic_axes:

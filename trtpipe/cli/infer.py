@@ -83,7 +83,7 @@ def _run(args: argparse.Namespace, source) -> int:
         if value is not None:
             options[option] = value
     opener = Pipeline.from_onnx if is_onnx else Pipeline.from_engine
-    records, counts = [], {"ok": 0, "errors": 0}
+    records, counts, first_error = [], {"ok": 0, "errors": 0}, None
     started = time.perf_counter()
     interrupted = False
     with opener(args.model, backend=args.backend, **options) as pipe:
@@ -95,6 +95,7 @@ def _run(args: argparse.Namespace, source) -> int:
                 print(table.header())
                 for item in stream:
                     counts["ok" if item.ok else "errors"] += 1
+                    first_error = first_error or item.error
                     print(table.rows(item))
                     if saver is not None and item.ok:
                         saver.write(item)
@@ -121,8 +122,9 @@ def _run(args: argparse.Namespace, source) -> int:
     if interrupted:
         return 130
     if counts["errors"] and not counts["ok"]:
-        raise InputError(f"none of the {counts['errors']} image(s) from {stream.source} gave a result (each error is "
-                         "in the table above)", "give JPEG, PNG, BMP, TIFF or WebP files, or a video OpenCV can read")
+        # The first error says what went wrong (an unreadable file, a frame size the network does not take ...).
+        raise InputError(f"none of the {_count(counts['errors'], 'image')} from {stream.source} gave a result (each "
+                         f"error is in the table above; the first: {first_error.message})", first_error.hint)
     return 0
 
 
@@ -201,11 +203,19 @@ def _stage_table(stats) -> str:
     return "\n".join(lines) if len(lines) > 1 else ""  # nothing finished: no table
 
 
+_WRITABLE = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")  # annotated images keep these formats
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 def _summary(args, stream, stats, backend: str, counts: dict, seconds: float, saver, interrupted: bool) -> str:
     done = counts["ok"]
     rate = f"{done / stats.seconds:,.1f} images/s" if stats.seconds > 0 and done else "no images/s"
     parts = [
-        f"infer: {done} results, {counts['errors']} errors from {stream.source} in {seconds:.1f} s ({rate} streaming)",
+        f"infer: {_count(done, 'result')}, {_count(counts['errors'], 'error')} from {stream.source} in {seconds:.1f} s "
+        f"({rate} streaming)",
         f"{backend}, batch up to {stream.batch_size}, {stream.workers} workers",
     ]
     if saver is not None:
@@ -255,9 +265,11 @@ class _Saver:
             self._write_frame(picture)
             return
         is_mask = hasattr(item.result, "mask")
-        stem = Path(item.source).stem if item.source != "image" else "image"
-        name = f"{stem}{'_mask' if is_mask else ''}{'.png' if is_mask else '.jpg'}"
-        if name in self._names:
+        source = Path(item.source) if item.source != "image" else Path("image.jpg")
+        # The source's own name and format, as Ultralytics saves (x.png and x.jpg stay apart); masks as PNG.
+        suffix = source.suffix.lower() if source.suffix.lower() in _WRITABLE else ".jpg"
+        name = f"{source.stem}_mask.png" if is_mask else f"{source.stem}{suffix}"
+        if name in self._names:  # the same file name from two folders
             name = f"{Path(name).stem}_{item.index}{Path(name).suffix}"
         self._names.add(name)
         path = self.folder / name
@@ -290,5 +302,5 @@ class _Saver:
 
     def summary(self) -> str:
         if self.video:
-            return f"{self.written} annotated frames to {self.video_path}" if self.written else "nothing (no frames)"
-        return f"{self.written} files to {self.folder}/"
+            return f"{_count(self.written, 'annotated frame')} to {self.video_path}" if self.written else "nothing (no frames)"
+        return f"{_count(self.written, 'file')} to {self.folder}/"

@@ -56,7 +56,7 @@ _FLOAT_TYPES = {TensorProto.FLOAT: np.float32, TensorProto.FLOAT16: np.float16}
 class FusedModel:
     """What fuse_preprocess made."""
 
-    model: onnx.ModelProto  # input FRAMES_INPUT (uint8 NHWC BGR), the original outputs
+    model: onnx.ModelProto | None  # input FRAMES_INPUT (uint8 NHWC BGR), the original outputs (None: notes only)
     spec: PreprocessSpec  # the input spec with ``fused_preprocess`` set
     resampler: str  # what resizes, in words, e.g. "the CPU path's steps with OpenCV's arithmetic (...)"
 
@@ -175,6 +175,16 @@ def write_fused_onnx(onnx_path: str | Path, spec: PreprocessSpec, frames: str, o
         spec_tmp.write_text(json.dumps(fused.spec.to_dict(), indent=2) + "\n")
     log.info("%s -> %s", fused.note, output)
     return fused
+
+
+def fused_notes(spec: PreprocessSpec) -> list[str]:
+    """The sidecar notes of a network whose preprocessing is fused in (``spec.fused_preprocess`` set), as a build
+    from an ONNX fused at export records them: what resamples, and :func:`parity_note`."""
+    frames = spec.fused_preprocess
+    frame_size = None if frames == "dynamic" else parse_frame_size(frames)
+    _, resampler = _preprocess_graph(spec.replace(fused_preprocess=None), frame_size, "batch", TensorProto.FLOAT, 17)
+    described = FusedModel(None, spec, resampler)
+    return [described.note, parity_note(described)]
 
 
 def parity_note(fused: FusedModel) -> str:

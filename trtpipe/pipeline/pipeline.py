@@ -84,6 +84,16 @@ class Pipeline:
         self.feeds_frames = spec.fused_preprocess is not None and self._dtype == np.uint8
         shape = self._input.shape
         self.frame_size = tuple(shape[1:3]) if self.feeds_frames and min(shape[1:3]) > 0 else None
+        # The frame sizes the network takes: its fixed size, or a dynamic engine's profile (on TensorRT, and on the
+        # ONNX Runtime fallback that stands in for it); None where any size goes.
+        limits = engine.input_limits.get(self._input.name) if self.feeds_frames else None
+        if self.frame_size is not None:
+            self.frame_range = (self.frame_size, self.frame_size)
+        elif limits is not None:
+            (_, low_h, low_w, _), (_, high_h, high_w, _) = limits
+            self.frame_range = ((low_h, low_w), (high_h, high_w))
+        else:
+            self.frame_range = None
         self._closed = False
         self.warmup = warmup
         self._warm_batches: set[int] = set()  # batch sizes the engine has been warmed up with
@@ -228,11 +238,14 @@ class Pipeline:
         with self._warm_lock:
             if batch in self._warm_batches:
                 return
-            size = self.frame_size or (2 * self.spec.height, 2 * self.spec.width)  # a fused network's own frame size
+            size = (2 * self.spec.height, 2 * self.spec.width)
+            if self.frame_range is not None:  # a size the fused network takes
+                (low_h, low_w), (high_h, high_w) = self.frame_range
+                size = (min(max(size[0], low_h), high_h), min(max(size[1], low_w), high_w))
             grey = np.full((*size, 3), self.spec.pad_value, np.uint8)
             images = [grey] * batch
             for _ in range(self.warmup):
-                inputs, metas = prepare_inputs(images, self.spec, frames=self.feeds_frames, frame_size=self.frame_size)
+                inputs, metas = prepare_inputs(images, self.spec, frames=self.feeds_frames, frame_range=self.frame_range)
                 outputs, _ = self.engine.infer_timed({self._input.name: inputs.astype(self._dtype, copy=False)})
                 self.head(outputs, metas, images)
             self._warm_batches.add(batch)
@@ -257,7 +270,7 @@ class Pipeline:
             for size in set(self._chunk_sizes(len(images))):  # new shapes only; before the clock starts
                 self._warm_up(size)
         start = time.perf_counter()
-        batch, metas = prepare_inputs(images, self.spec, frames=self.feeds_frames, frame_size=self.frame_size)
+        batch, metas = prepare_inputs(images, self.spec, frames=self.feeds_frames, frame_range=self.frame_range)
         if batch.dtype != self._dtype:
             batch = batch.astype(self._dtype)
         preprocessed = time.perf_counter()

@@ -405,45 +405,59 @@ def preprocess_batch(images: Sequence[np.ndarray], spec: PreprocessSpec) -> np.n
 # ----------------------------------------------------------------------------------------------
 
 
-def check_frame(image: np.ndarray, spec: PreprocessSpec, frame_size: tuple[int, int] | None, name: str = "image") -> np.ndarray:
+FrameRange = tuple[tuple[int, int], tuple[int, int]]  # ((min height, min width), (max height, max width))
+
+
+def check_frame(image: np.ndarray, spec: PreprocessSpec, frame_range: FrameRange | None, name: str = "image") -> np.ndarray:
     """One image as the uint8 BGR ``(H, W, 3)`` frame a fused-preprocessing network takes.
 
     Args:
         image: a BGR image as cv2 gives it (grayscale, BGRA and 16-bit are converted).
         spec: the network's preprocess spec (its ``fused_preprocess`` says what frames it takes).
-        frame_size: (height, width) the network's input is fixed at; None when its height and width are dynamic.
+        frame_range: the (height, width) sizes the network takes, ``(min, max)``: one size for a fixed frame size,
+            the engine's optimization profile for a dynamic one; None when any size goes (ONNX Runtime).
 
     Raises:
-        InputError: for what :func:`as_bgr_uint8` refuses, and for a frame of another size than a fixed one.
+        InputError: for what :func:`as_bgr_uint8` refuses, and for a frame of a size the network does not take.
     """
     frame = as_bgr_uint8(image, name=name)
-    if frame_size is not None and frame.shape[:2] != tuple(frame_size):
-        h, w = frame_size
+    if frame_range is None:
+        return frame
+    (low_h, low_w), (high_h, high_w) = frame_range
+    h, w = frame.shape[:2]
+    if (low_h, low_w) == (high_h, high_w) and (h, w) != (low_h, low_w):
         raise InputError(
-            f"{name} is {frame.shape[0]}x{frame.shape[1]}, but the network preprocesses {h}x{w} frames itself "
-            f"(built with --fuse-preprocess {h}x{w})",
-            f"feed {h}x{w} frames (cv2.resize them), or build the engine with --fuse-preprocess dynamic and a "
-            "--shapes range that covers your frame sizes",
+            f"{name} is {h}x{w}, but the network preprocesses {low_h}x{low_w} frames itself "
+            f"(built with --fuse-preprocess {low_h}x{low_w})",
+            f"feed {low_h}x{low_w} frames (cv2.resize them), or build the engine with --fuse-preprocess dynamic and "
+            "--minShapes/--optShapes/--maxShapes that cover your frame sizes",
+        )
+    if not (low_h <= h <= high_h and low_w <= w <= high_w):
+        raise InputError(
+            f"{name} is {h}x{w}, outside the {low_h}x{low_w} to {high_h}x{high_w} frames the engine's optimization "
+            "profile takes (it preprocesses frames itself, --fuse-preprocess dynamic)",
+            f"resize frames into that range (cv2.resize), or rebuild with --minShapes/--maxShapes "
+            f"frames:NxHxWx3 that cover {h}x{w}",
         )
     return frame
 
 
 def prepare_frames(
-    images: Sequence[np.ndarray], spec: PreprocessSpec, frame_size: tuple[int, int] | None
+    images: Sequence[np.ndarray], spec: PreprocessSpec, frame_range: FrameRange | None
 ) -> tuple[np.ndarray, list[ResizeMeta]]:
     """BGR images -> one uint8 NHWC batch for a fused-preprocessing network, and each image's :class:`ResizeMeta`.
 
     The host only checks and stacks the frames: the resize, normalisation and layout happen in the network.
 
     Raises:
-        InputError: an empty batch, a bad image, a frame of another size than a fixed ``frame_size``, or frames
-            of different sizes in one batch (a tensor has one height and width).
+        InputError: an empty batch, a bad image, a frame of a size outside ``frame_range`` (see
+            :func:`check_frame`), or frames of different sizes in one batch (a tensor has one height and width).
     """
     if isinstance(images, np.ndarray) and images.ndim in (2, 3):
         images = [images]
     if len(images) == 0:
         raise InputError("the batch is empty, expected at least one image", "pass one image or a non-empty list")
-    frames = [check_frame(image, spec, frame_size, f"image {i}" if len(images) > 1 else "image") for i, image in enumerate(images)]
+    frames = [check_frame(image, spec, frame_range, f"image {i}" if len(images) > 1 else "image") for i, image in enumerate(images)]
     sizes = sorted({f.shape[:2] for f in frames})
     if len(sizes) > 1:
         raise InputError(
@@ -456,7 +470,7 @@ def prepare_frames(
 
 
 def prepare_inputs(
-    images: Sequence[np.ndarray], spec: PreprocessSpec, *, frames: bool, frame_size: tuple[int, int] | None = None
+    images: Sequence[np.ndarray], spec: PreprocessSpec, *, frames: bool, frame_range: FrameRange | None = None
 ) -> tuple[np.ndarray, list[ResizeMeta]]:
     """The network input for ``images``: host-preprocessed float tensors, or raw uint8 frames when ``frames``."""
-    return prepare_frames(images, spec, frame_size) if frames else preprocess_with_meta(images, spec)
+    return prepare_frames(images, spec, frame_range) if frames else preprocess_with_meta(images, spec)

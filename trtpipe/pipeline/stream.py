@@ -243,7 +243,7 @@ class _Machinery:
         self.input_name = pipeline._input.name
         self.dtype = pipeline._dtype
         self.feeds_frames = pipeline.feeds_frames
-        self.frame_size = pipeline.frame_size
+        self.frame_range = pipeline.frame_range
         self.source = source
         self.batch_size = batch_size
         self.keep_images = keep_images
@@ -337,7 +337,7 @@ class _Machinery:
                 prepared.read_ms = (time.perf_counter() - begin) * 1e3
             begin = time.perf_counter()
             if self.feeds_frames:
-                frame = check_frame(image, self.spec, self.frame_size, item.name)
+                frame = check_frame(image, self.spec, self.frame_range, item.name)
                 prepared.tensor, prepared.meta = frame[None], resize_meta(frame.shape[0], frame.shape[1], self.spec)
             else:
                 tensor, (prepared.meta,) = preprocess_with_meta([image], self.spec)

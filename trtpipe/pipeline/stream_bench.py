@@ -250,7 +250,7 @@ def _preprocess_stage(pipe, sample: list[np.ndarray], count: int, workers: int):
     def prepare(index: int):
         image = sample[index % len(sample)]
         if pipe.feeds_frames:
-            frame = check_frame(image, pipe.spec, pipe.frame_size)
+            frame = check_frame(image, pipe.spec, pipe.frame_range)
             return frame[None], resize_meta(frame.shape[0], frame.shape[1], pipe.spec)
         tensor, (meta,) = preprocess_with_meta([image], pipe.spec)
         return tensor.astype(pipe._dtype, copy=False), meta

@@ -67,6 +67,12 @@ class Engine(abc.ABC):
         return None
 
     @property
+    def input_limits(self) -> Mapping[str, tuple[tuple[int, ...], tuple[int, ...]]]:
+        """Input name -> (min shape, max shape) of the optimization profile the engine runs with; empty when the
+        backend has none (an ONNX model on ONNX Runtime takes any size its dynamic axes allow)."""
+        return {}
+
+    @property
     def num_contexts(self) -> int:
         """How many inferences can run at once: TensorRT's execution contexts (``contexts=N``, trtexec's
         ``--infStreams``); 1 for backends that run one call at a time. ``infer``/``infer_timed`` are thread-safe

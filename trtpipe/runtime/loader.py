@@ -114,6 +114,7 @@ class NetworkOnnx:
     precision: str  # what the ONNX computes in by itself: fp32 | fp16 | int8
     engine_precision: str  # the engine's precision (sidecar)
     realised: str  # how the engine realises it (sidecar), e.g. "BuilderFlag.FP16"
+    limits: dict  # input name -> (min shape, max shape) of the engine's first optimization profile (sidecar)
 
     @property
     def differs(self) -> bool:
@@ -159,7 +160,9 @@ def network_onnx(engine_path: str | Path) -> NetworkOnnx:
             "given the same file name), so it would not compute what the engine computes",
             rebuild,
         )
-    return NetworkOnnx(path, precision or _detect_precision(path), sidecar.precision, sidecar.precision_realised)
+    profile = sidecar.profiles[0] if sidecar.profiles else {}
+    limits = {name: (tuple(r["min"]), tuple(r["max"])) for name, r in profile.items()}
+    return NetworkOnnx(path, precision or _detect_precision(path), sidecar.precision, sidecar.precision_realised, limits)
 
 
 def onnx_for_engine(engine_path: str | Path) -> Path:
@@ -198,7 +201,7 @@ def load_engine(path: str | Path, backend: str | None = "auto", **options) -> En
         return OnnxRuntimeEngine(path, **mine)
     network = network_onnx(path)
     engine = OnnxRuntimeEngine(network.path, precision=network.precision, stands_in_for=Path(path),
-                               fallback=choice.fallback, **mine)
+                               fallback=choice.fallback, limits=network.limits, **mine)
     if network.differs:
         log.warning("WARNING: %s is %s through %s; ONNX Runtime runs its %s network ONNX %s, not %s",
                     path, network.engine_precision, network.realised, network.precision, network.path, network.engine_precision)
@@ -215,7 +218,7 @@ def engine_options(backend: str) -> tuple[str, ...]:
         from trtpipe.runtime.tensorrt_engine import TensorRTEngine as cls
     else:
         from trtpipe.runtime.onnxruntime_engine import OnnxRuntimeEngine as cls
-    hidden = {"path", "precision", "stands_in_for", "fallback"}  # set by load_engine itself
+    hidden = {"path", "precision", "stands_in_for", "fallback", "limits"}  # set by load_engine itself
     parameters = inspect.signature(cls.__init__).parameters.values()
     return tuple(p.name for p in parameters if p.kind is p.KEYWORD_ONLY and p.name not in hidden)
 

@@ -80,6 +80,8 @@ class OnnxRuntimeEngine(Engine):
             ``--infStreams``); more callers wait for one to finish. Defaults to 1.
         fp16_storage: on the CPU provider, store every FP16 tensor as FP16 between ops, as TensorRT's FP16
             kernels do (see the module docstring). Defaults to True; it changes nothing for FP32 and Q/DQ graphs.
+        limits: input name -> (min shape, max shape): the optimization profile of the engine this stands in for
+            (set by ``load_engine`` from the sidecar), enforced as TensorRT enforces it. Defaults to none.
 
     Attributes ``precision``, ``stands_in_for``, ``fallback`` and ``fp16_storage`` (True when FP16 storage is in
     effect, False when an FP16 graph runs as a plain session computes it, None without FP16 tensors) are what
@@ -97,6 +99,7 @@ class OnnxRuntimeEngine(Engine):
         fallback: str | None = None,
         contexts: int = 1,
         fp16_storage: bool = True,
+        limits: Mapping[str, tuple[tuple[int, ...], tuple[int, ...]]] | None = None,
     ):
         if not isinstance(contexts, int) or contexts < 1:
             raise ConfigError(f"contexts={contexts!r}, expected 1 or more",
@@ -135,6 +138,9 @@ class OnnxRuntimeEngine(Engine):
         self.precision = precision or model_precision(model)
         self._slots = threading.BoundedSemaphore(contexts)
         self._contexts = contexts
+        # Standing in for a TensorRT engine: its optimization profile binds here too, so that the fallback refuses
+        # what the engine would (a batch above its max, a frame size outside a dynamic fused engine's range).
+        self._limits = {name: (tuple(low), tuple(high)) for name, (low, high) in (limits or {}).items()}
 
     def _model_source(self, fp16_storage: bool, providers: list[str]):
         """(what InferenceSession loads: the path, or the FP16-storage copy's bytes; the ``fp16_storage`` attribute;
@@ -160,14 +166,20 @@ class OnnxRuntimeEngine(Engine):
 
     @property
     def max_batch(self) -> int | None:
+        if self._limits:
+            return min(high[0] for _, high in self._limits.values())
         first = self._inputs[0].shape if self._inputs else ()
         return first[0] if first and first[0] > 0 else None
+
+    @property
+    def input_limits(self) -> Mapping[str, tuple[tuple[int, ...], tuple[int, ...]]]:
+        return self._limits
 
     def infer_timed(self, feeds: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], StageTimes]:
         session = self._session  # a local: close() from another thread must not pull it away mid-call
         if session is None:
             raise ClosedError("OnnxRuntimeEngine")
-        validate_feeds(feeds, self._inputs, str(self.path))
+        validate_feeds(feeds, self._inputs, str(self.path), self._limits)
         with self._slots:  # at most num_contexts calls at once; the wait is not timed, as a free TensorRT context's
             start = time.perf_counter()
             values = session.run(self._output_names, feeds)  # synchronous: the outputs are ready

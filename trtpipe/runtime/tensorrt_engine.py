@@ -270,6 +270,10 @@ class TensorRTEngine(Engine):
         return min(high[0] for _, high in self._limits.values()) if self._limits else None
 
     @property
+    def input_limits(self) -> Mapping[str, tuple[tuple[int, ...], tuple[int, ...]]]:
+        return self._limits
+
+    @property
     def num_contexts(self) -> int:
         """Execution contexts: how many inferences can run on the GPU at once (``contexts=``)."""
         return len(self._contexts)
