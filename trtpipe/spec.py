@@ -255,7 +255,7 @@ class ShapeRange:
                 f"input {self.name!r}: min/opt/max shapes {self.min}/{self.opt}/{self.max} differ in rank",
                 "give three shapes of the same rank",
             )
-        if min(self.min) < 1:
+        if any(d < 1 for d in self.min):
             raise ConfigError(
                 f"input {self.name!r}: shapes {_dims(self.min)}:{_dims(self.opt)}:{_dims(self.max)} have a dimension "
                 f"of {min(self.min)}, expected every dimension at least 1",
