@@ -340,7 +340,7 @@ class _Machinery:
                 frame = check_frame(image, self.spec, self.frame_range, item.name)
                 prepared.tensor, prepared.meta = frame[None], resize_meta(frame.shape[0], frame.shape[1], self.spec)
             else:
-                tensor, (prepared.meta,) = preprocess_with_meta([image], self.spec)
+                tensor, (prepared.meta,) = preprocess_with_meta([image], self.spec, names=[item.name])
                 prepared.tensor = tensor if tensor.dtype == self.dtype else tensor.astype(self.dtype)
             prepared.preprocess_ms = (time.perf_counter() - begin) * 1e3
             if self.keep_images:
