@@ -230,10 +230,10 @@ def test_frames_waiting_for_a_worker_stay_within_twice_the_workers(tiny_classifi
     yielded, prepared, ahead = [0], [0], []
     preprocess = stream_module.preprocess_with_meta
 
-    def slow_preprocess(images, spec):
+    def slow_preprocess(*args, **kwargs):
         time.sleep(0.01)
         prepared[0] += 1
-        return preprocess(images, spec)
+        return preprocess(*args, **kwargs)
 
     def frames():
         for _ in range(60):
