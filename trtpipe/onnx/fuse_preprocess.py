@@ -15,10 +15,12 @@ Two resamplers:
 - a fixed frame size ("1080x1920"): the CPU path's own steps for that size (``resize_steps``: the region, 2x2
   halvings, INTER_AREA, the final resize or warpAffine, the letterbox border), each as ops that compute what
   OpenCV computes for uint8 images, rounding included (Gather + Mul + Add per tap and axis, Reshape + ReduceSum
-  for halvings, Floor/Round). The fused engine sees the pixels the CPU path makes, antialiasing included, but for
-  sums that land near a half: one step on under 0.01% of pixels, and up to ~2% where a bilinear warpAffine
-  resamples (OpenCV 5.1 interpolates that in SIMD arithmetic chosen per CPU). Nothing here imitates PIL: the CPU
-  path's own distance from torchvision's PIL resize (README, "Preprocessing") carries over unchanged.
+  for halvings, Floor/Round). warpAffine follows the installed OpenCV (:func:`warp_arithmetic`): 4.x warps in
+  1/32-pixel fixed point, 5.x in float, up to 4 steps apart. The fused engine sees the pixels the CPU path makes on
+  the build machine's OpenCV, antialiasing included, but for sums that land near a half: one step on under 0.03%
+  of values, and with OpenCV 5.x up to ~2% where a bilinear warpAffine resamples (5.x interpolates 8-bit images in
+  SIMD arithmetic chosen per CPU). Nothing here imitates PIL: the CPU path's own distance from torchvision's PIL
+  resize (README, "Preprocessing") carries over unchanged.
 - a dynamic frame size ("dynamic"): ONNX Resize (half_pixel, as cv2.resize maps pixels) to sizes computed from the
   frame's shape with the CPU path's integer rounding, then Slice (crop) or Pad (letterbox). TensorRT's Resize cannot
   antialias (TensorRT-RTX 1.7's parser rejects ONNX Resize with ``antialias=1``: "Antialiasing is not supported
@@ -30,6 +32,7 @@ Build tooling (imports onnx); the deployment path only reads ``spec.fused_prepro
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from dataclasses import dataclass
@@ -285,14 +288,16 @@ def _preprocess_graph(spec: PreprocessSpec, frame_size, batch_dim, out_type: int
 # -- fixed frame size: the CPU path's steps, op for op ------------------------------------------
 #
 # ``resample_steps`` (trtpipe.pipeline.preprocess) decides how the host resamples a frame; here each of its OpenCV
-# calls becomes ops that compute what OpenCV 5.1 computes for uint8 images, rounding included (measured against
-# cv2 on random and photo frames: tests/onnx/test_fuse_preprocess.py):
+# calls becomes ops that compute what OpenCV computes for uint8 images, rounding included (measured against
+# opencv-python-headless 4.10 to 4.13 and 5.1 on random and photo frames: tests/onnx/test_fuse_preprocess.py):
 #
 # - a 2x2 halving (cv2.resize at exactly 1/2): (a + b + c + d + 2) // 4;
 # - INTER_AREA: each source pixel weighted by its overlap (OpenCV's computeResizeAreaTab), in float, rounded;
 # - INTER_LINEAR resize: OpenCV's fixed point, 11-bit weights, the horizontal sum shifted right by 4 and each
 #   vertical term by 16 before the final (sum + 2) >> 2; kept below 2^15 here, so that no FP16 layer overflows;
-# - INTER_CUBIC resize and warpAffine (bilinear, bicubic): float weights at float32 source coordinates, rounded.
+# - INTER_CUBIC resize: float weights at float32 source coordinates, rounded;
+# - warpAffine (bilinear, bicubic): OpenCV 4.x's fixed point (positions in 1/32 pixel, 15-bit weights, exact), or
+#   OpenCV 5.x's float weights at float32 positions, rounded (see warp_arithmetic).
 #
 # Rounding is ONNX Round (half to even, as cvRound); the values between steps are whole numbers 0..255, as the
 # CPU path's uint8 images are. What can differ: sums that land within float rounding of a half (cv2's SIMD code
@@ -461,13 +466,95 @@ def _resize(g: _Writer, x: str, height: int, width: int, out_height: int, out_wi
     return _floor_div(g, g.op("Add", vertical, g.const(2.0, np.float32, "half")), 4.0)
 
 
+@functools.lru_cache(maxsize=1)
+def warp_arithmetic() -> str:
+    """How the installed OpenCV's warpAffine computes 8-bit images: "fixed" (OpenCV 4.x: source positions in 1/32
+    pixel, 15-bit weights, as remap's INTER_TAB) or "float" (OpenCV 5.x: float32 positions and weights).
+
+    Probed, not read from the version: a shift of 0.01 pixel between 0 and 255 rounds to 0 in 1/32 steps, and
+    gives 255 * 0.01 = 3 in float.
+    """
+    source = np.zeros((1, 2, 3), np.uint8)
+    source[0, 1] = 255
+    out = cv2.warpAffine(source, np.array([[1.0, 0.0, 0.01], [0.0, 1.0, 0.0]]), (1, 1),
+                         flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+    return "fixed" if int(out[0, 0, 0]) == 0 else "float"
+
+
 def _warp(g: _Writer, x: str, height: int, width: int, steps: ResampleSteps) -> str:
-    """cv2.warpAffine (inverse map, BORDER_REPLICATE) of an (N, height, width, 3) tensor by ``steps.warp``."""
+    """cv2.warpAffine (inverse map, BORDER_REPLICATE) of an (N, height, width, 3) tensor by ``steps.warp``, in the
+    installed OpenCV's arithmetic (:func:`warp_arithmetic`)."""
     sy, oy, sx, ox = steps.warp
     out_height, out_width = steps.size
     cubic = steps.interpolation == cv2.INTER_CUBIC
+    if warp_arithmetic() == "fixed":
+        return _warp_fixed_point(g, x, height, width, steps)
     columns = _gather_sum(g, x, warp_taps(width, out_width, sx, ox, cubic), axis=2)
     return _round(g, _gather_sum(g, columns, warp_taps(height, out_height, sy, oy, cubic), axis=1), clip=cubic)
+
+
+_AB_SCALE, _TAB = 1024, 32  # OpenCV 4.x warpAffine: positions in 1/1024 (AB_BITS 10), then 1/32 pixel (INTER_BITS 5)
+_COEF = 32768  # INTER_REMAP_COEF_SCALE: remap's 15-bit fixed-point weights
+
+
+def fixed_point_positions(n_out: int, scale: float, offset: float, rows: bool) -> tuple[np.ndarray, np.ndarray]:
+    """OpenCV 4.x warpAffine's source positions along one axis of an axis-aligned inverse map: (whole pixel,
+    32nds) per output pixel. Columns: round(offset * 1024) + round(scale * x * 1024); rows: round((scale * y +
+    offset) * 1024) (WarpAffineInvoker rounds the two differently), each + 16 and shifted right by 5."""
+    d = np.arange(n_out, dtype=np.float64)
+    if rows:
+        position = np.rint((scale * d + offset) * _AB_SCALE).astype(np.int64)
+    else:
+        position = np.int64(np.rint(offset * _AB_SCALE)) + np.rint(scale * d * _AB_SCALE).astype(np.int64)
+    position = (position + _AB_SCALE // _TAB // 2) >> 5
+    return position >> 5, position & (_TAB - 1)
+
+
+def _cubic_table() -> np.ndarray:
+    """remap's INTER_CUBIC weights, (32, 32, 4, 4) int: for each (32nd of y, 32nd of x), the 4x4 taps' weights in
+    1/32768, rounded and adjusted to sum to 32768 at the largest (or smallest) of the central four (initInterTab2D)."""
+    one_d = _cubic_weights(np.arange(_TAB, dtype=np.float32) / np.float32(_TAB)).astype(np.float32)
+    table = np.zeros((_TAB, _TAB, 4, 4), np.int64)
+    for ty in range(_TAB):
+        for tx in range(_TAB):
+            weights = np.rint((one_d[ty][:, None] * one_d[tx][None, :]).astype(np.float32) * np.float32(_COEF)).astype(np.int64)
+            excess = int(weights.sum()) - _COEF
+            if excess:
+                central = weights[1:3, 1:3]
+                i, j = np.unravel_index(np.argmax(central) if excess < 0 else np.argmin(central), (2, 2))
+                weights[1 + i, 1 + j] -= excess
+            table[ty, tx] = weights
+    return table
+
+
+def _warp_fixed_point(g: _Writer, x: str, height: int, width: int, steps: ResampleSteps) -> str:
+    """OpenCV 4.x warpAffine of whole numbers 0..255: (sum of weight * pixel + 16384) >> 15, weights in 1/32768.
+
+    Bilinear weights are (32 - t) and t in 32nds per axis, whose products are the table's: separable, exact in
+    float32. Bicubic weights are rounded per 4x4 tap pair, so not separable: 16 gathers and a weight per output
+    pixel and tap (every product and partial sum is an integer below 2^24, so float32 adds them exactly).
+    """
+    sy, oy, sx, ox = steps.warp
+    out_height, out_width = steps.size
+    row_base, row_t = fixed_point_positions(out_height, sy, oy, rows=True)
+    column_base, column_t = fixed_point_positions(out_width, sx, ox, rows=False)
+    half = g.const(float(_COEF // 2), np.float32, "half")
+    if steps.interpolation != cv2.INTER_CUBIC:
+        linear = lambda n, base, t: AxisTaps(np.clip(base[:, None] + np.arange(2)[None, :], 0, n - 1),  # noqa: E731
+                                            np.stack([_TAB - t, t], axis=-1).astype(np.float64) / _TAB)
+        columns = _gather_sum(g, x, linear(width, column_base, column_t), axis=2)
+        total = _gather_sum(g, columns, linear(height, row_base, row_t), axis=1)  # sum / 32768, exact
+        return _floor_div(g, g.op("Add", g.op("Mul", total, g.const(float(_COEF), np.float32, "scale")), half), _COEF)
+    table = _cubic_table()[row_t[:, None], column_t[None, :]]  # (out_height, out_width, 4, 4)
+    total = None
+    for i in range(4):
+        rows = g.op("Gather", x, g.const(np.clip(row_base + i - 1, 0, height - 1), hint="taps"), axis=1)
+        for j in range(4):
+            taps = g.op("Gather", rows, g.const(np.clip(column_base + j - 1, 0, width - 1), hint="taps"), axis=2)
+            term = g.op("Mul", taps, g.const(table[:, :, i, j, None], np.float32, "weights"))
+            total = term if total is None else g.op("Add", total, term)
+    out = _floor_div(g, g.op("Add", total, half), _COEF)
+    return g.op("Clip", out, g.const(0.0, np.float32, "low"), g.const(255.0, np.float32, "high"))
 
 
 def _fixed_resample(g: _Writer, frames: str, spec: PreprocessSpec, height: int, width: int) -> tuple[str, str]:
@@ -495,7 +582,8 @@ def _fixed_resample(g: _Writer, frames: str, spec: PreprocessSpec, height: int, 
             rh, rw = ah, aw
             done.append("area resize")
         out = _warp(g, out, rh, rw, steps)
-        done.append(f"{names[steps.interpolation]} warpAffine")
+        arithmetic = "OpenCV 4.x fixed point" if warp_arithmetic() == "fixed" else "OpenCV 5.x float"
+        done.append(f"{names[steps.interpolation]} warpAffine in {arithmetic}")
     if top or bottom or left or right:
         pads = g.const([0, top, left, 0, 0, bottom, right, 0])
         out = g.op("Pad", out, pads, g.const(float(spec.pad_value), np.float32, "pad_value"), mode="constant")
