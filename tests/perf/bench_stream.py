@@ -157,7 +157,9 @@ def main() -> None:
           f"batch {args.batch}; {cores} cores; load average {load_before[0]:.2f} (1 min), {load_before[1]:.2f} (5 min) "
           "before")
 
-    with Pipeline.from_onnx(model) as default_pipe, Pipeline.from_onnx(model, threads=engine_threads) as split_pipe:
+    cpu = ["CPUExecutionProvider"]  # the configuration, also where onnxruntime-gpu is installed
+    with Pipeline.from_onnx(model, providers=cpu) as default_pipe, \
+            Pipeline.from_onnx(model, threads=engine_threads, providers=cpu) as split_pipe:
         # Two configurations, both fixed before any measurement: what a user gets without options (ONNX Runtime's
         # threads, Pipeline.stream's default workers = cores), and the cores split between the stages.
         configurations = {
