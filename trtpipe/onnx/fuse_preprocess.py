@@ -17,7 +17,7 @@ Two resamplers:
   OpenCV computes for uint8 images, rounding included (Gather + Mul + Add per tap and axis, Reshape + ReduceSum
   for halvings, Floor/Round). warpAffine follows the installed OpenCV (:func:`warp_arithmetic`): 4.x warps in
   1/32-pixel fixed point, 5.x in float, up to 4 steps apart. The fused engine sees the pixels the CPU path makes on
-  the build machine's OpenCV, antialiasing included, but for sums that land near a half: one step on under 0.03%
+  the build machine's OpenCV, antialiasing included, but for sums that land near a half: one step on under 0.01%
   of values, and with OpenCV 5.x up to ~2% where a bilinear warpAffine resamples (5.x interpolates 8-bit images in
   SIMD arithmetic chosen per CPU). Nothing here imitates PIL: the CPU path's own distance from torchvision's PIL
   resize (README, "Preprocessing") carries over unchanged.
@@ -512,7 +512,8 @@ def fixed_point_positions(n_out: int, scale: float, offset: float, rows: bool) -
 
 def _cubic_table() -> np.ndarray:
     """remap's INTER_CUBIC weights, (32, 32, 4, 4) int: for each (32nd of y, 32nd of x), the 4x4 taps' weights in
-    1/32768, rounded and adjusted to sum to 32768 at the largest (or smallest) of the central four (initInterTab2D)."""
+    1/32768, rounded, and adjusted to sum to 32768 at the first largest (or smallest) of taps [2:4, 2:4]
+    (initInterTab2D starts that search at ksize / 2)."""
     one_d = _cubic_weights(np.arange(_TAB, dtype=np.float32) / np.float32(_TAB)).astype(np.float32)
     table = np.zeros((_TAB, _TAB, 4, 4), np.int64)
     for ty in range(_TAB):
@@ -520,9 +521,9 @@ def _cubic_table() -> np.ndarray:
             weights = np.rint((one_d[ty][:, None] * one_d[tx][None, :]).astype(np.float32) * np.float32(_COEF)).astype(np.int64)
             excess = int(weights.sum()) - _COEF
             if excess:
-                central = weights[1:3, 1:3]
-                i, j = np.unravel_index(np.argmax(central) if excess < 0 else np.argmin(central), (2, 2))
-                weights[1 + i, 1 + j] -= excess
+                block = weights[2:4, 2:4]
+                i, j = np.unravel_index(np.argmax(block) if excess < 0 else np.argmin(block), (2, 2))
+                weights[2 + i, 2 + j] -= excess
             table[ty, tx] = weights
     return table
 
