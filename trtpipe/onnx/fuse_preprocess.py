@@ -358,7 +358,7 @@ def resize_taps(n_in: int, n_out: int, interpolation: int, scale: float | None =
     taps, indices clamped. INTER_AREA when shrinking: each source pixel's overlap with the output pixel's cell, over
     the cell's width (OpenCV's computeResizeAreaTab).
     """
-    scale = 1.0 / (n_out / n_in) if scale is None else scale  # as cv2.resize holds it: 1 / inv_scale
+    scale = _cv_scale(n_in, n_out) if scale is None else scale
     d = np.arange(n_out)
     if interpolation == cv2.INTER_AREA:
         cells = []
@@ -404,10 +404,9 @@ def resize_taps(n_in: int, n_out: int, interpolation: int, scale: float | None =
     return AxisTaps(index, weight)
 
 
-def _area_fast(n_in: int, n_out: int) -> bool:
-    """cv2.resize's INTER_AREA at an integer shrink (OpenCV's is_area_fast, per axis)."""
-    scale = n_in / n_out
-    return abs(scale - round(scale)) < np.finfo(float).eps
+def _cv_scale(n_in: int, n_out: int) -> float:
+    """Source pixels per output pixel as cv2.resize holds them when given a size: 1 / inv_scale."""
+    return 1.0 / (n_out / n_in)
 
 
 def _gather_sum(g: _Writer, x: str, taps: AxisTaps, axis: int, each: Callable[[str], str] | None = None) -> str:
@@ -422,9 +421,14 @@ def _gather_sum(g: _Writer, x: str, taps: AxisTaps, axis: int, each: Callable[[s
     return total
 
 
+def _clip(g: _Writer, x: str) -> str:
+    """saturate_cast<uchar>: cubic taps overshoot below 0 and above 255."""
+    return g.op("Clip", x, g.const(0.0, np.float32, "low"), g.const(255.0, np.float32, "high"))
+
+
 def _round(g: _Writer, x: str, clip: bool = False) -> str:
     out = g.op("Round", x)
-    return g.op("Clip", out, g.const(0.0, np.float32, "low"), g.const(255.0, np.float32, "high")) if clip else out
+    return _clip(g, out) if clip else out
 
 
 def _floor_div(g: _Writer, x: str, divisor: float) -> str:
@@ -443,10 +447,10 @@ def _halve(g: _Writer, x: str, height: int, width: int) -> str:
 def _resize(g: _Writer, x: str, height: int, width: int, out_height: int, out_width: int, interpolation: int,
             scale: tuple[float, float] | None = None) -> str:
     """cv2.resize of an (N, height, width, 3) tensor of whole numbers 0..255 to (out_height, out_width)."""
-    sy, sx = scale or (height / out_height, width / out_width)
+    sy, sx = scale or (_cv_scale(height, out_height), _cv_scale(width, out_width))
     shrinks = sy >= 1.0 and sx >= 1.0
     if interpolation == cv2.INTER_AREA and shrinks:
-        if _area_fast(height, out_height) and _area_fast(width, out_width) and round(sy) == round(sx) == 2:
+        if abs(sy - 2.0) < np.finfo(float).eps and abs(sx - 2.0) < np.finfo(float).eps:  # OpenCV's 2x2 fast path
             return _halve(g, x, height, width)
         columns = _gather_sum(g, x, resize_taps(width, out_width, cv2.INTER_AREA, sx), axis=2)
         return _round(g, _gather_sum(g, columns, resize_taps(height, out_height, cv2.INTER_AREA, sy), axis=1))
@@ -484,11 +488,11 @@ def warp_arithmetic() -> str:
 def _warp(g: _Writer, x: str, height: int, width: int, steps: ResampleSteps) -> str:
     """cv2.warpAffine (inverse map, BORDER_REPLICATE) of an (N, height, width, 3) tensor by ``steps.warp``, in the
     installed OpenCV's arithmetic (:func:`warp_arithmetic`)."""
+    if warp_arithmetic() == "fixed":
+        return _warp_fixed_point(g, x, height, width, steps)
     sy, oy, sx, ox = steps.warp
     out_height, out_width = steps.size
     cubic = steps.interpolation == cv2.INTER_CUBIC
-    if warp_arithmetic() == "fixed":
-        return _warp_fixed_point(g, x, height, width, steps)
     columns = _gather_sum(g, x, warp_taps(width, out_width, sx, ox, cubic), axis=2)
     return _round(g, _gather_sum(g, columns, warp_taps(height, out_height, sy, oy, cubic), axis=1), clip=cubic)
 
@@ -554,8 +558,7 @@ def _warp_fixed_point(g: _Writer, x: str, height: int, width: int, steps: Resamp
             taps = g.op("Gather", rows, g.const(np.clip(column_base + j - 1, 0, width - 1), hint="taps"), axis=2)
             term = g.op("Mul", taps, g.const(table[:, :, i, j, None], np.float32, "weights"))
             total = term if total is None else g.op("Add", total, term)
-    out = _floor_div(g, g.op("Add", total, half), _COEF)
-    return g.op("Clip", out, g.const(0.0, np.float32, "low"), g.const(255.0, np.float32, "high"))
+    return _clip(g, _floor_div(g, g.op("Add", total, half), _COEF))
 
 
 def _fixed_resample(g: _Writer, frames: str, spec: PreprocessSpec, height: int, width: int) -> tuple[str, str]:

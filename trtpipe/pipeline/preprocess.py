@@ -262,12 +262,14 @@ def _resample(image: np.ndarray, steps: ResampleSteps) -> np.ndarray:
                           borderMode=cv2.BORDER_REPLICATE)
 
 
-def resize_steps(height: int, width: int, spec: PreprocessSpec) -> tuple[ResampleSteps, tuple[int, int, int, int]]:
+def resize_steps(
+    height: int, width: int, spec: PreprocessSpec, meta: ResizeMeta | None = None
+) -> tuple[ResampleSteps, tuple[int, int, int, int]]:
     """How a ``height x width`` source becomes the network's ``spec.height x spec.width`` pixels under ``spec.resize``:
     the resampling steps, and the letterbox border (top, bottom, left, right) of ``spec.pad_value`` around their
-    output (zeros for resize_crop and stretch)."""
+    output (zeros for resize_crop and stretch). ``meta``: its :func:`resize_meta`, when the caller has it."""
     th, tw = spec.height, spec.width
-    meta = resize_meta(height, width, spec)
+    meta = meta or resize_meta(height, width, spec)
     if spec.resize == "letterbox":
         nh, nw = letterbox_size(height, width, spec)
         top, left = int(meta.offset_y), int(meta.offset_x)
@@ -281,11 +283,12 @@ def resize_steps(height: int, width: int, spec: PreprocessSpec) -> tuple[Resampl
 def resize_one(image: np.ndarray, spec: PreprocessSpec) -> tuple[np.ndarray, ResizeMeta]:
     """Resizes one BGR uint8 image to ``spec.height x spec.width`` by ``spec.resize``; returns it and its meta."""
     h, w = image.shape[:2]
-    steps, (top, bottom, left, right) = resize_steps(h, w, spec)
+    meta = resize_meta(h, w, spec)
+    steps, (top, bottom, left, right) = resize_steps(h, w, spec, meta)
     out = _resample(image, steps)
     if top or bottom or left or right:
         out = cv2.copyMakeBorder(out, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(spec.pad_value,) * 3)
-    return out, resize_meta(h, w, spec)
+    return out, meta
 
 
 def resize_meta(height: int, width: int, spec: PreprocessSpec) -> ResizeMeta:
