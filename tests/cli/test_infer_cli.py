@@ -93,6 +93,19 @@ def test_infer_on_a_folder_prints_a_table_an_error_row_and_one_summary_line(clas
     assert any("p9_broken.jpg" in line and "error: image" in line and "Hint:" in line for line in lines)
     assert "stage" in out and "mean ms" in out
     assert lines[-1].startswith("infer: 4 results, 1 error from folder") and "onnxruntime-cpu fp32, batch up to 2" in lines[-1]
+    assert "2 workers, " in lines[-1] and "engine thread" in lines[-1]  # the split used, as chosen around --workers
+
+
+def test_infer_says_how_it_split_the_cores_and_takes_threads(classifier, photos, capsys, monkeypatch):
+    monkeypatch.setattr("trtpipe.pipeline.stream.usable_cores", lambda: 4)
+    code, out, err = run_cli(capsys, "infer", classifier, photos)
+    assert code == 0, err
+    assert "4 cores: 2 workers, 2 engine threads (ONNX Runtime on the CPU: cores split)" in out.splitlines()[-1]
+    code, out, err = run_cli(capsys, "infer", classifier, photos, "--threads", "3")
+    assert code == 0, err
+    assert "4 cores: 1 worker, 3 engine threads (engine threads as given, the rest decode)" in out.splitlines()[-1]
+    code, out, err = run_cli(capsys, "infer", classifier, photos, "--threads", "0")
+    assert code == 2 and "--threads is 0, expected at least 1" in err and "Hint:" in err
 
 
 def test_infer_detection_conf_iou_labels_and_saved_pictures(detector, photos, tmp_path, capsys):

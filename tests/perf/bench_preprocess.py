@@ -100,9 +100,12 @@ def cpu_versus_torchvision(repeat: int) -> None:
     out = preprocess_batch([frame], spec)[0]
     mean_diff = float((np.abs((out - reference) * std) * 255).mean())
     speedup = base / default_ms
-    print(f"default (antialiased) mode: {speedup:.1f}x torchvision PIL (target >= 25x) -> "
-          f"{'met' if speedup >= 25 else 'NOT met'}; mean |difference| {mean_diff:.2f}/255 (target within 2/255) -> "
-          f"{'met' if mean_diff <= 2 else 'NOT met'}")
+    # A speed ratio is only a figure on a quiet machine: under load PIL slows more than OpenCV (28x measured at load
+    # 2.7 was 20x quiet), so above a load of 1 the ratio is printed and not judged.
+    load = os.getloadavg()[0]
+    speed_verdict = ('met' if speedup >= 25 else 'NOT met') if load < 1 else f"not judged (load average {load:.2f} >= 1)"
+    print(f"default (antialiased) mode: {speedup:.1f}x torchvision PIL (target >= 25x) -> {speed_verdict}; "
+          f"mean |difference| {mean_diff:.2f}/255 (target within 2/255) -> {'met' if mean_diff <= 2 else 'NOT met'}")
 
 
 def fused_versus_cpu(work: Path, count: int) -> None:

@@ -146,7 +146,7 @@ def test_a_model_whose_outputs_lack_the_batch_axis_fails_the_stream_instead_of_d
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     save(model, str(tmp_path / "no_batch.onnx"))
-    engine = OnnxRuntimeEngine(tmp_path / "no_batch.onnx")
+    engine = OnnxRuntimeEngine(tmp_path / "no_batch.onnx", threads=1)  # the stream's split (1 thread) adds no session
     with Pipeline(engine, tiny_spec()) as pipe:
         with pytest.raises(InputError, match=r"decoded 1 result\(s\) from outputs logits 1x4 for a batch of 3 images"):
             pipe(random_images(3))
@@ -163,7 +163,7 @@ def test_a_model_whose_outputs_lack_the_batch_axis_fails_the_stream_instead_of_d
         engine.infer_timed = first_call_waits
         started = time.perf_counter()
         with pytest.raises(InputError, match="the outputs' first axis is not the batch.*Hint:"):
-            for _ in pipe.stream(random_images(6), batch_size=3, workers=2):
+            for _ in pipe.stream(random_images(6), batch_size=3, workers=2, threads=1):
                 pass
         assert time.perf_counter() - started < 10 and max(calls) > 1
     assert stream_threads() == []

@@ -95,9 +95,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                "each stage alone (read, preprocess, infer, postprocess) to show which one bounds it; "
                                "needs --images; batch = the largest --batch (default report: reports/<model>_pipeline.json)")
     pipeline.add_argument("--images", metavar="DIR", help="--pipeline: a folder of JPEG/PNG images")
-    pipeline.add_argument("--workers", type=int, default=1, metavar="W",
-                          help="--pipeline: decode/preprocess/postprocess threads (default 1; on a CPU backend give the "
-                               "engine the other cores with --threads)")
+    pipeline.add_argument("--workers", type=int, metavar="W",
+                          help="--pipeline: decode/preprocess/postprocess threads (default: the split Pipeline.stream "
+                               "chooses: every usable core for a GPU engine; on ONNX Runtime's CPU provider half the "
+                               "cores, the other half to the engine's --threads)")
     pipeline.add_argument("--max-images", type=int, metavar="N", help="--pipeline: the first N images only")
 
 

@@ -39,7 +39,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--batch", type=int, metavar="N", help="images per engine call, at most the profile max "
                                                                "(default: the profile max, 8 without one)")
-    parser.add_argument("--workers", type=int, metavar="W", help="decode/preprocess threads (default: the CPU cores)")
+    parser.add_argument("--workers", type=int, metavar="W",
+                        help="decode/preprocess threads (default: every usable core for a GPU engine; on ONNX Runtime's "
+                             "CPU provider the cores left after --threads)")
+    parser.add_argument("--threads", type=int, metavar="T",
+                        help="ONNX Runtime CPU: the engine's intra-op threads while streaming (default: half the usable "
+                             "cores; the summary line says what was chosen)")
     parser.add_argument("--infStreams", dest="infer_streams", type=int, default=1, metavar="N",
                         help="N batches in the engine at once: TensorRT execution contexts (as trtexec's --infStreams), "
                              "or calls at once on ONNX Runtime's session (default 1)")
@@ -56,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     check_outputs(files={"--json": args.json}, dirs={"--save": args.save})
     from trtpipe.pipeline.sources import open_source
 
-    for name in ("topk", "batch", "workers", "max_frames", "infer_streams"):
+    for name in ("topk", "batch", "workers", "threads", "max_frames", "infer_streams"):
         value = getattr(args, name)
         if value is not None and value < 1:
             option = "--infStreams" if name == "infer_streams" else f"--{name.replace('_', '-')}"
@@ -89,7 +94,8 @@ def _run(args: argparse.Namespace, source) -> int:
     with opener(args.model, backend=args.backend, **options) as pipe:
         print(f"running {pipe.describe()}")
         table = _Table(pipe.spec.task, args.topk)
-        stream = pipe.stream(source, batch_size=args.batch, workers=args.workers, keep_images=saver is not None)
+        stream = pipe.stream(source, batch_size=args.batch, workers=args.workers, threads=args.threads,
+                             keep_images=saver is not None)
         try:
             with stream:
                 print(table.header())
@@ -216,7 +222,7 @@ def _summary(args, stream, stats, backend: str, counts: dict, seconds: float, sa
     parts = [
         f"infer: {_count(done, 'result')}, {_count(counts['errors'], 'error')} from {stream.source} in {seconds:.1f} s "
         f"({rate} streaming)",
-        f"{backend}, batch up to {stream.batch_size}, {stream.workers} workers",
+        f"{backend}, batch up to {stream.batch_size}, {stream.split.text()}",
     ]
     if saver is not None:
         parts.append(f"saved {saver.summary()}")

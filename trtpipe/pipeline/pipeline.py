@@ -226,17 +226,21 @@ class Pipeline:
 
     # -- warm-up -------------------------------------------------------------------------------
 
-    def _warm_up(self, batch: int) -> None:
+    def _warm_up(self, batch: int, *, engine: Engine | None = None, warmed: set | None = None) -> None:
         """Runs ``warmup`` untimed passes of ``batch`` grey images, once per input shape.
 
         A pass is the whole pipeline (preprocess, inference, head) so that first-call costs outside the
         network (OpenCV's and NumPy's lazy set-up: a few ms on a first resize here) are not timed either.
         The grey images are twice the input size, so the downscaling path camera frames take is the one warmed.
+        ``engine`` and ``warmed`` warm another engine on this pipeline's spec (a stream's own session, which keeps
+        its own set of warmed batch sizes). Default to this pipeline's engine and set.
         """
         if self.warmup <= 0:
             return
         with self._warm_lock:
-            if batch in self._warm_batches:
+            engine = engine if engine is not None else self.engine
+            warmed = warmed if warmed is not None else self._warm_batches
+            if batch in warmed:
                 return
             size = (2 * self.spec.height, 2 * self.spec.width)
             if self.frame_range is not None:  # a size the fused network takes
@@ -246,9 +250,9 @@ class Pipeline:
             images = [grey] * batch
             for _ in range(self.warmup):
                 inputs, metas = prepare_inputs(images, self.spec, frames=self.feeds_frames, frame_range=self.frame_range)
-                outputs, _ = self.engine.infer_timed({self._input.name: inputs.astype(self._dtype, copy=False)})
+                outputs, _ = engine.infer_timed({self._input.name: inputs.astype(self._dtype, copy=False)})
                 self.head(outputs, metas, images)
-            self._warm_batches.add(batch)
+            warmed.add(batch)
 
     def _chunk_sizes(self, count: int) -> list[int]:
         limit = self.engine.max_batch or count
@@ -321,8 +325,10 @@ class Pipeline:
 
         Args:
             batch_size: images per engine call. Defaults to the engine's profile max (8 when it has none), at most 32.
-            workers: decode/preprocess/post-process threads. Defaults to the number of CPU cores.
-            options: see :class:`~trtpipe.pipeline.stream.Stream` (``inference_threads``, ``max_frames``,
+            workers: decode/preprocess/post-process threads. Defaults to the split of the usable cores that
+                :func:`~trtpipe.pipeline.stream.plan_threads` chooses (all of them for a GPU engine; on ONNX
+                Runtime's CPU provider half go to the engine's threads, on a second session of the stream's own).
+            options: see :class:`~trtpipe.pipeline.stream.Stream` (``threads``, ``inference_threads``, ``max_frames``,
                 ``keep_images``, ``in_flight``).
         """
         from trtpipe.pipeline.stream import Stream

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import queue
 import threading
 import time
@@ -46,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from trtpipe.errors import ConfigError, TrtpipeError
+from trtpipe.pipeline.cores import CoreSplit, choose_split, usable_cores
 from trtpipe.pipeline.heads import run_head
 from trtpipe.pipeline.preprocess import ResizeMeta, check_frame, load_image, preprocess_with_meta, resize_meta
 from trtpipe.pipeline.sources import FrameSource, SourceItem, open_source
@@ -58,6 +58,20 @@ MAX_DEFAULT_BATCH = 32  # a default batch never exceeds this, whatever the profi
 _POLL_S = 0.1  # how often blocked threads look at the stop flag
 _JOIN_S = 30.0  # how long close() waits for a thread in an engine call before leaving it (daemon) behind
 _END = object()  # one per inference thread, after the last prepared item
+
+
+def plan_threads(engine, workers: int | None = None, threads: int | None = None, cores: int | None = None) -> CoreSplit:
+    """How a stream on ``engine`` splits the usable cores (:mod:`trtpipe.pipeline.cores`); explicit values win.
+
+    Args:
+        engine: the pipeline's engine; it computes on the CPU when its ``on_cpu`` is True (ONNX Runtime's CPU
+            provider). TensorRT and ONNX Runtime on CUDA leave every core to the workers.
+        workers: the caller's ``workers=`` (None: choose).
+        threads: the caller's ``threads=`` (None: choose).
+        cores: usable cores. Defaults to :func:`~trtpipe.pipeline.cores.usable_cores`.
+    """
+    return choose_split(cores if cores is not None else usable_cores(), bool(getattr(engine, "on_cpu", False)),
+                        workers=workers, threads=threads)
 
 
 @dataclass(frozen=True)
@@ -104,6 +118,7 @@ class StreamStats:
     postprocess_ms: float | None  # mean per batch
     latency_ms: float | None  # mean per image
     latency_max_ms: float | None
+    split: CoreSplit | None = None  # the workers and engine threads the stream ran on, and why
 
     @property
     def images_per_s(self) -> float | None:
@@ -125,6 +140,8 @@ class StreamStats:
                   ("latency", self.latency_ms)) if value is not None]
         if stages:
             parts.append("mean ms: " + ", ".join(f"{name} {value:.2f}" for name, value in stages))
+        if self.split is not None:
+            parts.append(self.split.text())
         return "; ".join(parts)
 
 
@@ -150,7 +167,11 @@ class Stream:
         source: what :func:`~trtpipe.pipeline.sources.open_source` opens, or an open FrameSource.
         batch_size: images per engine call, at most the engine's profile max. Defaults to that max (8 when the
             engine has none), at most 32.
-        workers: decode/preprocess/post-process threads. Defaults to the number of CPU cores.
+        workers: decode/preprocess/post-process threads. Defaults to :func:`plan_threads`'s choice: every usable
+            core for an engine on the GPU; on ONNX Runtime's CPU provider the cores left after the engine's threads.
+        threads: ONNX Runtime intra-op threads of the stream's engine (CPU provider). Defaults to
+            :func:`plan_threads`'s choice (half the usable cores); the stream then runs on a second session with
+            that many threads, so ``pipe(img)`` keeps its own. Ignored for engines that do not run on the CPU.
         inference_threads: concurrent engine calls. Defaults to the engine's execution contexts (``num_contexts``, 1).
         in_flight: items read but not yet taken by the caller, at most (what bounds memory). Defaults to
             ``batch_size * (inference_threads + 2) + 2 * workers``. Of those, at most ``2 * workers`` wait to be
@@ -170,6 +191,7 @@ class Stream:
         *,
         batch_size: int | None = None,
         workers: int | None = None,
+        threads: int | None = None,
         inference_threads: int | None = None,
         in_flight: int | None = None,
         max_frames: int | None = None,
@@ -179,25 +201,40 @@ class Stream:
         limit = engine.max_batch
         if batch_size is None:
             batch_size = min(limit or DEFAULT_BATCH, MAX_DEFAULT_BATCH)
-        workers = workers if workers is not None else max(1, os.cpu_count() or 1)
         inference_threads = inference_threads if inference_threads is not None else engine.num_contexts
-        for name, value in (("batch_size", batch_size), ("workers", workers), ("inference_threads", inference_threads)):
+        for name, value in (("batch_size", batch_size), ("workers", workers), ("threads", threads),
+                            ("inference_threads", inference_threads)):
+            if value is None and name in ("workers", "threads"):
+                continue
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"Pipeline.stream: {name} is {value!r}, expected a whole number of at least 1",
                                   f"pass {name}=1 or more, or leave it unset for the default")
         if limit and batch_size > limit:
             log.info("batch size %d is above the engine's profile max %d; batches of %d", batch_size, limit, limit)
             batch_size = limit
+        self.split = plan_threads(engine, workers, threads)
+        workers = self.split.workers
         if in_flight is None:
             in_flight = batch_size * (inference_threads + 2) + 2 * workers
         if in_flight < batch_size:
             raise ConfigError(f"Pipeline.stream: in_flight {in_flight} is below batch_size {batch_size}",
                               "allow at least one batch in flight, or leave in_flight unset")
         frames = source if isinstance(source, FrameSource) else open_source(source, max_frames=max_frames)
+        stream_engine = None
+        if self.split.engine_threads is not None and self.split.engine_threads != getattr(engine, "threads", None):
+            try:
+                stream_engine = engine.with_threads(self.split.engine_threads)
+            except BaseException:
+                frames.close()
+                raise
+            if stream_engine is None:  # an engine that opens its model its own way keeps its threads
+                self.split = dataclasses.replace(self.split, engine_threads=None,
+                                                 reason=self.split.reason + "; the engine keeps its own threads")
         self.batch_size, self.workers, self.inference_threads, self.in_flight = batch_size, workers, inference_threads, in_flight
         self.source = frames.description
         self.kind = frames.kind
-        self._machinery = _Machinery(pipeline, frames, batch_size, workers, inference_threads, in_flight, keep_images)
+        self._machinery = _Machinery(pipeline, frames, batch_size, workers, inference_threads, in_flight, keep_images,
+                                     stream_engine, self.split)
         # Threads hold the machinery, not this object: a stream dropped without close() still stops them.
         self._finalizer = weakref.finalize(self, self._machinery.close)
         self._machinery.start()
@@ -234,9 +271,12 @@ class _Machinery:
     """The threads and queues of one stream (kept apart from Stream so that dropping the Stream can stop them)."""
 
     def __init__(self, pipeline, source: FrameSource, batch_size: int, workers: int, inference_threads: int,
-                 in_flight: int, keep_images: bool):
+                 in_flight: int, keep_images: bool, own_engine=None, split: CoreSplit | None = None):
         self.pipeline = pipeline
-        self.engine = pipeline.engine
+        self.own_engine = own_engine  # the stream's second session (its own threads), closed with the stream
+        self.engine = own_engine if own_engine is not None else pipeline.engine
+        self.split = split
+        self.warmed: set[int] = set()  # batch sizes warmed on own_engine (the pipeline's engine keeps its own set)
         self.run_info = pipeline.run_info  # backend, precision, fallback: the same for every result
         self.spec = pipeline.spec
         self.head = pipeline.head
@@ -392,7 +432,11 @@ class _Machinery:
 
     def _run_batch(self, batch: list[_Prepared]) -> None:
         inputs = batch[0].tensor if len(batch) == 1 else np.concatenate([p.tensor for p in batch])
-        self.pipeline._warm_up(len(batch))  # a batch size's first engine call is warmed up untimed, as Pipeline does
+        # a batch size's first engine call is warmed up untimed, as Pipeline does
+        if self.own_engine is None:
+            self.pipeline._warm_up(len(batch))
+        else:
+            self.pipeline._warm_up(len(batch), engine=self.own_engine, warmed=self.warmed)
         begin = time.perf_counter()
         outputs, engine_times = self.engine.infer_timed({self.input_name: inputs})
         infer_ms = (time.perf_counter() - begin) * 1e3
@@ -485,6 +529,7 @@ class _Machinery:
             read_ms=mean("read", totals["read_count"]), preprocess_ms=mean("preprocess", timed),
             infer_ms=mean("infer", batches), postprocess_ms=mean("postprocess", batches),
             latency_ms=mean("latency", timed), latency_max_ms=totals["latency_max"] if timed else None,
+            split=self.split,
         )
 
     # -- shutdown ------------------------------------------------------------------------------
@@ -503,6 +548,8 @@ class _Machinery:
                 if thread.is_alive():
                     log.warning("%s did not stop within %.0f s (blocked in the source or the engine); left behind", thread.name, _JOIN_S)
         self.pool.shutdown(wait=True, cancel_futures=True)
+        if self.own_engine is not None and not any(t.is_alive() for t in self.inference):
+            self.own_engine.close()  # (a thread left blocked in it keeps it: closing would pull the session away)
         with self.condition:
             self.results.clear()
         while True:  # drop prepared tensors still queued

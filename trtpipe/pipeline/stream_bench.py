@@ -18,13 +18,13 @@ cores of their own (e.g. 2 cores: 1 worker, 1 inference thread with 1 intra-op t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-import dataclasses
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -34,6 +34,7 @@ import numpy as np
 
 from trtpipe.errors import InputError, TrtpipeError
 from trtpipe.pipeline.preprocess import check_frame, load_image, preprocess_with_meta, resize_meta
+from trtpipe.pipeline.stream import plan_threads
 
 SAMPLE_IMAGES = 32  # decoded images kept for the preprocess stage (cycled): 500 decoded 1080p frames would be 3 GB
 
@@ -67,13 +68,14 @@ class PipelineBenchResult:
     batch_size: int
     workers: int
     inference_threads: int
-    engine_threads: int | None  # ONNX Runtime intra-op threads, when set
+    engine_threads: int | None  # ONNX Runtime intra-op threads of the infer stage and the stream (None: the engine's)
     sequential: float  # `for path: pipe(cv2.imread(path))`
     stream: float  # Pipeline.stream over the same files
     stages: tuple[StageRate, ...]
     load_average: tuple[float, float] = ()  # 1-minute load before and after: other work on the machine
     cpu_count: int = field(default_factory=lambda: os.cpu_count() or 0)
     notes: tuple[str, ...] = ()
+    split: str = ""  # how the cores were split between the workers and the engine, and why
 
     def stage(self, name: str) -> StageRate:
         return next(s for s in self.stages if s.stage == name)
@@ -125,6 +127,7 @@ class PipelineBenchResult:
             f"{self.model} on {self.backend}, {self.images} images: stream {self.stream:,.1f} images/s = "
             f"{self.speedup:.2f}x the sequential loop ({self.sequential:,.1f}) and {self.of_bound:.2f}x the bound set by "
             f"the {what} ({rate:,.1f} images/s alone; slowest single stage: {slow.stage}, {slow.images_per_s:,.1f})"
+            + (f"; {self.split}" if self.split else "")
         )
 
     def to_dict(self) -> dict:
@@ -141,7 +144,7 @@ def bench_pipeline(
     paths: Sequence[str | Path],
     *,
     batch_size: int = 8,
-    workers: int = 1,
+    workers: int | None = None,
     inference_threads: int | None = None,
     sequential_pipe=None,
     engine_threads: int | None = None,
@@ -153,10 +156,13 @@ def bench_pipeline(
         pipe: an open Pipeline (its engine, spec and head are used; it stays open).
         paths: image files (JPEG, PNG ...); unreadable ones are counted as errors.
         batch_size: images per engine call in the stream and in the infer stage. Defaults to 8.
-        workers: stream workers (decode, preprocess, postprocess). Defaults to 1.
+        workers: stream workers (decode, preprocess, postprocess). Defaults to the split ``Pipeline.stream``
+            chooses (:func:`~trtpipe.pipeline.stream.plan_threads`).
         inference_threads: concurrent engine calls. Defaults to the engine's contexts (``num_contexts``, 1).
-        sequential_pipe: the Pipeline the sequential loop uses. Defaults to ``pipe``.
-        engine_threads: recorded in the result (ONNX Runtime intra-op threads the caller set), not applied here.
+        sequential_pipe: the Pipeline the sequential loop uses. Defaults to ``pipe`` (on its engine's own threads).
+        engine_threads: ONNX Runtime CPU intra-op threads of the infer stage and the stream. Defaults to the same
+            split; where it differs from the engine's, both run on a second session with that many threads, as the
+            stream does.
         progress: called with a line before each measurement. Defaults to silence.
 
     Returns:
@@ -170,6 +176,21 @@ def bench_pipeline(
         raise InputError("no image files to measure", "give --images a folder of JPEG/PNG files")
     say = progress or (lambda line: None)
     inference_threads = inference_threads or pipe.engine.num_contexts
+    split = plan_threads(pipe.engine, workers, engine_threads)
+    workers, engine = split.workers, pipe.engine
+    if split.engine_threads is not None and split.engine_threads != getattr(engine, "threads", None):
+        engine = engine.with_threads(split.engine_threads) or engine
+        if engine is pipe.engine:
+            split = dataclasses.replace(split, engine_threads=None, reason=split.reason + "; the engine keeps its own threads")
+    try:
+        return _bench(pipe, engine, paths, split, batch_size, inference_threads, sequential_pipe or pipe, say)
+    finally:
+        if engine is not pipe.engine:
+            engine.close()
+
+
+def _bench(pipe, engine, paths, split, batch_size, inference_threads, sequential_pipe, say) -> PipelineBenchResult:
+    workers = split.workers
     load_before = os.getloadavg()[0]
     stages: list[StageRate] = []
 
@@ -187,7 +208,7 @@ def bench_pipeline(
     batch = np.concatenate([tensors[i % len(tensors)] for i in range(batch_size)])
     batch_metas = [metas[i % len(metas)] for i in range(batch_size)]
     calls = max(1, math.ceil(len(paths) / batch_size))
-    outputs, seconds = _infer_stage(pipe, batch, calls, inference_threads)
+    outputs, seconds = _infer_stage(engine, pipe._input.name, batch, calls, inference_threads)
     stages.append(StageRate("infer", inference_threads, calls * batch_size, seconds))
 
     say(f"postprocess {calls} batches on {workers} worker(s)")
@@ -195,21 +216,22 @@ def bench_pipeline(
     stages.append(StageRate("postprocess", workers, calls * batch_size, seconds))
 
     say(f"sequential loop over {len(paths)} files")
-    sequential = _sequential_rate(sequential_pipe or pipe, paths)
+    sequential = _sequential_rate(sequential_pipe, paths)
 
     say(f"Pipeline.stream over {len(paths)} files")
     start = time.perf_counter()
     done = errors = 0
-    with pipe.stream(paths, batch_size=batch_size, workers=workers, inference_threads=inference_threads) as results:
+    with pipe.stream(paths, batch_size=batch_size, workers=workers, threads=split.engine_threads,
+                     inference_threads=inference_threads) as results:
         for item in results:
             done += item.ok
             errors += not item.ok
     stream_rate = done / (time.perf_counter() - start)
     return PipelineBenchResult(
         model=pipe.spec.model, backend=pipe.engine.backend, images=len(paths), errors=errors, batch_size=batch_size,
-        workers=workers, inference_threads=inference_threads, engine_threads=engine_threads, sequential=sequential,
+        workers=workers, inference_threads=inference_threads, engine_threads=split.engine_threads, sequential=sequential,
         stream=stream_rate, stages=tuple(stages), load_average=(load_before, os.getloadavg()[0]),
-        notes=tuple(_notes(pipe)),
+        notes=tuple(_notes(pipe)), split=split.text(),
     )
 
 
@@ -267,10 +289,10 @@ def _preprocess_stage(pipe, sample: list[np.ndarray], count: int, workers: int):
     return [t for t, _ in kept_in_order], [m for _, m in kept_in_order], seconds
 
 
-def _infer_stage(pipe, batch: np.ndarray, calls: int, threads: int):
-    feeds = {pipe._input.name: batch}
-    outputs = pipe.engine.infer(feeds)  # warm-up, and the outputs the postprocess stage decodes
-    seconds = _parallel_seconds(lambda _: pipe.engine.infer(feeds), range(calls), threads)
+def _infer_stage(engine, input_name: str, batch: np.ndarray, calls: int, threads: int):
+    feeds = {input_name: batch}
+    outputs = engine.infer(feeds)  # warm-up, and the outputs the postprocess stage decodes
+    seconds = _parallel_seconds(lambda _: engine.infer(feeds), range(calls), threads)
     return outputs, seconds
 
 
@@ -308,7 +330,7 @@ def run_cli(args) -> int:
     if args.simulate:
         raise ConfigError("--pipeline with --simulate: a simulated engine's times are not figures",
                           "run --pipeline on a GPU, or on ONNX Runtime (an .onnx, or --backend auto)")
-    if args.infer_streams < 1 or args.workers < 1:
+    if args.infer_streams < 1 or (args.workers is not None and args.workers < 1):
         raise ConfigError(f"--infStreams {args.infer_streams} / --workers {args.workers}: both must be at least 1",
                           "e.g. --workers 2 --infStreams 2")
     model = Path(args.model)
@@ -337,7 +359,7 @@ def run_cli(args) -> int:
             raise ConfigError(f"--batch {batch} is above the engine's profile max {pipe.engine.max_batch}",
                               f"use --batch {pipe.engine.max_batch} or less, or rebuild with a larger profile")
         result = bench_pipeline(
-            pipe, paths, batch_size=batch, workers=args.workers, engine_threads=args.threads,
+            pipe, paths, batch_size=batch, workers=args.workers, engine_threads=args.threads,  # None: the stream's split
             progress=lambda line: print(f"  {line} ...", file=sys.stderr),
         )
         if pipe.fallback:

@@ -109,6 +109,10 @@ class OnnxRuntimeEngine(Engine):
         except ImportError:
             raise DependencyError("onnxruntime is not installed", "pip install onnxruntime (or onnxruntime-gpu)") from None
         self.path = Path(path)
+        # What with_threads() needs to open the same model again with other intra-op threads.
+        self._options = dict(providers=providers, precision=precision, stands_in_for=stands_in_for, fallback=fallback,
+                             contexts=contexts, fp16_storage=fp16_storage, limits=limits)
+        self.threads = threads
         if not self.path.is_file():
             raise InputError(f"ONNX model {self.path}: no such file", "check the path, or export it: trtpipe export NAME")
         self.stands_in_for = stands_in_for
@@ -158,6 +162,21 @@ class OnnxRuntimeEngine(Engine):
             return str(self.path), None, model
         routed, count = keep_fp16_rounding(onnx.load(str(self.path)))
         return (routed.SerializeToString() if count else str(self.path)), bool(count) or None, model
+
+    @property
+    def on_cpu(self) -> bool:
+        """Whether it computes on the host's cores (the CPU provider), competing with a stream's workers."""
+        return self.backend == "onnxruntime-cpu"
+
+    def with_threads(self, threads: int) -> "OnnxRuntimeEngine | None":
+        """A second session on the same model with ``threads`` intra-op threads (the caller closes it).
+
+        ``Pipeline.stream`` uses it to split the cores between its workers and the engine without changing the
+        engine a synchronous ``pipe(img)`` call runs on. Returns None for subclasses, which open models their own way.
+        """
+        if type(self) is not OnnxRuntimeEngine:
+            return None
+        return OnnxRuntimeEngine(self.path, threads=threads, **self._options)
 
     @property
     def num_contexts(self) -> int:
