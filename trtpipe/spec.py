@@ -209,6 +209,32 @@ class FusedPostprocess:
         return cls(task, **values)
 
 
+def postprocess_options(score_threshold: float = 0.25, iou_threshold: float = 0.45, max_detections: int = 300,
+                        topk: int = 5) -> str:
+    """``BuildConfig.fuse_postprocess`` text: ``conf=0.25,iou=0.45,max_det=300,topk=5`` (the host heads' defaults)."""
+    return f"conf={score_threshold:g},iou={iou_threshold:g},max_det={int(max_detections)},topk={int(topk)}"
+
+
+def parse_postprocess_options(text: str) -> dict[str, float | int]:
+    """The inverse of :func:`postprocess_options`, as ``fuse_postprocess()`` keyword arguments.
+
+    Raises:
+        ConfigError: text postprocess_options does not write.
+    """
+    names = {"conf": ("score_threshold", float), "iou": ("iou_threshold", float), "max_det": ("max_detections", int),
+             "topk": ("topk", int)}
+    options = {}
+    try:
+        for part in filter(None, str(text).split(",")):
+            key, _, value = part.partition("=")
+            name, kind = names[key]
+            options[name] = kind(value)
+    except (KeyError, ValueError):
+        raise ConfigError(f"--fuse-postprocess options {text!r} are not conf=,iou=,max_det=,topk=",
+                          "e.g. conf=0.25,iou=0.45,max_det=300,topk=5") from None
+    return options
+
+
 def parse_frame_size(text: str) -> tuple[int, int]:
     """``"1080x1920"`` -> (1080, 1920): a frame's height and width, as numpy and TensorRT shapes order them.
 
@@ -494,6 +520,9 @@ class BuildConfig:
     keep_precision: str = "auto"  # int8: kept layers in fp16 | fp32 | auto (FP16 where it meets the target)
     max_fp_share: float = 0.25  # int8: the search keeps at most this share of the quantizable layers in FP
     fuse_preprocess: str | None = None  # "HxW" | "dynamic": the engine takes uint8 NHWC BGR frames, preprocesses on the GPU
+    # The task head inside the engine (--fuse-postprocess), as "conf=0.25,iou=0.45,max_det=300,topk=5"
+    # (postprocess_options() writes it); None: the engine returns the raw outputs.
+    fuse_postprocess: str | None = None
 
     def __post_init__(self) -> None:
         _check_choice("precision", self.precision, PRECISIONS)
@@ -561,6 +590,8 @@ class BuildConfig:
             data.update(fp16_mode=self.fp16_mode)
         if self.fuse_preprocess is not None:  # only when set: sidecars written before the option still match
             data.update(fuse_preprocess=self.fuse_preprocess)
+        if self.fuse_postprocess is not None:
+            data.update(fuse_postprocess=self.fuse_postprocess)
         return data
 
 
