@@ -170,12 +170,11 @@ class FusedPostprocess:
     iou_threshold: float | None = None
     max_detections: int | None = None
     mask_dtype: str | None = None  # segmentation: uint8 | int32
-    nms: str | None = None  # YOLO detection: onnx (NonMaxSuppression) | matrix (a Loop, for TensorRT-RTX)
-    pre_nms_topk: int | None = None  # matrix NMS: the best candidates above the threshold that enter suppression
+    nms: str | None = None  # YOLO detection: onnx (NonMaxSuppression) | loop (an ONNX Loop, for TensorRT-RTX)
 
     _KEYS = (("classes", "classes", int), ("topk", "topk", int), ("conf", "score_threshold", float),
              ("iou", "iou_threshold", float), ("max_det", "max_detections", int), ("mask", "mask_dtype", str),
-             ("nms", "nms", str), ("pre_nms", "pre_nms_topk", int))
+             ("nms", "nms", str))
 
     def text(self) -> str:
         """``detection:yolov8,classes=80,conf=0.25,iou=0.45,max_det=300`` (what the spec and sidecar store)."""

@@ -43,8 +43,8 @@ def test_a_fused_postprocess_engine_gives_the_host_heads_results(tmp_path, capsy
     sidecar = json.loads((tmp_path / "fused.engine.json").read_text())
     assert sidecar["build_config"]["fuse_postprocess"] == "conf=0.25,iou=0.45,max_det=20,topk=3"
     assert sidecar["preprocess"]["fused_postprocess"].startswith(kind)
-    if kind == "detection":  # TensorRT-RTX has no NonMaxSuppression runner: the matrix NMS was built
-        assert "nms=matrix" in sidecar["preprocess"]["fused_postprocess"]
+    if kind == "detection":  # TensorRT-RTX has no NonMaxSuppression runner: the loop NMS was built
+        assert "nms=loop" in sidecar["preprocess"]["fused_postprocess"]
         assert [o["name"] for o in sidecar["outputs"]] == ["num_detections", "boxes", "scores", "classes"]
     assert (tmp_path / "fused.postprocess.onnx").is_file()
     images = photos()

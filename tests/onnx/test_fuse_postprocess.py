@@ -66,7 +66,7 @@ def assert_same_detections(host, fused):
         assert h.labels == f.labels
 
 
-@pytest.mark.parametrize("nms", ["onnx", "matrix"])
+@pytest.mark.parametrize("nms", ["onnx", "loop"])
 @pytest.mark.parametrize("layout", ["yolov8", "yolov5"])
 @pytest.mark.parametrize(("anchors", "max_det"), [(96, 10), (96, 300), (8, 20)])
 def test_yolo_fused_detections_equal_the_host_heads(layout, anchors, max_det, nms):
@@ -78,7 +78,7 @@ def test_yolo_fused_detections_equal_the_host_heads(layout, anchors, max_det, nm
     assert fused.outputs == ("num_detections", "boxes", "scores", "classes")
     assert FusedPostprocess.parse(fused.spec.fused_postprocess) == FusedPostprocess(
         "detection", layout=layout, classes=classes, score_threshold=0.25, iou_threshold=0.45, max_detections=max_det,
-        nms=nms, pre_nms_topk=anchors if nms == "matrix" else None)
+        nms=nms)
     outputs = run(fused.model, {"raw": raw})
     assert outputs["boxes"].shape == (3, max_det, 4) and outputs["classes"].dtype == np.int32  # fixed, padded
     labels = ["a", "b", "c"]
@@ -143,7 +143,7 @@ def test_fused_argmax_mask_equals_the_host_segmentation_head(classes):
         np.testing.assert_array_equal(h.mask, g.mask)
 
 
-def test_matrix_nms_keeps_a_chain_exactly_as_greedy_nms_does():
+def test_loop_nms_keeps_a_chain_exactly_as_greedy_nms_does():
     """a overlaps b, b overlaps c, a does not overlap c: greedy keeps a and c (b is gone before it could suppress c);
     suppressing with every higher box, kept or not (Fast NMS), would drop c."""
     boxes = np.array([[0, 0, 10, 10], [6, 0, 16, 10], [12, 0, 22, 10], [100, 100, 110, 110]] + [[200, 200, 210, 210]] * 4,
@@ -151,7 +151,7 @@ def test_matrix_nms_keeps_a_chain_exactly_as_greedy_nms_does():
     cxcywh = np.concatenate([(boxes[:, :2] + boxes[:, 2:]) / 2, boxes[:, 2:] - boxes[:, :2]], axis=1)
     scores = np.array([[0.9], [0.8], [0.7], [0.6]] + [[0.01]] * 4, np.float32)  # 8 anchors: the YOLOv8 layout
     raw = np.concatenate([cxcywh, scores], axis=1).T[None]  # (1, 5, 4): YOLOv8, one class
-    fused = fuse_postprocess(identity_model({"raw": raw.shape}), spec_for("detection"), iou_threshold=0.2, nms="matrix")
+    fused = fuse_postprocess(identity_model({"raw": raw.shape}), spec_for("detection"), iou_threshold=0.2, nms="loop")
     outputs = run(fused.model, {"raw": raw})
     assert outputs["num_detections"][0, 0] == 3
     np.testing.assert_allclose(outputs["boxes"][0, :3], boxes[[0, 2, 3]])
@@ -188,7 +188,7 @@ def test_fused_heads_build_with_tensorrt_rtx(tmp_path):
     }
     del rng
     for name, (model, spec) in cases.items():
-        fused = fuse_postprocess(model, spec, nms="matrix")  # TensorRT-RTX has no NonMaxSuppression runner
+        fused = fuse_postprocess(model, spec, nms="loop")  # TensorRT-RTX has no NonMaxSuppression runner
         path = tmp_path / f"{name}.onnx"
         onnx.save(fused.model, str(path))
         result = build_engine(path, tmp_path / f"{name}.engine", config=BuildConfig(precision="fp32"))

@@ -324,8 +324,8 @@ def _fuse_postprocess(network_onnx: Path, spec: PreprocessSpec | None, config: B
         raise ConfigError(f"{network_onnx} already ends in its post-processing ({spec.fused_postprocess})",
                           "build it without --fuse-postprocess")
     # TensorRT-RTX 1.7 has no NonMaxSuppression runner (nor NonZero's, NVIDIA/TensorRT-RTX#32): its YOLO head
-    # suppresses with a Loop over an IoU matrix instead.
-    nms = "matrix" if flavor.is_rtx else "onnx"
+    # suppresses in an ONNX Loop instead.
+    nms = "loop" if flavor.is_rtx else "onnx"
     destination = output.with_name(output.name.split(".")[0] + ".postprocess.onnx")
     fused = write_fused_postprocess_onnx(network_onnx, spec, destination, nms=nms,
                                          **parse_postprocess_options(config.fuse_postprocess))

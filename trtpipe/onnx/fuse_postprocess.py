@@ -37,8 +37,7 @@ from trtpipe.spec import FusedPostprocess, PreprocessSpec
 
 SENTINEL = -3.0e38  # score of an anchor NMS did not keep: finite (TensorRT has no IsInf on every flavour), below any
 VALID_ABOVE = -1.0e38  # real scores are above this; padding rows are below
-NMS_KINDS = ("onnx", "matrix")
-PRE_NMS_TOPK = 1000  # "matrix" NMS: candidates suppressed (a 1000 x 1000 IoU matrix is 4 MB per image)
+NMS_KINDS = ("onnx", "loop")
 
 
 @dataclass(frozen=True)
@@ -63,7 +62,6 @@ def fuse_postprocess(
     iou_threshold: float = 0.45,
     max_detections: int = 300,
     nms: str = "onnx",
-    pre_nms_topk: int = PRE_NMS_TOPK,
 ) -> FusedModel:
     """Appends the task head of ``spec.task`` to ``model`` (a copy; ``model`` is not changed).
 
@@ -72,10 +70,10 @@ def fuse_postprocess(
         spec: its preprocess spec (task, head variant, input size).
         topk: classification: classes kept per image.
         score_threshold, iou_threshold, max_detections: detection: as the host head's (defaults 0.25, 0.45, 300).
-        nms: YOLO detection: "onnx" (NonMaxSuppression, TensorRT 10/11's INMSLayer) or "matrix" (greedy NMS as a
-            fixed-point Loop over an IoU matrix of the ``pre_nms_topk`` best candidates: TensorRT-RTX 1.7 has no
-            NonMaxSuppression runner, as it has none for NonZero, NVIDIA/TensorRT-RTX#32). Defaults to "onnx".
-        pre_nms_topk: "matrix": candidates (best scores above the threshold) that enter suppression. Defaults to 1000.
+        nms: YOLO detection: "onnx" (NonMaxSuppression, TensorRT 10/11's INMSLayer) or "loop" (greedy NMS as an
+            ONNX Loop that picks the best remaining box and suppresses its class's overlaps, at most ``max_detections``
+            times: TensorRT-RTX 1.7 has no NonMaxSuppression runner, as it has none for NonZero,
+            NVIDIA/TensorRT-RTX#32). Both give the host head's boxes exactly. Defaults to "onnx".
 
     Returns:
         The fused model and spec. Output names: detection ``num_detections``, ``boxes``, ``scores``, ``classes``;
@@ -101,8 +99,8 @@ def fuse_postprocess(
             raise ConfigError(f"max_det {max_detections} / iou {iou_threshold}: expected max_det >= 1 and 0 <= iou <= 1",
                               "e.g. --max-det 300 --iou 0.45")
         if nms not in NMS_KINDS:
-            raise ConfigError(f"nms {nms!r}: expected one of {', '.join(NMS_KINDS)}", "use onnx (TensorRT 10/11) or matrix")
-        fused, outputs = _detection(builder, spec, score_threshold, iou_threshold, max_detections, nms, pre_nms_topk)
+            raise ConfigError(f"nms {nms!r}: expected one of {', '.join(NMS_KINDS)}", "use onnx (TensorRT 10/11) or loop")
+        fused, outputs = _detection(builder, spec, score_threshold, iou_threshold, max_detections, nms)
     builder.finish(outputs)
     props = {p.key: p.value for p in model.metadata_props}
     helper.set_model_props(model, {**props, "trtpipe.fused_postprocess": fused.text()})
@@ -157,7 +155,7 @@ def _segmentation(g: "_Graph"):
     return fused, [(mask, ("N", shape[2], shape[3]), dtype)]
 
 
-def _detection(g: "_Graph", spec: PreprocessSpec, conf: float, iou: float, max_det: int, nms: str, pre_nms: int):
+def _detection(g: "_Graph", spec: PreprocessSpec, conf: float, iou: float, max_det: int, nms: str):
     shapes = [shape for _, shape, _ in g.outputs]
     three_d = [(n, s) for n, s, _ in g.outputs if len(s) == 3]
     if len(g.outputs) >= 2 and any(len(s) == 3 and s[-1] == 4 for s in shapes):
@@ -188,10 +186,10 @@ def _detection(g: "_Graph", spec: PreprocessSpec, conf: float, iou: float, max_d
     best_class = g.node("Cast", [g.node("ArgMax", [class_scores], axis=2, keepdims=0)], to=TensorProto.INT32)
     passed = g.node("GreaterOrEqual", [best, g.const(np.array(conf, np.float32))])  # (N, A): the host keeps >= conf
     fused = FusedPostprocess("detection", layout=layout, classes=classes, score_threshold=conf, iou_threshold=iou,
-                             max_detections=max_det, nms=nms, pre_nms_topk=min(pre_nms, anchors) if nms == "matrix" else None)
-    if nms == "matrix":
+                             max_detections=max_det, nms=nms)
+    if nms == "loop":
         dense = g.node("Where", [passed, best, g.const(np.array(SENTINEL, np.float32))])
-        return _matrix_nms(g, dense, boxes, best_class, anchors, min(pre_nms, anchors), iou, max_det, fused)
+        return _loop_nms(g, dense, boxes, best_class, anchors, iou, max_det, fused)
     # NMS sees each anchor under its best class only (the host head suppresses (box, best class) pairs), and only
     # anchors whose best score is >= conf (NonMaxSuppression's own threshold keeps > only, so it is given one that
     # passes every real score and stops the sentinel).
@@ -212,41 +210,44 @@ def _detection(g: "_Graph", spec: PreprocessSpec, conf: float, iou: float, max_d
     return _select(g, dense, boxes, best_class, anchors, max_det, fused)
 
 
-def _matrix_nms(g: "_Graph", dense: str, boxes: str, best_class: str, anchors: int, k: int, iou: float, max_det: int,
-                fused):
-    """Greedy class-wise NMS of the ``k`` best candidates without NonMaxSuppression (for TensorRT-RTX).
+def _loop_nms(g: "_Graph", dense: str, boxes: str, best_class: str, anchors: int, iou: float, max_det: int, fused):
+    """Greedy class-wise NMS without NonMaxSuppression (for TensorRT-RTX), exactly as the host head's.
 
-    Greedy NMS keeps candidate j (in score order) unless a kept candidate before it, of its class, overlaps it by
-    IoU > ``iou``. With S[i, j] = "i is before j, same class, IoU > iou", the kept set is the fixed point of
-    keep[j] = valid[j] and not any_i(keep[i] and S[i, j]); iterating from keep = valid reaches it exactly (each
-    iteration fixes at least the next candidate of the dependency order), usually in a few iterations, so the Loop
-    runs until nothing changes (at most k times).
+    An ONNX Loop picks the best remaining candidate (TopK 1: ties go to the lower anchor, as the host's stable sort),
+    then removes it and every remaining candidate of its class that overlaps it by IoU > ``iou``; it stops when
+    nothing remains or after ``max_det`` picks. Each pick costs O(anchors) work and memory, whatever the number of
+    candidates: there is no pre-NMS cut.
     """
-    scores, index = g.node("TopK", [dense, g.const(np.array([k], np.int64))], outputs=2, axis=1, largest=1, sorted=1)
-    valid = g.node("Greater", [scores, g.const(np.array(VALID_ABOVE, np.float32))])  # (N, k)
-    index4 = g.node("Expand", [g.node("Unsqueeze", [index, g.const(np.array([2], np.int64))]),
-                               g.node("Concat", [g.node("Shape", [index]), g.const(np.array([4], np.int64))], axis=0)])
-    cand_boxes = g.node("GatherElements", [boxes, index4], axis=1)  # (N, k, 4)
-    cand_class = g.node("GatherElements", [best_class, index], axis=1)  # (N, k)
-    x1, y1, x2, y2 = (g.slice(cand_boxes, i, i + 1, axis=2) for i in range(4))  # (N, k, 1) each
-    t = lambda tensor: g.node("Transpose", [tensor], perm=[0, 2, 1])  # noqa: E731 - (N, k, 1) -> (N, 1, k)
-    zero = g.const(np.array(0.0, np.float32))
-    width = g.node("Max", [g.node("Sub", [g.node("Min", [x2, t(x2)]), g.node("Max", [x1, t(x1)])]), zero])
-    height = g.node("Max", [g.node("Sub", [g.node("Min", [y2, t(y2)]), g.node("Max", [y1, t(y1)])]), zero])
-    inter = g.node("Mul", [width, height])  # (N, k, k)
-    area = g.node("Mul", [g.node("Sub", [x2, x1]), g.node("Sub", [y2, y1])])  # (N, k, 1)
-    union = g.node("Sub", [g.node("Add", [area, t(area)]), inter])
-    # inter > iou * union is IoU > iou without dividing by a zero union (two empty boxes never suppress each other)
-    overlaps = g.node("Greater", [inter, g.node("Mul", [union, g.const(np.array(iou, np.float32))])])
-    class_col = g.node("Unsqueeze", [cand_class, g.const(np.array([2], np.int64))])
-    same_class = g.node("Equal", [class_col, t(class_col)])
-    before = g.const(np.triu(np.ones((k, k), bool), 1))  # i before j in score order
-    suppress = g.node("Cast", [g.node("And", [g.node("And", [overlaps, same_class]), before])], to=TensorProto.FLOAT)
-    start = g.node("Cast", [valid], to=TensorProto.FLOAT)  # (N, k)
-    keep = g.loop_until_fixed(start, suppress, k)
-    kept = g.node("Greater", [keep, g.const(np.array(0.5, np.float32))])
-    kept_scores = g.node("Where", [kept, scores, g.const(np.array(SENTINEL, np.float32))])
-    return _select(g, kept_scores, cand_boxes, cand_class, k, max_det, fused)
+    x1, y1, x2, y2 = (g.node("Squeeze", [g.slice(boxes, i, i + 1, axis=2), g.const(np.array([2], np.int64))])
+                      for i in range(4))  # (N, A) each
+    area = g.node("Mul", [g.node("Sub", [x2, x1]), g.node("Sub", [y2, y1])])
+    anchor_ids = g.const(np.arange(anchors, dtype=np.int64).reshape(1, anchors))
+    b = _Body(g)
+    remaining = "remaining_in"
+    score, pick = b.node("TopK", [remaining, b.const(np.array([1], np.int64))], outputs=2, axis=1, largest=1, sorted=1)
+    picked = {name: b.node("GatherElements", [tensor, pick], axis=1)
+              for name, tensor in (("x1", x1), ("y1", y1), ("x2", x2), ("y2", y2), ("area", area), ("cls", best_class))}
+    zero = b.const(np.array(0.0, np.float32))
+    width = b.node("Max", [b.node("Sub", [b.node("Min", [picked["x2"], x2]), b.node("Max", [picked["x1"], x1])]), zero])
+    height = b.node("Max", [b.node("Sub", [b.node("Min", [picked["y2"], y2]), b.node("Max", [picked["y1"], y1])]), zero])
+    inter = b.node("Mul", [width, height])
+    union = b.node("Sub", [b.node("Add", [picked["area"], area]), inter])
+    # inter > iou * union is IoU > iou without dividing by a zero union (an empty box suppresses nothing but itself)
+    overlaps = b.node("Greater", [inter, b.node("Mul", [union, b.const(np.array(iou, np.float32))])])
+    suppressed = b.node("And", [overlaps, b.node("Equal", [picked["cls"], best_class])])
+    removed = b.node("Or", [suppressed, b.node("Equal", [anchor_ids, pick])])
+    left = b.node("Where", [removed, b.const(np.array(SENTINEL, np.float32)), remaining])
+    more = b.node("Greater", [b.node("ReduceMax", [left], keepdims=0), b.const(np.array(VALID_ABOVE, np.float32))])
+    squeeze = b.const(np.array([1], np.int64))
+    body = b.graph("greedy_nms_pick", carried=[("remaining", left)], scanned=[
+        ("score", b.node("Squeeze", [score, squeeze]), TensorProto.FLOAT),
+        ("pick", b.node("Squeeze", [pick, squeeze]), TensorProto.INT64)], condition=more)
+    trips = min(max_det, anchors)
+    _, scores, index = g.node("Loop", [g.const(np.array(trips, np.int64)), g.const(np.array(True)), dense], outputs=3,
+                              body=body)  # scan outputs (T, N), T <= trips
+    scores = g.node("Transpose", [scores], perm=[1, 0])
+    index = g.node("Transpose", [index], perm=[1, 0])
+    return _finish(g, scores, index, boxes, best_class, max_det, fused)
 
 
 def _detr(g: "_Graph", spec: PreprocessSpec, conf: float, max_det: int):
@@ -285,28 +286,70 @@ def _select(g: "_Graph", dense: str, boxes: str, best_class: str, candidates: in
     k = min(max_det, candidates)
     top_scores, top_index = g.node("TopK", [dense, g.const(np.array([k], np.int64))], outputs=2, axis=1, largest=1,
                                    sorted=1)
-    valid = g.node("Greater", [top_scores, g.const(np.array(VALID_ABOVE, np.float32))])  # (N, k)
+    return _finish(g, top_scores, top_index, boxes, best_class, max_det, fused)
+
+
+def _finish(g: "_Graph", top_scores: str, top_index: str, boxes: str, best_class: str, max_det: int, fused):
+    """(N, T) scores best first (SENTINEL: none) and their anchors -> the four fixed-size outputs, padded to max_det."""
+    valid = g.node("Greater", [top_scores, g.const(np.array(VALID_ABOVE, np.float32))])  # (N, T)
     count = g.node("ReduceSum", [g.node("Cast", [valid], to=TensorProto.INT32), g.const(np.array([1], np.int64))],
                    keepdims=1)  # (N, 1)
     index4 = g.node("Expand", [g.node("Unsqueeze", [top_index, g.const(np.array([2], np.int64))]),
                                g.node("Concat", [g.node("Shape", [top_index]), g.const(np.array([4], np.int64))], axis=0)])
-    top_boxes = g.node("GatherElements", [boxes, index4], axis=1)  # (N, k, 4)
+    top_boxes = g.node("GatherElements", [boxes, index4], axis=1)  # (N, T, 4)
     top_classes = g.node("GatherElements", [best_class, top_index], axis=1)
     valid4 = g.node("Unsqueeze", [valid, g.const(np.array([2], np.int64))])
     top_boxes = g.node("Where", [valid4, top_boxes, g.const(np.array(0.0, np.float32))])
     top_scores = g.node("Where", [valid, top_scores, g.const(np.array(0.0, np.float32))])
     top_classes = g.node("Where", [valid, top_classes, g.const(np.array(-1, np.int32))])
-    if k < max_det:  # fewer candidates than max_det: pad to the fixed size the outputs promise
-        pad = max_det - k
-        top_boxes = g.node("Pad", [top_boxes, g.const(np.array([0, 0, 0, 0, pad, 0], np.int64))])
-        top_scores = g.node("Pad", [top_scores, g.const(np.array([0, 0, 0, pad], np.int64))])
-        top_classes = g.node("Pad", [top_classes, g.const(np.array([0, 0, 0, pad], np.int64)),
-                                     g.const(np.array(-1, np.int32))])
+    # T may be below max_det (fewer candidates, or the NMS loop ran out): pad to the fixed size the outputs promise
+    taken = g.node("Slice", [g.node("Shape", [top_index]), g.const(np.array([1], np.int64)),
+                             g.const(np.array([2], np.int64))])
+    short = g.node("Sub", [g.const(np.array([max_det], np.int64)), taken])
+    pads2 = g.node("Concat", [g.const(np.zeros(3, np.int64)), short], axis=0)  # [0, 0, 0, short]: (N, T) -> (N, D)
+    pads3 = g.node("Concat", [g.const(np.zeros(4, np.int64)), short, g.const(np.zeros(1, np.int64))], axis=0)
+    top_boxes = g.node("Pad", [top_boxes, pads3])
+    top_scores = g.node("Pad", [top_scores, pads2])
+    top_classes = g.node("Pad", [top_classes, pads2, g.const(np.array(-1, np.int32))])
     outputs = [(g.rename(count, "num_detections"), ("N", 1), TensorProto.INT32),
                (g.rename(top_boxes, "boxes"), ("N", max_det, 4), TensorProto.FLOAT),
                (g.rename(top_scores, "scores"), ("N", max_det), TensorProto.FLOAT),
                (g.rename(top_classes, "classes"), ("N", max_det), TensorProto.INT32)]
     return fused, outputs
+
+
+class _Body:
+    """The body graph of an ONNX Loop: nodes whose inputs may be outer-scope tensors of the main graph."""
+
+    def __init__(self, outer: "_Graph"):
+        self.outer = outer
+        self.nodes: list = []
+        self.initializers: list = []
+
+    def node(self, op: str, inputs, outputs: int = 1, **attributes):
+        names = [self.outer._name(f"loop_{op.lower()}") for _ in range(outputs)]
+        self.nodes.append(helper.make_node(op, list(inputs), names, name=self.outer._name(f"loop_{op}"), **attributes))
+        return names[0] if outputs == 1 else names
+
+    def const(self, value: np.ndarray) -> str:
+        name = self.outer._name("loop_const")
+        self.initializers.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def graph(self, name: str, carried, scanned, condition: str):
+        """The body: inputs (iteration, condition, each carried ``<name>_in``), outputs (condition, carried, scanned)."""
+        self.nodes.append(helper.make_node("Identity", [condition], ["cond_out"]))
+        outputs = [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, [])]
+        for carried_name, tensor in carried:
+            self.nodes.append(helper.make_node("Identity", [tensor], [f"{carried_name}_out"]))
+            outputs.append(helper.make_tensor_value_info(f"{carried_name}_out", TensorProto.FLOAT, None))
+        for scanned_name, tensor, dtype in scanned:
+            self.nodes.append(helper.make_node("Identity", [tensor], [f"{scanned_name}_out"]))
+            outputs.append(helper.make_tensor_value_info(f"{scanned_name}_out", dtype, None))
+        inputs = [helper.make_tensor_value_info("iteration", TensorProto.INT64, []),
+                  helper.make_tensor_value_info("cond_in", TensorProto.BOOL, [])]
+        inputs += [helper.make_tensor_value_info(f"{n}_in", TensorProto.FLOAT, None) for n, _ in carried]
+        return helper.make_graph(self.nodes, name, inputs, outputs, self.initializers)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -330,6 +373,8 @@ class _Graph:
                 "with axes as inputs)", "export at opset 17 (trtpipe export --opset 17)",
             )
         self.outputs = [(o.name, _dims(o), o.type.tensor_type.elem_type) for o in self.graph.output]
+        if any(not isinstance(d, int) for _, shape, _ in self.outputs for d in shape[1:]):
+            self.outputs = _measured_outputs(model, self.outputs)
         if not self.outputs:
             raise InputError("the network has no outputs", "export the model again")
         taken = {o.name for o in self.graph.output} | {t for n in self.graph.node for t in n.output}
@@ -356,35 +401,6 @@ class _Graph:
         name = self._name("const")
         self.graph.initializer.append(numpy_helper.from_array(np.asarray(value), name))
         return name
-
-    def loop_until_fixed(self, start: str, suppress: str, limit: int) -> str:
-        """ONNX Loop: keep = start * (keep @ suppress == 0) until keep stops changing (at most ``limit`` times).
-
-        ``start`` (N, k) float 0/1, ``suppress`` (N, k, k) float 0/1 (an outer-scope value the body reads).
-        """
-        body_nodes = [
-            helper.make_node("Unsqueeze", ["keep_in", "loop_axis1"], ["keep_row"]),  # (N, 1, k)
-            helper.make_node("MatMul", ["keep_row", suppress], ["hits_row"]),  # (N, 1, k): kept suppressors of each j
-            helper.make_node("Squeeze", ["hits_row", "loop_axis1"], ["hits"]),
-            helper.make_node("Equal", ["hits", "loop_zero"], ["free"]),
-            helper.make_node("Cast", ["free"], ["free_f"], to=TensorProto.FLOAT),
-            helper.make_node("Mul", [start, "free_f"], ["keep_out"]),
-            helper.make_node("Sub", ["keep_out", "keep_in"], ["change"]),
-            helper.make_node("Abs", ["change"], ["change_abs"]),
-            helper.make_node("ReduceSum", ["change_abs"], ["changed"], keepdims=0),
-            helper.make_node("Greater", ["changed", "loop_zero"], ["cond_out"]),
-        ]
-        body = helper.make_graph(
-            body_nodes, "greedy_nms_step",
-            [helper.make_tensor_value_info("iteration", TensorProto.INT64, []),
-             helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
-             helper.make_tensor_value_info("keep_in", TensorProto.FLOAT, None)],
-            [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
-             helper.make_tensor_value_info("keep_out", TensorProto.FLOAT, None)],
-            [numpy_helper.from_array(np.array([1], np.int64), "loop_axis1"),
-             numpy_helper.from_array(np.array(0.0, np.float32), "loop_zero")],
-        )
-        return self.node("Loop", [self.const(np.array(limit, np.int64)), self.const(np.array(True)), start], body=body)
 
     def reduce_max(self, tensor: str, axis: int) -> str:
         """ReduceMax over one axis, dropped (its axes are an attribute before opset 18, an input from 18)."""
@@ -416,7 +432,46 @@ class _Graph:
         del self.graph.output[:]
         for name, shape, dtype in outputs:
             self.graph.output.append(helper.make_tensor_value_info(name, dtype, list(shape)))
+        # The head's constants that no node reads (the raw outputs' slices a layout does not use): dropped, as ONNX
+        # Runtime would drop them with a warning.
+        read = {name for node in _all_nodes(self.graph) for name in node.input}
+        unused = [t for t in self.graph.initializer if t.name.startswith(self.PREFIX) and t.name not in read]
+        for tensor in unused:
+            self.graph.initializer.remove(tensor)
         onnx.checker.check_model(self.model)
+
+
+def _measured_outputs(model: onnx.ModelProto, declared):
+    """Output shapes with every axis but the batch made concrete by running the model once (batch 1) in ONNX Runtime.
+
+    Exporters often leave output axes symbolic (``Concatoutput_dim_1``) that a fixed input size decides, and
+    ONNX shape inference does not resolve them through Concat/Reshape chains; one run on zeros does. Inputs with
+    symbolic axes other than the batch cannot be run: their outputs stay as declared.
+    """
+    import onnxruntime as ort
+
+    feeds = {}
+    for value in model.graph.input:
+        if value.name in {i.name for i in model.graph.initializer}:
+            continue
+        dims = _dims(value)
+        if any(not isinstance(d, int) for d in dims[1:]):
+            return declared
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type)
+        feeds[value.name] = np.zeros((1, *dims[1:]), dtype)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    values = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
+    return [(name, (shape[0] if shape else "N", *values[name].shape[1:]) if name in values else shape, dtype)
+            for name, shape, dtype in declared]
+
+
+def _all_nodes(graph):
+    """Every node of ``graph`` and of its subgraphs (a Loop's body reads outer-scope tensors too)."""
+    for node in graph.node:
+        yield node
+        for attribute in node.attribute:
+            if attribute.type == onnx.AttributeProto.GRAPH:
+                yield from _all_nodes(attribute.g)
 
 
 def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
