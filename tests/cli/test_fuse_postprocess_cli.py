@@ -80,3 +80,32 @@ def test_fuse_postprocess_without_a_spec_is_refused_before_any_work(tmp_path, ca
     err = capsys.readouterr().err
     assert code == 2 and "--fuse-postprocess needs the model's task" in err and "Hint:" in err
     assert not list(tmp_path.glob("bare.engine*")) and not list(tmp_path.glob("*.postprocess.onnx"))
+
+
+def test_export_fuse_postprocess_writes_a_topk_onnx_that_builds(tmp_path, capsys):
+    onnx_path = tmp_path / "mnv2.onnx"
+    assert main(["export", "mobilenetv2", "-o", str(onnx_path), "--weights", "random", "--fuse-postprocess",
+                 "--topk", "3"]) == 0
+    spec = json.loads((tmp_path / "mnv2.preprocess.json").read_text())
+    assert spec["fused_postprocess"] == "classification:classes=1000,topk=3" and spec["head"] == "fused_classification"
+    out = build(capsys, onnx_path, tmp_path / "mnv2.engine")
+    assert "built" in out
+    with Pipeline.from_engine(tmp_path / "mnv2.engine", topk=3) as pipe:
+        result = pipe(photos(1)[0])
+    assert len(result.indices) == 3 and result.scores[0] >= result.scores[1] >= result.scores[2]
+
+
+def test_a_nonmaxsuppression_head_is_refused_by_tensorrt_rtx_before_any_work(tmp_path, capsys):
+    import onnx
+
+    from trtpipe.onnx.fuse_postprocess import fuse_postprocess
+    from trtpipe.spec import PreprocessSpec, preprocess_path_for
+
+    model = tiny_detector_model(tmp_path / "d.onnx")
+    fused = fuse_postprocess(onnx.load(str(model)), PreprocessSpec.load(preprocess_path_for(model)), nms="onnx")
+    onnx.save(fused.model, str(tmp_path / "d_nms.onnx"))
+    fused.spec.save(tmp_path / "d_nms.preprocess.json")
+    code = main(["build", str(tmp_path / "d_nms.onnx"), "-o", str(tmp_path / "d_nms.engine")])
+    err = capsys.readouterr().err
+    assert code == 2 and "no runner for" in err and "Hint: export it with --fuse-postprocess --nms loop" in err
+    assert not (tmp_path / "d_nms.engine").exists()

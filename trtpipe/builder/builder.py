@@ -121,6 +121,7 @@ def build_engine(
     # the image input.
     source_inputs = graph_io(source_model)[0]
     _check_spec_fits(onnx_path, source_inputs, spec, weight_inputs)
+    _check_fused_nms(onnx_path, spec, flavor)
     if config.fuse_postprocess is not None and spec is None:  # before calibration, not after it
         raise ConfigError(
             f"--fuse-postprocess needs the model's task, and {onnx_path} has no preprocess spec beside it",
@@ -307,6 +308,21 @@ def _fuse_preprocess(network_onnx: Path, spec: PreprocessSpec | None, config: Bu
     fused_path = output.with_name(output.name.split(".")[0] + ".fused.onnx")
     fused = write_fused_onnx(network_onnx, spec, config.fuse_preprocess, fused_path)
     return fused_path, fused.spec, [fused.note, parity_note(fused)]
+
+
+def _check_fused_nms(onnx_path: Path, spec: PreprocessSpec | None, flavor) -> None:
+    """An ONNX whose fused head suppresses with NonMaxSuppression cannot build on TensorRT-RTX (no runner for it):
+    refused before any work, with the export that builds."""
+    from trtpipe.spec import FusedPostprocess
+
+    if spec is None or spec.fused_postprocess is None or not flavor.is_rtx:
+        return
+    if FusedPostprocess.parse(spec.fused_postprocess).nms == "onnx":
+        raise ConfigError(
+            f"{onnx_path}: its fused head suppresses with NonMaxSuppression, which {flavor.label} has no runner for "
+            "(as for NonZero, NVIDIA/TensorRT-RTX#32)",
+            "export it with --fuse-postprocess --nms loop, or build the raw ONNX with build --fuse-postprocess",
+        )
 
 
 def _fuse_postprocess(network_onnx: Path, spec: PreprocessSpec | None, config: BuildConfig, output: Path, flavor):
