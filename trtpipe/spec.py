@@ -98,6 +98,10 @@ class PreprocessSpec(_JsonFile):
     # network itself takes uint8 NHWC BGR frames of that size (or any size within its profile) and does the resize,
     # channel order, normalisation and layout above on the GPU (export/build --fuse-preprocess).
     fused_preprocess: str | None = None
+    # None: the network returns its raw outputs and the host runs the task head. Otherwise the head is in the network
+    # (export/build --fuse-postprocess), as FusedPostprocess.text() writes it: "detection:yolov8,classes=80,conf=0.25,
+    # iou=0.45,max_det=300", "classification:topk=5,classes=1000", "segmentation:classes=19,mask=uint8".
+    fused_postprocess: str | None = None
 
     def __post_init__(self) -> None:
         _check_choice("task", self.task, TASKS)
@@ -117,6 +121,8 @@ class PreprocessSpec(_JsonFile):
             )
         if self.fused_preprocess is not None and self.fused_preprocess != "dynamic":
             parse_frame_size(self.fused_preprocess)  # raises for anything but HxW
+        if self.fused_postprocess is not None:
+            FusedPostprocess.parse(self.fused_postprocess)  # raises for text trtpipe does not write
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             raise ConfigError(
                 f"mean {self.mean} / std {self.std} are not three values with positive std",
@@ -144,6 +150,88 @@ class PreprocessSpec(_JsonFile):
 
     def replace(self, **changes: Any) -> "PreprocessSpec":
         return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class FusedPostprocess:
+    """What a network with its post-processing fused in returns (``PreprocessSpec.fused_postprocess`` is its text).
+
+    Detection: ``num_detections`` (N, 1) int32, ``boxes`` (N, max_detections, 4) float32 xyxy in network-input pixels,
+    ``scores`` (N, max_detections) float32, ``classes`` (N, max_detections) int32 (padding: score 0, class -1).
+    Classification: ``scores`` (N, topk) float32 probabilities, ``indices`` (N, topk) int32. Segmentation: ``mask``
+    (N, h, w) uint8 (int32 past 256 classes) class ids.
+    """
+
+    task: str
+    layout: str | None = None  # detection: yolov8 | yolov5 | detr | detr_sigmoid
+    classes: int | None = None
+    topk: int | None = None
+    score_threshold: float | None = None
+    iou_threshold: float | None = None
+    max_detections: int | None = None
+    mask_dtype: str | None = None  # segmentation: uint8 | int32
+    nms: str | None = None  # YOLO detection: onnx (NonMaxSuppression) | loop (an ONNX Loop, for TensorRT-RTX)
+
+    _KEYS = (("classes", "classes", int), ("topk", "topk", int), ("conf", "score_threshold", float),
+             ("iou", "iou_threshold", float), ("max_det", "max_detections", int), ("mask", "mask_dtype", str),
+             ("nms", "nms", str))
+
+    def text(self) -> str:
+        """``detection:yolov8,classes=80,conf=0.25,iou=0.45,max_det=300`` (what the spec and sidecar store)."""
+        parts = [self.layout] if self.layout else []
+        parts += [f"{key}={getattr(self, field)}" for key, field, _ in self._KEYS if getattr(self, field) is not None]
+        return f"{self.task}:{','.join(parts)}"
+
+    @classmethod
+    def parse(cls, text: str) -> "FusedPostprocess":
+        """The inverse of :meth:`text`.
+
+        Raises:
+            ConfigError: text that :meth:`text` does not write.
+        """
+        task, _, rest = str(text).partition(":")
+        values: dict[str, Any] = {}
+        by_key = {key: (field, kind) for key, field, kind in cls._KEYS}
+        try:
+            for part in filter(None, rest.split(",")):
+                key, eq, value = part.partition("=")
+                if not eq:
+                    values["layout"] = key
+                    continue
+                field, kind = by_key[key]
+                values[field] = kind(value)
+            _check_choice("fused_postprocess task", task, TASKS)
+        except (KeyError, ValueError):
+            raise ConfigError(f"fused_postprocess {text!r} is not what trtpipe writes",
+                              "e.g. detection:yolov8,classes=80,conf=0.25,iou=0.45,max_det=300; rebuild with "
+                              "--fuse-postprocess") from None
+        return cls(task, **values)
+
+
+def postprocess_options(score_threshold: float = 0.25, iou_threshold: float = 0.45, max_detections: int = 300,
+                        topk: int = 5) -> str:
+    """``BuildConfig.fuse_postprocess`` text: ``conf=0.25,iou=0.45,max_det=300,topk=5`` (the host heads' defaults)."""
+    return f"conf={score_threshold:g},iou={iou_threshold:g},max_det={int(max_detections)},topk={int(topk)}"
+
+
+def parse_postprocess_options(text: str) -> dict[str, float | int]:
+    """The inverse of :func:`postprocess_options`, as ``fuse_postprocess()`` keyword arguments.
+
+    Raises:
+        ConfigError: text postprocess_options does not write.
+    """
+    names = {"conf": ("score_threshold", float), "iou": ("iou_threshold", float), "max_det": ("max_detections", int),
+             "topk": ("topk", int)}
+    options = {}
+    try:
+        for part in filter(None, str(text).split(",")):
+            key, _, value = part.partition("=")
+            name, kind = names[key]
+            options[name] = kind(value)
+    except (KeyError, ValueError):
+        raise ConfigError(f"--fuse-postprocess options {text!r} are not conf=,iou=,max_det=,topk=",
+                          "e.g. conf=0.25,iou=0.45,max_det=300,topk=5") from None
+    return options
 
 
 def parse_frame_size(text: str) -> tuple[int, int]:
@@ -431,6 +519,9 @@ class BuildConfig:
     keep_precision: str = "auto"  # int8: kept layers in fp16 | fp32 | auto (FP16 where it meets the target)
     max_fp_share: float = 0.25  # int8: the search keeps at most this share of the quantizable layers in FP
     fuse_preprocess: str | None = None  # "HxW" | "dynamic": the engine takes uint8 NHWC BGR frames, preprocesses on the GPU
+    # The task head inside the engine (--fuse-postprocess), as "conf=0.25,iou=0.45,max_det=300,topk=5"
+    # (postprocess_options() writes it); None: the engine returns the raw outputs.
+    fuse_postprocess: str | None = None
 
     def __post_init__(self) -> None:
         _check_choice("precision", self.precision, PRECISIONS)
@@ -498,6 +589,8 @@ class BuildConfig:
             data.update(fp16_mode=self.fp16_mode)
         if self.fuse_preprocess is not None:  # only when set: sidecars written before the option still match
             data.update(fuse_preprocess=self.fuse_preprocess)
+        if self.fuse_postprocess is not None:
+            data.update(fuse_postprocess=self.fuse_postprocess)
         return data
 
 

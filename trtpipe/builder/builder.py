@@ -121,6 +121,12 @@ def build_engine(
     # the image input.
     source_inputs = graph_io(source_model)[0]
     _check_spec_fits(onnx_path, source_inputs, spec, weight_inputs)
+    _check_fused_nms(onnx_path, spec, flavor)
+    if config.fuse_postprocess is not None and spec is None:  # before calibration, not after it
+        raise ConfigError(
+            f"--fuse-postprocess needs the model's task, and {onnx_path} has no preprocess spec beside it",
+            "export with trtpipe export (which writes <stem>.preprocess.json), or write one with PreprocessSpec(...).save()",
+        )
     network_inputs = _fused_inputs(source_inputs, config.fuse_preprocess) if config.fuse_preprocess else source_inputs
     ranges, profile_notes = resolve_profile(network_inputs, config, weight_inputs=weight_inputs)
     network_onnx, realised, notes, calib_sha, fidelity = _prepare_network_onnx(
@@ -142,6 +148,13 @@ def build_engine(
         from trtpipe.onnx.fuse_preprocess import fused_notes
 
         notes = list(notes) + fused_notes(spec)
+    if config.fuse_postprocess is not None:
+        # Appended last: the head reads the network's outputs in whatever precision they come (calibration and the
+        # FP16 range pass saw the network without it).
+        network_onnx, spec, post_notes = _fuse_postprocess(network_onnx, spec, config, output, flavor)
+        notes = list(notes) + post_notes
+        network_model = read_onnx(network_onnx, check=False).model
+        inputs, outputs = graph_io(network_model)
     size_warning = check_image_size(ranges, inputs, spec)
     if size_warning:
         profile_notes.append(size_warning)
@@ -295,6 +308,44 @@ def _fuse_preprocess(network_onnx: Path, spec: PreprocessSpec | None, config: Bu
     fused_path = output.with_name(output.name.split(".")[0] + ".fused.onnx")
     fused = write_fused_onnx(network_onnx, spec, config.fuse_preprocess, fused_path)
     return fused_path, fused.spec, [fused.note, parity_note(fused)]
+
+
+def _check_fused_nms(onnx_path: Path, spec: PreprocessSpec | None, flavor) -> None:
+    """An ONNX whose fused head suppresses with NonMaxSuppression cannot build on TensorRT-RTX (no runner for it):
+    refused before any work, with the export that builds."""
+    from trtpipe.spec import FusedPostprocess
+
+    if spec is None or spec.fused_postprocess is None or not flavor.is_rtx:
+        return
+    if FusedPostprocess.parse(spec.fused_postprocess).nms == "onnx":
+        raise ConfigError(
+            f"{onnx_path}: its fused head suppresses with NonMaxSuppression, which {flavor.label} has no runner for "
+            "(as for NonZero, NVIDIA/TensorRT-RTX#32)",
+            "export it with --fuse-postprocess --nms loop, or build the raw ONNX with build --fuse-postprocess",
+        )
+
+
+def _fuse_postprocess(network_onnx: Path, spec: PreprocessSpec | None, config: BuildConfig, output: Path, flavor):
+    """``--fuse-postprocess``: the network ONNX with the task head appended, written beside the engine as
+    ``<engine stem>.postprocess.onnx`` (+ its spec); returns it, the spec with ``fused_postprocess`` and notes."""
+    from trtpipe.onnx.fuse_postprocess import write_fused_postprocess_onnx
+    from trtpipe.spec import parse_postprocess_options
+
+    if spec is None:
+        raise ConfigError(
+            f"--fuse-postprocess needs the model's task, and {network_onnx} has no preprocess spec beside it",
+            "export with trtpipe export (which writes <stem>.preprocess.json), or write one with PreprocessSpec(...).save()",
+        )
+    if spec.fused_postprocess is not None:
+        raise ConfigError(f"{network_onnx} already ends in its post-processing ({spec.fused_postprocess})",
+                          "build it without --fuse-postprocess")
+    # TensorRT-RTX 1.7 has no NonMaxSuppression runner (nor NonZero's, NVIDIA/TensorRT-RTX#32): its YOLO head
+    # suppresses in an ONNX Loop instead.
+    nms = "loop" if flavor.is_rtx else "onnx"
+    destination = output.with_name(output.name.split(".")[0] + ".postprocess.onnx")
+    fused = write_fused_postprocess_onnx(network_onnx, spec, destination, nms=nms,
+                                         **parse_postprocess_options(config.fuse_postprocess))
+    return destination, fused.spec, [fused.note]
 
 
 def _check_rewritten_inputs(network_onnx: Path, inputs, expected) -> None:

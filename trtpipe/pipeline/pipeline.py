@@ -70,7 +70,9 @@ class Pipeline:
         self.engine = engine
         self.spec = spec
         self.labels = _load_labels(spec.labels if labels is None else labels)
-        self.head = create_head(head_name(spec), labels=self.labels, topk=topk, input_size=(spec.height, spec.width), **head_options)
+        fused = {"fused": spec.fused_postprocess} if spec.fused_postprocess else {}  # the head built into the network
+        self.head = create_head(head_name(spec), labels=self.labels, topk=topk, input_size=(spec.height, spec.width),
+                                **fused, **head_options)
         self.timings = TimingRecorder()
         if len(engine.inputs) != 1:
             raise InputError(

@@ -115,8 +115,9 @@ class TritonPythonModel:
             from trtpipe.labels import load_labels
 
             labels = load_labels(str(folder / self.spec.labels))
+        fused = {"fused": self.spec.fused_postprocess} if self.spec.fused_postprocess else {}  # head in the network
         self._create_head = lambda topk: create_head(
-            head_name(self.spec), labels=labels, topk=topk, input_size=(self.spec.height, self.spec.width)
+            head_name(self.spec), labels=labels, topk=topk, input_size=(self.spec.height, self.spec.width), **fused
         )
         self.heads = {}  # top-k -> head; classification heads differ only in k
         self.input_dtype = np.dtype(self.settings["input_dtype"])

@@ -102,6 +102,8 @@ def export_model(
     strict_parity: bool = True,
     force: bool = False,
     fuse_preprocess: str | None = None,
+    fuse_postprocess: str | None = None,
+    nms: str = "auto",
 ) -> ExportResult:
     """Exports zoo model ``name`` to ONNX and writes its PreprocessSpec beside it.
 
@@ -120,6 +122,11 @@ def export_model(
         fuse_preprocess: "HxW" or "dynamic": prepend the model's preprocessing, so that the ONNX (and engines built
             from it) take uint8 NHWC BGR frames of that size (see ``trtpipe.onnx.fuse_preprocess``); the parity check
             with torch runs on the model before fusing. Defaults to None (float tensors in).
+        fuse_postprocess: append the task head (``trtpipe.onnx.fuse_postprocess``) with these options
+            (:func:`~trtpipe.spec.postprocess_options` text, e.g. "conf=0.25,iou=0.45,max_det=300,topk=5"). Defaults to
+            None (raw outputs).
+        nms: with ``fuse_postprocess``, a YOLO head's suppression: onnx | loop | auto (loop where TensorRT-RTX is the
+            TensorRT installed, which has no NonMaxSuppression runner; else onnx). Defaults to auto.
 
     Returns:
         The ExportResult; ``skipped`` says whether an existing export was reused.
@@ -140,6 +147,9 @@ def export_model(
     fingerprint = _fingerprint(name, request, opset, dynamic_batch, exporter)
     if fuse_preprocess is not None:
         fingerprint["fuse_preprocess"] = fuse_preprocess
+    if fuse_postprocess is not None:
+        nms = resolve_nms(nms)
+        fingerprint.update(fuse_postprocess=fuse_postprocess, nms=nms)
 
     if not force:
         existing = _up_to_date(onnx_path, spec_path, fingerprint)
@@ -156,6 +166,8 @@ def export_model(
         made = _export(entry, request, attempts, dynamic_batch, fingerprint, strict_parity)
         # the spec written beside the ONNX must make images its input takes (a registry mistake, caught here)
         check_image_input(made.spec, graph_io(made.model)[0][0], onnx_path)
+        if fuse_postprocess is not None:  # on the raw network's outputs, before any preprocessing goes in front
+            made = _fuse_post(made, fuse_postprocess, nms)
         if fuse_preprocess is not None:
             made = _fuse(made, fuse_preprocess)
         with atomic_output(onnx_path) as onnx_tmp, atomic_output(spec_path) as spec_tmp:
@@ -302,6 +314,33 @@ def _fuse(made: _Made, frames: str) -> _Made:
     parity = parity_note(fused)
     log.info("%s; %s", fused.note, parity)
     return dataclasses.replace(made, model=fused.model, spec=fused.spec)
+
+
+def resolve_nms(nms: str) -> str:
+    """``auto`` -> ``loop`` where TensorRT-RTX is the only TensorRT installed (it has no NonMaxSuppression runner),
+    else ``onnx``; ``onnx``/``loop`` as given.
+
+    Raises:
+        ConfigError: any other value.
+    """
+    if nms not in ("auto", "onnx", "loop"):
+        raise ConfigError(f"--nms {nms!r}: expected auto, onnx or loop", "use --nms auto (the default)")
+    if nms != "auto":
+        return nms
+    from trtpipe.flavors import installed_flavors
+
+    flavors = installed_flavors()
+    return "loop" if flavors and all(f.is_rtx for f in flavors) else "onnx"
+
+
+def _fuse_post(made: _Made, options: str, nms: str) -> _Made:
+    """The export with its task head appended (``--fuse-postprocess``); the log says what comes out."""
+    from trtpipe.onnx.fuse_postprocess import fuse_postprocess
+    from trtpipe.spec import parse_postprocess_options
+
+    fused = fuse_postprocess(made.model, made.spec, nms=nms, **parse_postprocess_options(options))
+    log.info("%s", fused.note)
+    return dataclasses.replace(made, model=fused.model, spec=fused.spec, output_names=fused.outputs)
 
 
 def _export_once(module, sample, attempt: _Attempt, names: tuple[str, ...], dynamic_batch: bool, name: str):

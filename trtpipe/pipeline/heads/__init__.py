@@ -16,7 +16,8 @@ from typing import Callable
 from trtpipe.errors import ConfigError, InputError
 
 _HEADS: dict[str, type] = {}
-_BUILTIN = ("classification", "detection", "segmentation")  # modules; detection also registers detr_sigmoid
+_BUILTIN = ("classification", "detection", "segmentation", "fused")  # modules; detection also registers detr_sigmoid,
+# fused the heads of networks with their post-processing fused in (fused_detection, fused_classification)
 
 
 def register_head(name: str) -> Callable[[type], type]:
@@ -78,7 +79,7 @@ def run_head(head, outputs: dict, metas: list, images: list) -> list:
 def head_options() -> tuple[str, ...]:
     """Keyword options any registered head takes (``topk``, ``score_threshold`` ...), from their signatures.
 
-    ``labels`` and ``input_size`` are left out: the Pipeline sets them from the spec.
+    ``labels``, ``input_size`` and ``fused`` are left out: the Pipeline sets them from the spec.
     """
     import inspect
 
@@ -88,7 +89,7 @@ def head_options() -> tuple[str, ...]:
         for parameter in inspect.signature(cls.__init__).parameters.values():
             if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY):
                 names.add(parameter.name)
-    return tuple(sorted(names - {"self", "labels", "input_size"}))
+    return tuple(sorted(names - {"self", "labels", "input_size", "fused"}))
 
 
 _warned_label_counts: set[tuple[str, int, int]] = set()
