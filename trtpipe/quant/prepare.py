@@ -154,7 +154,11 @@ def prepare_fp16(
 
 
 def require_spec(onnx_path: Path, spec: PreprocessSpec | None) -> PreprocessSpec:
-    """The model's preprocess spec: given, or read from ``<stem>.preprocess.json`` beside the ONNX."""
+    """The model's preprocess spec: given, or read from ``<stem>.preprocess.json`` beside the ONNX.
+
+    The library does not guess: callers that may derive one pass ``trtpipe.presets.resolve_spec(onnx_path)`` (the
+    CLI does, with the user's --preset and flags).
+    """
     if spec is not None:
         return spec
     path = preprocess_path_for(onnx_path)
@@ -162,8 +166,8 @@ def require_spec(onnx_path: Path, spec: PreprocessSpec | None) -> PreprocessSpec
         raise InputError(
             f"{onnx_path}: no preprocess spec ({path} is missing), so calibration images cannot be prepared "
             "as the model expects",
-            f"export with `trtpipe export MODEL` (it writes the spec), or write {path.name} by hand "
-            '({"model": "NAME", "height": 224, "width": 224, ...})',
+            f"export with `trtpipe export MODEL` (it writes the spec), write {path.name} with `trtpipe spec "
+            f"{onnx_path} --preset NAME`, or pass spec=trtpipe.presets.resolve_spec(path)",
         )
     return PreprocessSpec.load(path)
 
@@ -183,8 +187,11 @@ def prepare_int8(onnx_path: Path, options: Int8Options, spec: PreprocessSpec | N
     from trtpipe.quant.qdq import count_qdq
     from trtpipe.quant.search import MIN_HELD_BACK, FidelityTargetError
 
+    from trtpipe.presets import warn_assumed_calibration
+
     start = time.perf_counter()
     spec = require_spec(onnx_path, spec)
+    warn_assumed_calibration(spec, onnx_path)
     target = resolve_fidelity_target(options.fidelity_target, spec.task)
     model = load_onnx(onnx_path, check=False)  # initializers listed as graph inputs are dropped there
     calibration = calibrate_model(onnx_path, model, spec, options, output.parent)
