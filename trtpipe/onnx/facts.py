@@ -68,12 +68,12 @@ def _image_axes(shape: tuple[int, ...]) -> tuple[str | None, int | None, int | N
         layout = "NCHW"
     elif c in _CHANNEL_COUNTS and a not in _CHANNEL_COUNTS:  # (N, H, W, C), TensorFlow's and Keras'
         layout = "NHWC"
-    elif a > 0 and c <= 0:
+    elif a > 0 and (c <= 0 or a <= c):  # the fixed (or the smaller) of the two is the channel axis: (N, 6, 64, 64)
         layout = "NCHW"
-    elif c > 0 and a <= 0:
+    elif c > 0:
         layout = "NHWC"
     else:
-        return None, None, None, None  # both or neither channel-sized: the shape does not say
+        return None, None, None, None  # both dynamic: the shape does not say
     channels, height, width = (a, b, c) if layout == "NCHW" else (c, a, b)
     positive = lambda d: d if d > 0 else None  # noqa: E731
     return layout, positive(channels), positive(height), positive(width)
