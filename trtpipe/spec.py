@@ -176,6 +176,13 @@ class PreprocessSpec(_JsonFile):
         return _from_mapping(cls, data, source)
 
     def replace(self, **changes: Any) -> "PreprocessSpec":
+        """A copy with ``changes``; a new channel count keeps mean/std that are one value for all channels."""
+        order = changes.get("channel_order", self.channel_order)
+        if (1 if order == GRAY else len(order)) != self.channels:
+            for name in ("mean", "std"):
+                values = getattr(self, name)
+                if name not in changes and len(set(values)) == 1:
+                    changes[name] = values[:1]
         return dataclasses.replace(self, **changes)
 
 
