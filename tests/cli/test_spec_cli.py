@@ -79,3 +79,13 @@ def test_a_preset_says_the_normalisation_so_calibration_does_not_warn(tmp_path, 
     assert "assumed task classification" in err  # the unit preset has no task: that one is still a guess
     code, _, err = run_cli(capsys, "calibrate", model, "--images", images, "--mean", "0.1,0.2", "-o", tmp_path / "x.onnx")
     assert code == 2 and "are not 4 values" in err and "Hint:" in err and not (tmp_path / "x.onnx").exists()
+
+
+def test_bench_pipeline_runs_an_rgba_model_with_a_preset(tmp_path, capsys):
+    model = channels_classifier(tmp_path / "rgba.onnx", 4, layout="NHWC", size=(None, None))
+    images = photos(tmp_path / "images", 4)
+    code, out, err = run_cli(capsys, "bench", model, "--pipeline", "--images", images, "--batch", "2", "--preset", "yolo",
+                             "--input-size", "32x32", "--task", "classification", "--json", tmp_path / "p.json")
+    assert code == 0, err
+    assert "assumed" not in err  # the preset and --input-size said it all (the layout and channels are facts)
+    assert json.loads((tmp_path / "p.json").read_text())["images"] == 4
