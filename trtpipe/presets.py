@@ -190,14 +190,25 @@ def resolve_spec(
     model_path = Path(model_path)
     path = preprocess_path_for(model_path)
     base = PreprocessSpec.load(path) if spec_file and path.is_file() else None
-    if facts is None and (base is None or overrides.given):
-        from trtpipe.onnx.facts import read_facts  # the onnx package: only where a file's facts are needed
-
-        facts = read_facts(model_path)
+    if facts is None and (base is None or overrides.preset is not None):
+        facts = _read_facts(model_path)
     if base is not None:
         return override_spec(base, overrides, facts)
     base, assumed = _from_facts(model_path, facts, overrides)
     return _apply_flags(base, overrides, assumed)
+
+
+def _read_facts(model_path: Path) -> ModelFacts:
+    """The ONNX's facts; the onnx package reads them, which a slim deployment image may lack."""
+    try:
+        from trtpipe.onnx.facts import read_facts
+    except ImportError as exc:
+        raise ConfigError(
+            f"{model_path.name}: no preprocess spec beside it, and deriving one needs the onnx package ({exc})",
+            f"pip install onnx, or write the spec where it is installed (`trtpipe spec {model_path.name} ...`) and "
+            "copy the .preprocess.json beside the model",
+        ) from None
+    return read_facts(model_path)
 
 
 def override_spec(spec: PreprocessSpec, overrides: SpecOverrides, facts: ModelFacts | None = None) -> PreprocessSpec:
@@ -336,8 +347,9 @@ def assumed_line(spec: PreprocessSpec, model: str | Path) -> str | None:
     """One line saying what was assumed for ``model``'s spec, or None where nothing was."""
     if not spec.assumed:
         return None
-    return (f"{Path(model).name}: no preprocess spec says it, so trtpipe assumed {'; '.join(spec.assumed)} (write the "
-            f"right ones with `trtpipe spec {Path(model).name} --preset NAME` or give --preset/--mean/--std ...)")
+    name = Path(model).name
+    return (f"{name}: nothing said it, so trtpipe assumed {'; '.join(spec.assumed)} (say it with --preset NAME, "
+            f"--mean/--std/--input-size/--task ..., or write it once with `trtpipe spec {name} ...`)")
 
 
 _WARNED: set[str] = set()

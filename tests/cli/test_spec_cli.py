@@ -89,3 +89,14 @@ def test_bench_pipeline_runs_an_rgba_model_with_a_preset(tmp_path, capsys):
     assert code == 0, err
     assert "assumed" not in err  # the preset and --input-size said it all (the layout and channels are facts)
     assert json.loads((tmp_path / "p.json").read_text())["images"] == 4
+
+
+def test_an_fp32_build_needs_no_spec_even_where_none_can_be_derived(tmp_path, capsys):
+    pytest.importorskip("tensorrt_rtx")
+    model = channels_classifier(tmp_path / "six.onnx", 6, size=(16, 16))
+    code, out, err = run_cli(capsys, "build", model, "-o", tmp_path / "six.engine")
+    assert code == 0 and "no preprocess spec recorded" in err, err
+    assert json.loads((tmp_path / "six.engine.json").read_text())["preprocess"] is None
+    code, _, err = run_cli(capsys, "build", model, "--precision", "int8", "--images", tmp_path, "-o", tmp_path / "i.engine")
+    assert code == 2 and "6 channels" in err and "Hint: give --channel-order" in err
+    assert not (tmp_path / "i.engine").exists()

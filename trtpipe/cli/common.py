@@ -274,7 +274,14 @@ def spec_from_args(args: argparse.Namespace, model, *, required: bool = True):
         facts = read_facts(path)
         if facts.layout is None or _input_count(path) != 1:
             return None
-    spec = resolve_spec(path, overrides, facts)
+    try:
+        spec = resolve_spec(path, overrides, facts)
+    except ConfigError as exc:
+        if required or overrides.given:
+            raise
+        # an FP32 build needs no spec: one that cannot be derived (a 6-channel input, no --channel-order) is left out
+        print(f"note: {path.name}: no preprocess spec recorded in the sidecar ({exc.message})", file=sys.stderr)
+        return None
     line = assumed_line(spec, path)
     if line:
         print(f"note: {line}", file=sys.stderr)
