@@ -211,8 +211,10 @@ def prepare_int8(onnx_path: Path, options: Int8Options, spec: PreprocessSpec | N
             f"{onnx_path.name}: INT8 misses the fidelity target {check.target} on {check.held_back_images} held-back "
             f"images: at best {check.figures_text()} with {len(check.kept)} of {check.quantizable_layers} layers in "
             f"floating point (the cap is {check.cap}, --max-fp-share {options.max_fp_share:g}); nothing was written",
-            "allow more kept layers (--max-fp-share 0.5), lower the target (--fidelity-target cosine=0.995), "
-            "build --precision fp16, or --fidelity-target none to build the INT8 engine unchecked",
+            # more kept layers helps only where the search stopped at the cap, not where keeping more stopped helping
+            (f"allow more kept layers (--max-fp-share {max(0.5, min(1.0, 2 * options.max_fp_share)):g}), "
+             if len(check.kept) >= check.cap and options.max_fp_share < 1.0 else "") + "lower the target (--fidelity-target cosine=0.995), build --precision fp16, or --fidelity-target "
+            "none to build the INT8 engine unchecked",
         )
     qdq_model = build_qdq_model(model, calibration, kept, keep_precision, fp32_layers)
     counts = count_qdq(qdq_model)
