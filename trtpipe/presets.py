@@ -2,19 +2,20 @@
 
 A user's ONNX rarely comes with a ``.preprocess.json``. :func:`resolve_spec` builds one from, lowest first:
 
-1. what nothing says: assumed (the ``imagenet`` preset's normalisation, 224x224 where the size is dynamic), each
-   assumption recorded in ``PreprocessSpec.assumed``;
-2. the spec file beside the model, where there is one (it replaces 1 and 3's soft facts: it was written for this model);
-3. the ONNX's own facts (:class:`ModelFacts`, read by ``trtpipe.onnx.facts``): fixed height, width, channels and
-   layout, an integer input (the graph normalises: raw pixels), exporters' metadata (size, class names, task);
-4. ``--preset NAME``: resize, interpolation, normalisation and colour order of a named family of models;
-5. flags (:class:`SpecOverrides`): ``--input-size``, ``--mean`` ... win over everything.
+1. what nothing says: assumed (the ``imagenet`` preset's normalisation and resize, 224x224 where the size is
+   dynamic, a classifier), each assumption recorded in ``PreprocessSpec.assumed``;
+2. the ONNX's own facts (:class:`ModelFacts`, read by ``trtpipe.onnx.facts``): fixed height, width, channels and
+   layout, an integer input (the graph normalises: raw pixels), exporters' metadata (size, class names, task, and
+   the family: an Ultralytics export gets the ``yolo`` preset);
+3. ``--preset NAME``: resize, interpolation, normalisation and colour order of a named family of models;
+4. flags (:class:`SpecOverrides`): ``--input-size``, ``--mean`` ... win over everything.
 
-Facts the network's input shape fixes (size, channels, layout, an integer dtype) also win over a preset: a preset is
-about a model family's habits, the input shape is about this file. A flag that contradicts them is kept and then
-refused by the input check, which names both.
+A spec file beside the model replaces 1 and 2 (it was written for this model, by an exporter or by ``trtpipe
+spec``); a preset and flags still go over it. Facts the input shape fixes (size, channels, layout, an integer dtype)
+win over a preset: a preset is about a model family's habits, the shape about this file. A flag that contradicts them
+is kept, and then refused by the input check (``trtpipe.quant.feeds.check_image_input``), which names both.
 
-Plain data and the standard library only: part of the deployment path (``Pipeline.from_onnx`` resolves a spec).
+Plain data and the standard library only: part of the deployment path (reading facts imports onnx, lazily).
 """
 
 from __future__ import annotations
@@ -137,7 +138,8 @@ class ModelFacts:
     """What an ONNX file says about its image input (None: it does not say). See ``trtpipe.onnx.facts``."""
 
     model: str  # the file's stem
-    input_name: str | None = None
+    input_name: str | None = None  # the first network input's (the one images feed)
+    inputs: int = 1  # how many network inputs the graph has
     dtype: str = "float32"
     layout: str | None = None  # NCHW | NHWC, from where a channel-sized axis is
     channels: int | None = None
@@ -149,6 +151,15 @@ class ModelFacts:
     task: str | None = None
     family: str | None = None  # a preset the metadata points to ("yolo" for an Ultralytics export)
     notes: tuple[str, ...] = field(default=(), compare=False)  # what was read, for the one-line summary
+
+    @property
+    def takes_pixels(self) -> bool:
+        """An integer (uint8 ...) image input: the graph normalises, so it is fed 0..255 as they are."""
+        return self.dtype not in ("float32", "float16", "float64", "bfloat16")
+
+
+def _count(order: str) -> int:
+    return 1 if order == GRAY else len(order)
 
 
 def _colour_order(colour: str, channels: int) -> str:
@@ -244,9 +255,8 @@ def _from_facts(model_path: Path, facts: ModelFacts, overrides: SpecOverrides) -
             "give --channel-order with one letter per channel from R, G, B and A (alpha, 255), e.g. RGBRGB for 6, and "
             "--mean/--std with one value per channel (or one for all)",
         )
-    integer = facts.dtype not in ("float32", "float16", "float64", "bfloat16")
     normalisation_given = overrides.mean is not None or overrides.std is not None or overrides.pixel_scale is not None
-    if integer:
+    if facts.takes_pixels:
         mean, std, scale = (0.0,), (1.0,), 1.0  # the graph normalises: it takes pixels
     else:
         mean, std = _normalisation(preset, order)
@@ -281,24 +291,10 @@ def _from_facts(model_path: Path, facts: ModelFacts, overrides: SpecOverrides) -
     return spec, assumed
 
 
-_FLAG_FIELDS: dict[str, Callable[[Any], dict[str, Any]]] = {  # SpecOverrides field -> PreprocessSpec changes
-    "input_size": lambda v: dict(zip(("height", "width"), parse_frame_size(v))),
-    "resize": lambda v: {"resize": v},
-    "interpolation": lambda v: {"interpolation": v},
-    "mean": lambda v: {"mean": tuple(v)},
-    "std": lambda v: {"std": tuple(v)},
-    "pixel_scale": lambda v: {"pixel_scale": v},
-    "layout": lambda v: {"layout": v},
-    "task": lambda v: {"task": v},
-    "labels": lambda v: {"labels": v},
-}
-
-
 def _apply_preset(base: PreprocessSpec, overrides: SpecOverrides, facts: ModelFacts | None) -> PreprocessSpec:
     """A spec file's ``base`` with ``--preset``'s habits (resize, interpolation, normalisation, colour order)."""
     if overrides.preset is None:
-        if overrides.channel_order is not None and (overrides.channel_order == GRAY) != (base.channel_order == GRAY) \
-                or overrides.channel_order is not None and len(overrides.channel_order) != len(base.channel_order):
+        if overrides.channel_order is not None and _count(overrides.channel_order) != base.channels:
             # the file's per-channel values were for another channel count: one value for all, their average
             return dataclasses.replace(base, channel_order=overrides.channel_order,
                                        mean=(sum(base.mean) / len(base.mean),), std=(sum(base.std) / len(base.std),))
@@ -307,8 +303,7 @@ def _apply_preset(base: PreprocessSpec, overrides: SpecOverrides, facts: ModelFa
     order = overrides.channel_order or _colour_order(preset.colour, base.channels) or base.channel_order
     changes: dict[str, Any] = dict(resize=preset.resize, interpolation=preset.interpolation, antialias=preset.antialias,
                                    crop_fraction=preset.crop_fraction, pad_value=preset.pad_value, channel_order=order)
-    integer = facts is not None and facts.dtype not in ("float32", "float16", "float64", "bfloat16")
-    if not integer:  # an integer input takes pixels whatever the preset normalises
+    if not (facts is not None and facts.takes_pixels):  # an integer input takes pixels whatever the preset normalises
         mean, std = _normalisation(preset, order)
         changes.update(mean=mean, std=std, pixel_scale=preset.pixel_scale)
     return dataclasses.replace(base, **changes)

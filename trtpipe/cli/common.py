@@ -266,13 +266,14 @@ def spec_from_args(args: argparse.Namespace, model, *, required: bool = True):
         return override_spec(spec, overrides)
     if not path.is_file():
         return None  # the verb's own check names the missing file
-    from trtpipe.onnx.facts import read_facts
     from trtpipe.spec import preprocess_path_for
 
     facts = None
     if not required and not preprocess_path_for(path).is_file() and not overrides.given:
+        from trtpipe.onnx.facts import read_facts
+
         facts = read_facts(path)
-        if facts.layout is None or _input_count(path) != 1:
+        if facts.layout is None or facts.inputs != 1:
             return None
     try:
         spec = resolve_spec(path, overrides, facts)
@@ -287,8 +288,3 @@ def spec_from_args(args: argparse.Namespace, model, *, required: bool = True):
         print(f"note: {line}", file=sys.stderr)
     return spec
 
-
-def _input_count(path) -> int:
-    from trtpipe.onnx.load import graph_io, load_onnx
-
-    return len(graph_io(load_onnx(path, check=False, load_weights=False))[0])

@@ -48,7 +48,7 @@ def read_facts(path: str | Path) -> ModelFacts:
         notes.append(f"{height}x{width}")
     if image.dtype not in _FLOAT_DTYPES:
         notes.append(f"{image.dtype} input (takes pixels)")
-    facts = dict(model=path.name.split(".")[0], input_name=image.name, dtype=image.dtype, layout=layout,
+    facts = dict(model=path.name.split(".")[0], input_name=image.name, inputs=len(inputs), dtype=image.dtype, layout=layout,
                  channels=channels, height=height, width=width)
     facts.update(_ultralytics(metadata, height, width, notes))
     if "labels" not in facts and "character" in metadata:
