@@ -187,11 +187,8 @@ def prepare_int8(onnx_path: Path, options: Int8Options, spec: PreprocessSpec | N
     from trtpipe.quant.qdq import count_qdq
     from trtpipe.quant.search import MIN_HELD_BACK, FidelityTargetError
 
-    from trtpipe.presets import warn_assumed_calibration
-
     start = time.perf_counter()
     spec = require_spec(onnx_path, spec)
-    warn_assumed_calibration(spec, onnx_path)
     target = resolve_fidelity_target(options.fidelity_target, spec.task)
     model = load_onnx(onnx_path, check=False)  # initializers listed as graph inputs are dropped there
     calibration = calibrate_model(onnx_path, model, spec, options, output.parent)
@@ -346,6 +343,9 @@ def calibrate_model(onnx_path: Path, model, spec: PreprocessSpec, options: Int8O
         InputError: a bad image folder, a cache from another model, a model images cannot feed.
         OnnxModelError: an opset below 13, nothing to quantize, ONNX Runtime cannot run the model.
     """
+    from trtpipe.presets import warn_assumed_calibration
+
+    warn_assumed_calibration(spec, onnx_path)  # ranges measured on a guessed normalisation: said loudly, once
     import numpy as np
 
     from trtpipe.onnx.load import onnx_sha256
