@@ -6,7 +6,7 @@ import pytest
 from onnx import TensorProto
 
 from tests.intake_models import channels_classifier
-from trtpipe.errors import ConfigError
+from trtpipe.errors import ConfigError, InputError
 from trtpipe.onnx.facts import read_facts
 from trtpipe.presets import PRESETS, SpecOverrides, assumed_line, resolve_spec
 from trtpipe.spec import IMAGENET_MEAN, IMAGENET_STD, PreprocessSpec, preprocess_path_for
@@ -108,3 +108,13 @@ def test_what_no_preset_can_describe_is_refused_with_the_flags_that_can(tmp_path
         SpecOverrides(channel_order="RGBX")
     with pytest.raises(ConfigError, match=r"mean \[0.1, 0.2\] / std .* are not 3 values.*Hint: give one value per channel"):
         PreprocessSpec(model="m", height=8, width=8, mean=(0.1, 0.2))
+
+
+def test_a_label_file_goes_into_the_spec_and_a_bundled_set_stays_a_name(tmp_path):
+    model = channels_classifier(tmp_path / "m.onnx", 3)
+    names = tmp_path / "classes.txt"
+    names.write_text("# inspection classes\nok\nscratch\n")
+    assert resolve_spec(model, SpecOverrides(labels=str(names))).labels == ("ok", "scratch")
+    assert resolve_spec(model, SpecOverrides(labels="coco80")).labels == "coco80"
+    with pytest.raises(InputError, match=r"neither a bundled set .* nor an existing file"):
+        resolve_spec(model, SpecOverrides(labels=str(tmp_path / "missing.txt")))

@@ -291,6 +291,18 @@ def _from_facts(model_path: Path, facts: ModelFacts, overrides: SpecOverrides) -
     return spec, assumed
 
 
+def _label_names(source: str) -> str | tuple[str, ...]:
+    """``--labels``: a bundled set stays its name; a file's names go into the spec, which then needs no file beside it
+    wherever it is copied (an engine sidecar, a Triton repository).
+
+    Raises:
+        InputError: a missing or empty file (see ``trtpipe.labels.load_labels``).
+    """
+    from trtpipe.labels import BUNDLED_LABELS, load_labels
+
+    return source if source in BUNDLED_LABELS else tuple(load_labels(source))
+
+
 def _apply_preset(base: PreprocessSpec, overrides: SpecOverrides, facts: ModelFacts | None) -> PreprocessSpec:
     """A spec file's ``base`` with ``--preset``'s habits (resize, interpolation, normalisation, colour order)."""
     if overrides.preset is None:
@@ -319,7 +331,7 @@ _FLAG_FIELDS: dict[str, Callable[[Any], dict[str, Any]]] = {  # SpecOverrides fi
     "channel_order": lambda v: {"channel_order": v},
     "layout": lambda v: {"layout": v},
     "task": lambda v: {"task": v},
-    "labels": lambda v: {"labels": v},
+    "labels": lambda v: {"labels": _label_names(v)},
 }
 # The start of an assumption line -> the spec field a flag sets that turns the assumption into a choice.
 _ASSUMPTION_FIELDS = {"input size": "height", "layout": "layout", "task": "task", "normalisation": "mean",
