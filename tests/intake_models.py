@@ -197,3 +197,29 @@ def batch_statistic_model(path):
     onnx.save(model, str(path))
     _write_spec(path, {"model": "stat", "height": 32, "width": 32})
     return path
+
+
+def channels_classifier(path, channels: int = 1, *, layout: str = "NCHW", size=(16, 16), dtype=TensorProto.FLOAT,
+                        classes: int = 4, metadata: dict | None = None, batch="N"):
+    """A classifier with a ``channels``-channel image input (a grayscale OCR/medical model, an RGBA one, ...):
+    per-channel spatial mean -> MatMul -> logits. ``size`` None entries are dynamic; ``metadata`` goes to
+    metadata_props (exporters' keys: Ultralytics' imgsz/names/task, PaddleOCR's character)."""
+    height, width = (d if d is not None else name for d, name in zip(size, ("H", "W")))
+    shape = [batch, channels, height, width] if layout == "NCHW" else [batch, height, width, channels]
+    axes = [2, 3] if layout == "NCHW" else [1, 2]
+    nodes = []
+    source = "x"
+    if dtype != TensorProto.FLOAT:
+        nodes.append(helper.make_node("Cast", ["x"], ["xf"], to=TensorProto.FLOAT, name="cast"))
+        source = "xf"
+    nodes += [helper.make_node("ReduceMean", [source], ["pooled"], axes=axes, keepdims=0, name="pool"),
+              helper.make_node("MatMul", ["pooled", "fc_w"], ["logits"], name="fc")]
+    weight = numpy_helper.from_array(np.random.default_rng(channels).standard_normal((channels, classes)).astype(np.float32), "fc_w")
+    graph = helper.make_graph(nodes, "channels", [helper.make_tensor_value_info("x", dtype, shape)],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, classes])], [weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    if metadata:
+        helper.set_model_props(model, metadata)
+    onnx.save(model, str(path))
+    return path

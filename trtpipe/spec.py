@@ -23,6 +23,11 @@ PRECISIONS = ("fp32", "fp16", "int8")
 RESIZE_MODES = ("resize_crop", "stretch", "letterbox")
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "area")
 TASKS = ("classification", "detection", "segmentation")
+# What each letter of a channel_order takes from the decoded BGR image: a colour plane, or alpha (opaque, 255: a decoded
+# photo has none). "GRAY" (one channel) is luma with OpenCV's BT.601 weights, as cv2.cvtColor(COLOR_BGR2GRAY) uses.
+CHANNEL_LETTERS = {"B": "blue", "G": "green", "R": "red", "A": "alpha, 255"}
+GRAY = "GRAY"
+GRAY_WEIGHTS = {"B": 0.114, "G": 0.587, "R": 0.299}
 SIDECAR_SCHEMA_VERSION = 1
 # What TensorRT-RTX targets when no compute capability is set (its documentation: Ampere and later).
 RTX_DEFAULT_TARGETS = "RTX GPUs SM80/SM86/SM89/SM120 and later (TensorRT-RTX's default; Turing needs --compute-capability SM75)"
@@ -84,13 +89,16 @@ class PreprocessSpec(_JsonFile):
     crop_fraction: float = 0.875  # resize_crop: crop size / resized shorter side (timm's crop_pct)
     interpolation: str = "bilinear"  # nearest | bilinear | bicubic | area
     antialias: bool = True  # antialias when downscaling, as torchvision's PIL resize does
-    mean: tuple[float, ...] = IMAGENET_MEAN  # per channel, in 0..1 pixel units, in channel_order
+    mean: tuple[float, ...] = IMAGENET_MEAN  # per channel, in 0..1 pixel units, in channel_order (one value: all)
     std: tuple[float, ...] = IMAGENET_STD
     pixel_scale: float = 1.0 / 255.0  # applied to uint8 pixels before mean/std
-    channel_order: str = "RGB"  # RGB | BGR: order the network expects
+    # The network's channels, one letter each from the decoded BGR image (R, G, B; A: alpha, 255): RGB | BGR | RGBA |
+    # BGRA | ..., or GRAY for one luma channel. See CHANNEL_LETTERS.
+    channel_order: str = "RGB"
     layout: str = "NCHW"  # NCHW | NHWC
     pad_value: int = 114  # letterbox border value (uint8)
-    labels: str | None = None  # bundled label set ("imagenet1k") or None
+    # bundled label set ("imagenet1k"), a label file, the class names themselves (from the ONNX's metadata), or None
+    labels: str | tuple[str, ...] | None = None
     weights: str = "unknown"  # "pretrained:<tag>", "random", "checkpoint:<path>" or "unknown" (user ONNX)
     source: str = "onnx"  # where the model came from: torchvision, timm, efficientnet_lite, onnx
     head: str | None = None  # registered task head variant, e.g. "detr_sigmoid"; None: the task's default head
@@ -102,12 +110,15 @@ class PreprocessSpec(_JsonFile):
     # (export/build --fuse-postprocess), as FusedPostprocess.text() writes it: "detection:yolov8,classes=80,conf=0.25,
     # iou=0.45,max_det=300", "classification:topk=5,classes=1000", "segmentation:classes=19,mask=uint8".
     fused_postprocess: str | None = None
+    # What nothing (no spec file, preset, flag or fact of the ONNX) said and was assumed, one line each: a spec that
+    # says so is a guess, and calibration ranges measured with it may not match deployment.
+    assumed: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check_choice("task", self.task, TASKS)
         _check_choice("resize", self.resize, RESIZE_MODES)
         _check_choice("interpolation", self.interpolation, INTERPOLATIONS)
-        _check_choice("channel_order", self.channel_order, ("RGB", "BGR"))
+        check_channel_order(self.channel_order)
         _check_choice("layout", self.layout, ("NCHW", "NHWC"))
         if self.height <= 0 or self.width <= 0:
             raise ConfigError(
@@ -123,11 +134,30 @@ class PreprocessSpec(_JsonFile):
             parse_frame_size(self.fused_preprocess)  # raises for anything but HxW
         if self.fused_postprocess is not None:
             FusedPostprocess.parse(self.fused_postprocess)  # raises for text trtpipe does not write
-        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+        channels = self.channels
+        for name in ("mean", "std"):
+            values = getattr(self, name)
+            if isinstance(values, (int, float)):
+                values = (values,)
+            if len(values) == 1 and channels > 1:  # one value stands for every channel
+                values = tuple(values) * channels
+            # frozen: the broadcast is stored once here, so every consumer sees one value per channel
+            object.__setattr__(self, name, tuple(float(v) for v in values))
+        if len(self.mean) != channels or len(self.std) != channels or min(self.std) <= 0:
             raise ConfigError(
-                f"mean {self.mean} / std {self.std} are not three values with positive std",
-                "give three per-channel values each, e.g. ImageNet's (0.485, 0.456, 0.406) / (0.229, 0.224, 0.225)",
+                f"mean {list(self.mean)} / std {list(self.std)} are not {channels} values (channel_order "
+                f"{self.channel_order}) with positive std",
+                f"give one value per channel, or one for all (e.g. --mean 0.5 --std 0.5); ImageNet's RGB values are "
+                "0.485,0.456,0.406 / 0.229,0.224,0.225",
             )
+        if self.labels is not None and not isinstance(self.labels, (str, tuple)):
+            raise ConfigError(f"labels is {self.labels!r}, expected a label set name, a file or a list of names",
+                              'write "labels": "imagenet1k", "labels": "classes.txt" or "labels": ["cat", "dog"]')
+
+    @property
+    def channels(self) -> int:
+        """How many channels the network's image input has (1 for GRAY, else one per channel_order letter)."""
+        return 1 if self.channel_order == GRAY else len(self.channel_order)
 
     @property
     def random_weights(self) -> bool:
@@ -142,13 +172,23 @@ class PreprocessSpec(_JsonFile):
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (lists, not tuples), equal to what ``load`` reads back."""
-        return {key: list(value) if isinstance(value, tuple) else value for key, value in dataclasses.asdict(self).items()}
+        data = {key: list(value) if isinstance(value, tuple) else value for key, value in dataclasses.asdict(self).items()}
+        if not data["assumed"]:  # only when set: specs (and sidecars, cache keys) written before the field still match
+            del data["assumed"]
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "preprocess spec") -> "PreprocessSpec":
         return _from_mapping(cls, data, source)
 
     def replace(self, **changes: Any) -> "PreprocessSpec":
+        """A copy with ``changes``; a new channel count keeps mean/std that are one value for all channels."""
+        order = changes.get("channel_order", self.channel_order)
+        if (1 if order == GRAY else len(order)) != self.channels:
+            for name in ("mean", "std"):
+                values = getattr(self, name)
+                if name not in changes and len(set(values)) == 1:
+                    changes[name] = values[:1]
         return dataclasses.replace(self, **changes)
 
 
@@ -232,6 +272,34 @@ def parse_postprocess_options(text: str) -> dict[str, float | int]:
         raise ConfigError(f"--fuse-postprocess options {text!r} are not conf=,iou=,max_det=,topk=",
                           "e.g. conf=0.25,iou=0.45,max_det=300,topk=5") from None
     return options
+
+
+def check_channel_order(order: str) -> None:
+    """Raises ConfigError unless ``order`` is GRAY or one letter per channel from CHANNEL_LETTERS (RGB, BGRA, ...)."""
+    if order == GRAY or (isinstance(order, str) and order and set(order) <= set(CHANNEL_LETTERS)):
+        return
+    raise ConfigError(
+        f"channel_order is {order!r}, expected GRAY or one letter per channel from R, G, B and A (alpha, 255)",
+        "e.g. RGB, BGR, GRAY (one luma channel), RGBA or BGRA",
+    )
+
+
+def channel_mix(order: str) -> tuple[tuple[tuple[float, float, float], ...], tuple[float, ...]]:
+    """How each network channel is made from a BGR pixel: (weights on (B, G, R) per channel, offset per channel).
+
+    ``RGB`` -> ((0,0,1), (0,1,0), (1,0,0)) and offsets 0; ``GRAY`` -> ((0.114, 0.587, 0.299),); ``A`` -> weights 0 and
+    offset 255 (opaque). Values are in 0..255 pixel units, before pixel_scale and mean/std.
+    """
+    check_channel_order(order)
+    letters = [GRAY] if order == GRAY else list(order)
+    weights, offsets = [], []
+    for letter in letters:
+        if letter == GRAY:
+            weights.append(tuple(GRAY_WEIGHTS[c] for c in "BGR"))
+        else:
+            weights.append(tuple(1.0 if c == letter else 0.0 for c in "BGR"))
+        offsets.append(255.0 if letter == "A" else 0.0)
+    return tuple(weights), tuple(offsets)
 
 
 def parse_frame_size(text: str) -> tuple[int, int]:

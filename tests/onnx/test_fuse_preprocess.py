@@ -297,3 +297,14 @@ def test_an_onnx_fused_at_export_builds_and_its_spec_is_checked_as_frames(tiny_o
     with pytest.raises(InputError, match=r"says the preprocessing is fused in \(120x160\): the network takes uint8 "
                                          r"frames \?x120x160x3.*Hint: remove \"fused_preprocess\""):
         check_image_input(fused, TensorInfo("input", (-1, 3, 32, 32), "float32"), source)
+
+
+@pytest.mark.parametrize("order", ["GRAY", "RGBA", "BGRA", "RGBRGB"])
+def test_fused_preprocessing_makes_any_channel_order_as_the_cpu_path(order):
+    frames = [np.random.default_rng(i).integers(0, 256, (60, 80, 3), dtype=np.uint8) for i in range(2)]
+    spec = PreprocessSpec(model="t", height=16, width=24, resize="letterbox", antialias=False, channel_order=order,
+                          mean=(0.5,), std=(0.25,))
+    mean_difference, max_difference = difference_from_cpu(spec, "60x80", frames)
+    assert max_difference < 1e-3  # in uint8 steps: the same pixels
+    fused = run(preprocess_model(spec, "60x80"), np.stack(frames))
+    assert fused.shape == (2, spec.channels, 16, 24)

@@ -112,7 +112,7 @@ def test_efficientnet_lite0_classifies_chelsea_and_coffee(zoo_onnx):
 def test_deployment_path_imports_no_build_tooling():
     code = (
         "import sys, trtpipe; trtpipe.Pipeline; import trtpipe.runtime.tensorrt_engine, trtpipe.runtime.onnxruntime_engine, "
-        "trtpipe.cuda, trtpipe.pipeline.heads.detection, trtpipe.pipeline.heads.segmentation, trtpipe.cli.infer; "
+        "trtpipe.cuda, trtpipe.pipeline.heads.detection, trtpipe.pipeline.heads.segmentation, trtpipe.cli.infer, trtpipe.presets; "
         "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'onnx_graphsurgeon', 'timm') "
         "or m.startswith(('trtpipe.zoo', 'trtpipe.quant', 'trtpipe.builder'))]; print(bad); sys.exit(bool(bad))"
     )

@@ -147,3 +147,21 @@ def test_load_image(tmp_path):
         load_image(tmp_path / "broken.jpg")
     with pytest.raises(InputError, match="missing.jpg: no such file"):
         load_image(tmp_path / "missing.jpg")
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_gray_and_alpha_channels_come_from_the_decoded_bgr_image(layout):
+    image = np.random.default_rng(3).integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    plain = PreprocessSpec(model="t", height=8, width=8, resize="stretch", mean=(0.5,), std=(0.25,), layout=layout,
+                           channel_order="BGR")
+    bgr = preprocess_batch([image], plain)[0]
+    bgr = bgr if layout == "NCHW" else bgr.transpose(2, 0, 1)
+    gray = preprocess_batch([image], plain.replace(channel_order="GRAY"))[0]
+    assert gray.shape == ((1, 8, 8) if layout == "NCHW" else (8, 8, 1))
+    gray = gray if layout == "NCHW" else gray.transpose(2, 0, 1)
+    pixels = bgr * 0.25 + 0.5  # back to 0..1 units; luma with OpenCV's BT.601 weights (COLOR_BGR2GRAY)
+    np.testing.assert_allclose(gray[0], ((0.114 * pixels[0] + 0.587 * pixels[1] + 0.299 * pixels[2]) - 0.5) / 0.25, atol=1e-5)
+    rgba = preprocess_batch([image], plain.replace(channel_order="RGBA", mean=(0.5, 0.5, 0.5, 0.0), std=(0.25, 0.25, 0.25, 1.0)))[0]
+    rgba = rgba if layout == "NCHW" else rgba.transpose(2, 0, 1)
+    np.testing.assert_allclose(rgba[:3], bgr[::-1], atol=1e-6)
+    assert np.all(rgba[3] == 1.0)  # alpha 255 (opaque) at scale 1/255, mean 0, std 1

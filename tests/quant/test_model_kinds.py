@@ -72,7 +72,7 @@ def test_a_spec_whose_size_disagrees_with_the_input_is_refused(tmp_path, image_d
     from trtpipe.spec import TensorInfo
 
     spec = PreprocessSpec(model="m", height=224, width=224)
-    with pytest.raises(InputError, match=r"input 'images' has shape \?x3x32x32.*224x224.*set height/width"):
+    with pytest.raises(InputError, match=r"input 'images' has shape \?x3x32x32.*224x224.*--input-size HxW"):
         check_image_input(spec, TensorInfo("images", (-1, 3, 32, 32), "float32"), "m.onnx")
     with pytest.raises(InputError, match=r"input 'features' has shape \?x8 \(2-D\)"):
         check_image_input(spec, TensorInfo("features", (-1, 8), "float32"), "m.onnx")

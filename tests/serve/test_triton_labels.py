@@ -28,3 +28,18 @@ def test_an_unknown_label_set_writes_nothing(tiny_onnx, tmp_path, capsys):
     assert main(["triton-export", str(onnx_path), "--repo", str(tmp_path / "repo"), "--labels", "coco81"]) == 2
     assert "label set 'coco81' is neither a bundled set" in capsys.readouterr().err
     assert not (tmp_path / "repo").exists()
+
+
+def test_a_grayscale_model_without_a_spec_exports_its_derived_spec_and_metadata_names(tmp_path, capsys):
+    import json
+
+    from tests.intake_models import channels_classifier
+
+    onnx_path = channels_classifier(tmp_path / "gray.onnx", 1, size=(32, 32), classes=3,
+                                    metadata={"character": "ok\nscratch\ndent"})
+    assert main(["triton-export", str(onnx_path), "--repo", str(tmp_path / "repo"), "--mean", "0.5", "--std", "0.5"]) == 0
+    version = tmp_path / "repo" / "gray_pipeline" / "1"
+    served = json.loads((version / "preprocess.json").read_text())
+    assert (served["channel_order"], served["mean"], served["std"], served["labels"]) == ("GRAY", [0.5], [0.5], "labels.txt")
+    assert (version / "labels.txt").read_text().splitlines() == ["ok", "scratch", "dent"]
+    assert not (tmp_path / "gray.preprocess.json").exists()  # nothing written beside the user's model

@@ -71,7 +71,8 @@ def make_feeds(
                     f"input {info.name!r} has dynamic dimensions {info.shape} and no preprocess spec fixes them",
                     "export the model with a fixed input size, or put a .preprocess.json beside the ONNX",
                 )
-            fixed = [3, spec.height, spec.width] if spec.layout == "NCHW" else [spec.height, spec.width, 3]
+            c = spec.channels
+            fixed = [c, spec.height, spec.width] if spec.layout == "NCHW" else [spec.height, spec.width, c]
             shape[1:] = [f if d == -1 else d for d, f in zip(shape[1:], fixed)]
         dtype = np.dtype(info.dtype)
         if dtype.kind == "f":

@@ -66,6 +66,7 @@ def open_target(
     flavor=None,
     simulate: bool = False,
     contexts: int = 1,
+    spec: PreprocessSpec | None = None,
 ) -> BenchTarget:
     """Opens what ``trtpipe bench`` was given.
 
@@ -84,6 +85,8 @@ def open_target(
             is a functional check (it times nothing) and is labelled simulated everywhere. Defaults to False.
         contexts: TensorRT: execution contexts of the engine (trtexec's ``--infStreams``); ONNX Runtime: calls
             that may run at once on its session. Defaults to 1.
+        spec: files: the end-to-end mode's preprocess spec, over the one beside the ONNX or in the sidecar
+            (``trtpipe.presets.resolve_spec``). Defaults to those.
 
     Raises:
         ConfigError: an unknown backend, a combination that cannot run (``--simulate`` on an ONNX, several
@@ -112,10 +115,14 @@ def open_target(
         raise InputError(f"{path}: no such file", "check the path; build engines with make engine MODEL=... PRECISION=...")
     backend = backend or ("onnxruntime" if path.suffix.lower() == ".onnx" else "tensorrt")
     if simulate:
-        return _open_simulated(path, precision, cuda_graph, transfers, name, contexts)
-    if backend == "onnxruntime":
-        return _open_onnxruntime(path, precision, name, threads, contexts)
-    return _open_tensorrt(path, precision, cuda_graph, transfers, name, flavor, contexts)
+        target = _open_simulated(path, precision, cuda_graph, transfers, name, contexts)
+    elif backend == "onnxruntime":
+        target = _open_onnxruntime(path, precision, name, threads, contexts)
+    else:
+        target = _open_tensorrt(path, precision, cuda_graph, transfers, name, flavor, contexts)
+    if spec is not None:
+        target.spec = spec
+    return target
 
 
 def _open_torch(model: str, precision: str, weights: str, name: str | None, threads: int | None) -> BenchTarget:

@@ -79,7 +79,8 @@ class TorchEngine(Engine):
         dtype = getattr(torch, _TORCH_PRECISIONS[precision])
         self._module = module.eval().to(self.device, dtype=dtype)
         self._dtype = dtype
-        shape = (-1, 3, spec.height, spec.width) if spec.layout == "NCHW" else (-1, spec.height, spec.width, 3)
+        c = spec.channels
+        shape = (-1, c, spec.height, spec.width) if spec.layout == "NCHW" else (-1, spec.height, spec.width, c)
         self._inputs = (TensorInfo("input", shape, "float32"),)
         self._outputs = (TensorInfo("output", (-1, -1), "float32"),)
         self.threads = torch.get_num_threads()

@@ -196,7 +196,8 @@ def build_engine(
         weights=spec.weights if spec else "unknown",
         preprocess=spec.to_dict() if spec else None,
         calibration_cache_sha256=calib_sha,
-        notes=intake.notes + tuple(profile_notes) + tuple(notes) + tuple(build_notes) + _weights_notes(spec),
+        notes=intake.notes + tuple(profile_notes) + tuple(notes) + tuple(build_notes) + _weights_notes(spec)
+        + _assumed_notes(spec),
         network_onnx_path=str(network_onnx),
         network_onnx_sha256=network_sha,
         network_onnx_precision=model_precision(network_model),
@@ -578,6 +579,13 @@ def describe_parser_errors(parser) -> str:
             where += f" {name!r} ({op})"
         lines.append(f"{where}: {error.desc()}")
     return "; ".join(lines) or "no error detail"
+
+
+def _assumed_notes(spec: PreprocessSpec | None) -> tuple[str, ...]:
+    """The sidecar's note of what the preprocess spec assumed (nothing said it: see trtpipe.presets)."""
+    if spec is None or not spec.assumed:
+        return ()
+    return (f"preprocess spec ASSUMED (no spec file, preset or flag said it): {'; '.join(spec.assumed)}",)
 
 
 def _weights_notes(spec: PreprocessSpec | None) -> tuple[str, ...]:

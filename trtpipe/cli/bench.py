@@ -68,6 +68,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cuda-graph", action="store_true", help="TensorRT: capture and replay a CUDA graph")
     parser.add_argument("--no-transfers", action="store_true", help="TensorRT: time GPU compute without H2D/D2H copies")
     parser.add_argument("--no-end-to-end", action="store_true", help="skip the end-to-end mode (pre/post-processing)")
+    from trtpipe.cli.common import add_spec_arguments
+
+    add_spec_arguments(parser)  # the end-to-end mode's preprocessing
     parser.add_argument("--profile-layers", action="store_true",
                         help="TensorRT on a GPU: per-layer times (IProfiler) and layer information, in a separate run "
                              "(with --simulate only the layer names are kept: it checks the plumbing)")
@@ -156,10 +159,14 @@ def _run_local(args) -> int:
     batches = args.batch or _batches_from_shapes(shapes)
     export = Path(args.export_times) if args.export_times else None
     backend, fallback = _resolve_backend(args)
+    from trtpipe.cli.common import spec_from_args
+
+    is_file = Path(args.model).suffix.lower() in (".onnx", ".engine", ".plan", ".trt")
+    spec = spec_from_args(args, args.model, required=False) if is_file and not args.no_end_to_end else None
     target = open_target(
         args.model, backend=backend, precision=args.precision, weights=args.weights, cuda_graph=args.cuda_graph,
         transfers=not args.no_transfers, name=args.name, threads=args.threads, simulate=args.simulate,
-        contexts=args.infer_streams,
+        contexts=args.infer_streams, spec=spec,
     )
     times: list | None = [] if export else None
     with target:

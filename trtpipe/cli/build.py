@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from trtpipe.cli.common import add_flavor_argument, add_int8_arguments, add_profile_arguments, csv_list, profile_shapes
+from trtpipe.cli.common import (
+    add_flavor_argument, add_int8_arguments, add_profile_arguments, add_spec_arguments, csv_list, profile_shapes, spec_from_args,
+)
 
 VERB = "build"
 HELP = "build a TensorRT engine (FP32/FP16/INT8) and its sidecar from an ONNX file"
@@ -43,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     post.add_argument("--max-det", type=int, default=300, help="--fuse-postprocess: boxes per image (default 300)")
     post.add_argument("--topk", type=int, default=5, help="--fuse-postprocess: classes per image (default 5)")
     add_flavor_argument(parser)
+    add_spec_arguments(parser)
     parser.add_argument("--force", action="store_true", help="rebuild even when the engine is up to date")
 
 
@@ -81,7 +84,12 @@ def run(args: argparse.Namespace) -> int:
 
     check_outputs(files={"-o": args.output or default_engine_path(args.onnx, args.precision), "--timing-cache": args.timing_cache})
 
-    result = build_engine(args.onnx, args.output, config_from_args(args), force=args.force)
+    config = config_from_args(args)
+    # FP16/INT8 and fused preprocessing feed images: they need a spec (derived where none is written); FP32 records one
+    # where the input is an image, so that the engine's sidecar can feed it later
+    needs_spec = config.precision == "int8" or config.calib_images is not None or config.fuse_preprocess is not None
+    spec = spec_from_args(args, args.onnx, required=needs_spec)
+    result = build_engine(args.onnx, args.output, config, spec=spec, force=args.force)
     for note in result.sidecar.notes:
         print(f"note: {note}")
     print(result.summary())

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import argparse
 
-from trtpipe.cli.common import add_int8_arguments
+from trtpipe.cli.common import add_int8_arguments, add_spec_arguments, spec_from_args
 
 VERB = "calibrate"
 HELP = "calibrate INT8 activation ranges on images (ONNX Runtime, CPU) and write a Q/DQ ONNX"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("onnx", help="the FP32 ONNX model (its <stem>.preprocess.json must sit beside it)")
+    parser.add_argument("onnx", help="the FP32 ONNX model (its preprocessing: <stem>.preprocess.json beside it, the flags below, or derived)")
     parser.add_argument("--images", required=True, metavar="DIR", help="calibration images (make calib-data fills calib_data/)")
     add_int8_arguments(parser, target=True)
     parser.add_argument("--cache", metavar="FILE", help="calibration cache to reuse (must be this model's)")
     parser.add_argument("-o", "--output", help="Q/DQ ONNX path (default: <stem>.int8.onnx beside the ONNX)")
+    add_spec_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         fidelity_target=args.fidelity_target, keep_precision=args.keep_precision, max_fp_share=args.max_fp_share,
     )
     options = dataclasses.replace(Int8Options.from_config(config), cache=Path(args.cache) if args.cache else None)
-    prepared = prepare_int8(onnx_path, options, None, output)
+    prepared = prepare_int8(onnx_path, options, spec_from_args(args, onnx_path), output)
     for note in prepared.notes:
         print(f"note: {note}")
     size = output.stat().st_size / 1e6

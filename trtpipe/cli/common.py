@@ -167,3 +167,124 @@ def add_profile_arguments(parser: argparse.ArgumentParser) -> None:
                         preferred="--minShapes/--optShapes/--maxShapes (in trtexec, --shapes is the runtime shape: "
                                   "see trtpipe bench --shapes)",
                         metavar="NAME:MIN:OPT:MAX", help="deprecated: use --minShapes/--optShapes/--maxShapes")
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    """``0.5`` or ``0.485,0.456,0.406`` -> floats (one per channel, or one for all)."""
+    try:
+        values = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not comma-separated numbers, e.g. 0.485,0.456,0.406 or 0.5") from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one number")
+    return values
+
+
+def _scale(text: str) -> float:
+    """``--scale 1/255``, ``0.00392`` or ``1``: the factor applied to 0..255 pixels before mean/std."""
+    try:
+        numerator, _, denominator = text.partition("/")
+        value = float(numerator) / (float(denominator) if denominator else 1.0)
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number or a fraction such as 1/255") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not positive")
+    return value
+
+
+def add_spec_arguments(parser: argparse.ArgumentParser, *, labels: bool = True) -> None:
+    """The preprocessing flags of every verb that needs a spec: a preset and overrides (see trtpipe.presets).
+
+    Args:
+        labels: add ``--labels FILE`` (infer and triton-export have their own, which means the same).
+    """
+    from trtpipe.presets import PRESETS
+    from trtpipe.spec import INTERPOLATIONS, RESIZE_MODES, TASKS
+
+    group = parser.add_argument_group(
+        "preprocessing", "how images become the network's input, over <stem>.preprocess.json (when there is one) and "
+        "what the ONNX says (fixed size, channels, layout, uint8 input, exporter metadata); what nothing says is "
+        "assumed and said. `trtpipe spec MODEL.onnx` writes the result beside the model",
+    )
+    group.add_argument("--preset", choices=tuple(PRESETS), metavar="NAME",
+                       help="a model family's preprocessing: " + "; ".join(f"{p.name}: {p.source}" for p in PRESETS.values()))
+    group.add_argument("--input-size", metavar="HxW", help="network input height x width, where the ONNX leaves them dynamic")
+    group.add_argument("--resize", choices=RESIZE_MODES, help="resize_crop (shorter side, centre crop), stretch or letterbox")
+    group.add_argument("--interpolation", choices=INTERPOLATIONS)
+    group.add_argument("--mean", type=_floats, metavar="M[,M...]", help="per channel in 0..1 units, in channel order (one value: all)")
+    group.add_argument("--std", type=_floats, metavar="S[,S...]", help="per channel (one value: all)")
+    group.add_argument("--scale", dest="pixel_scale", type=_scale, metavar="1/255",
+                       help="factor on 0..255 pixels before mean/std (1/255, or 1 for raw pixels)")
+    group.add_argument("--channel-order", metavar="ORDER",
+                       help="the network's channels from the decoded BGR image: RGB, BGR, GRAY, RGBA, BGRA "
+                            "(alpha 255), or one letter of R, G, B, A per channel")
+    group.add_argument("--layout", choices=("NCHW", "NHWC"))
+    group.add_argument("--task", choices=TASKS)
+    if labels:
+        group.add_argument("--labels", metavar="FILE|SET", help="class names: a text file, one a line, or a bundled set")
+
+
+def spec_overrides(args: argparse.Namespace):
+    """The SpecOverrides the parsed flags of :func:`add_spec_arguments` give."""
+    from trtpipe.presets import SpecOverrides
+
+    channel_order = getattr(args, "channel_order", None)
+    return SpecOverrides(
+        preset=getattr(args, "preset", None), input_size=getattr(args, "input_size", None),
+        resize=getattr(args, "resize", None), interpolation=getattr(args, "interpolation", None),
+        mean=getattr(args, "mean", None), std=getattr(args, "std", None), pixel_scale=getattr(args, "pixel_scale", None),
+        channel_order=channel_order.upper() if channel_order else None, layout=getattr(args, "layout", None),
+        task=getattr(args, "task", None), labels=getattr(args, "labels", None),
+    )
+
+
+def spec_from_args(args: argparse.Namespace, model, *, required: bool = True):
+    """The preprocess spec for ``model`` (an .onnx, or an engine) from its spec file, its facts and the flags.
+
+    For an engine, the sidecar's spec with the flags laid over it (None without flags: the library reads it). For an
+    ONNX, :func:`trtpipe.presets.resolve_spec`; what it assumed is said in one line on stderr. With ``required`` False
+    (an FP32 build), a model whose first input is not an image (not 4-D, several inputs) gets None, not a guess.
+
+    Raises:
+        ConfigError, InputError: a malformed flag, an unknown preset, a corrupt spec file or sidecar.
+    """
+    from pathlib import Path
+
+    from trtpipe.presets import assumed_line, override_spec, resolve_spec
+
+    overrides = spec_overrides(args)
+    path = Path(model)
+    if path.suffix.lower() != ".onnx":
+        if not overrides.given:
+            return None
+        from trtpipe.runtime.compat import load_sidecar
+
+        spec = load_sidecar(path).preprocess_spec
+        if spec is None:
+            raise ConfigError(f"engine {path}: its sidecar has no preprocess spec for the preprocessing flags to change",
+                              "rebuild the engine from its ONNX with the flags (trtpipe build MODEL.onnx --preset NAME ...)")
+        return override_spec(spec, overrides)
+    if not path.is_file():
+        return None  # the verb's own check names the missing file
+    from trtpipe.spec import preprocess_path_for
+
+    facts = None
+    if not required and not preprocess_path_for(path).is_file() and not overrides.given:
+        from trtpipe.onnx.facts import read_facts
+
+        facts = read_facts(path)
+        if facts.layout is None or facts.inputs != 1:
+            return None
+    try:
+        spec = resolve_spec(path, overrides, facts)
+    except ConfigError as exc:
+        if required or overrides.given:
+            raise
+        # an FP32 build needs no spec: one that cannot be derived (a 6-channel input, no --channel-order) is left out
+        print(f"note: {path.name}: no preprocess spec recorded in the sidecar ({exc.message})", file=sys.stderr)
+        return None
+    line = assumed_line(spec, path)
+    if line:
+        print(f"note: {line}", file=sys.stderr)
+    return spec
+

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from trtpipe.cli.common import add_int8_arguments, csv_list
+from trtpipe.cli.common import add_int8_arguments, add_spec_arguments, spec_from_args, csv_list
 
 VERB = "fidelity"
 HELP = "measure FP16/INT8 fidelity against FP32 (top-1/top-5 agreement, cosine, max error) on the CPU"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("onnx", help="the FP32 ONNX model (its <stem>.preprocess.json must sit beside it)")
+    parser.add_argument("onnx", help="the FP32 ONNX model (its preprocessing: <stem>.preprocess.json beside it, the flags below, or derived)")
     parser.add_argument("--precisions", type=csv_list, default=("fp32", "fp16", "int8"), help="default: fp32,fp16,int8")
     parser.add_argument("--images", required=True, metavar="DIR", help="evaluation images")
     parser.add_argument("--calib", default="calib_data", metavar="DIR", help="calibration images for int8 (default calib_data/)")
@@ -23,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: beside the ONNX; a build's <stem>.int8.onnx, .fp16.onnx and calibration cache are never touched)",
     )
     parser.add_argument("--json", metavar="FILE", help="also write the results as strict JSON (one object per precision)")
+    add_spec_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,14 +37,14 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     onnx_path = Path(args.onnx)
     check_outputs(files={"--json": args.json}, dirs={"--work-dir": args.work_dir or onnx_path.parent})
-    spec = require_spec(onnx_path, None)
+    spec = require_spec(onnx_path, spec_from_args(args, onnx_path))
     if spec.random_weights:
         print(f"note: {onnx_path.name} has random weights (its preprocess spec says weights=random): these figures "
               "measure an untrained network, not the model you would deploy")
     results, overlap = measure_fidelity(
         onnx_path, args.precisions, args.images, args.calib, Path(args.work_dir or onnx_path.parent),
         args.calib_method, args.max_images, args.eval_images, tuple(args.keep_fp), args.auto_keep,
-        bias_correction=args.bias_correction,
+        bias_correction=args.bias_correction, spec=spec,
     )
     print(format_table(results))
     if "int8" in args.precisions:

@@ -18,7 +18,8 @@ HELP = "run an engine (.engine) or ONNX model on images, folders, a video file o
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", help="a TensorRT engine (with its .json sidecar) or an .onnx with its .preprocess.json")
+    parser.add_argument("model", help="a TensorRT engine (with its .json sidecar) or an .onnx (its preprocessing: <stem>.preprocess.json, "
+                        "the flags below, or derived)")
     parser.add_argument("sources", nargs="+", metavar="SOURCE",
                         help="image files, folders of images, a video file, a camera index (0) or a stream URL (rtsp://...)")
     parser.add_argument("--topk", type=int, default=5,
@@ -50,6 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "or calls at once on ONNX Runtime's session (default 1)")
     parser.add_argument("--max-frames", type=int, metavar="N", help="stop after N images or frames (a camera never ends)")
     parser.add_argument("--json", metavar="OUT", help="also write the results to this JSON file")
+    from trtpipe.cli.common import add_spec_arguments
+
+    add_spec_arguments(parser, labels=False)  # --labels above means the same
     parser.add_argument("--force", action="store_true", help="let --save replace files in DIR (--json, a file you name, is replaced as other verbs' "
                              "outputs are)")
 
@@ -87,6 +91,9 @@ def _run(args: argparse.Namespace, source) -> int:
     for option, value in (("score_threshold", args.conf), ("iou_threshold", args.iou), ("labels", args.labels)):
         if value is not None:
             options[option] = value
+    from trtpipe.cli.common import spec_from_args
+
+    options["spec"] = spec_from_args(args, args.model)  # None: the engine's sidecar says it
     opener = Pipeline.from_onnx if is_onnx else Pipeline.from_engine
     records, counts, first_error = [], {"ok": 0, "errors": 0}, None
     started = time.perf_counter()

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import argparse
 
-from trtpipe.cli.common import add_int8_arguments
+from trtpipe.cli.common import add_int8_arguments, add_spec_arguments, spec_from_args
 
 VERB = "sensitivity"
 HELP = "rank layers by the INT8 error each causes alone (ONNX Runtime, CPU); feeds --keep-fp / --auto-keep"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("onnx", help="the FP32 ONNX model (its <stem>.preprocess.json must sit beside it)")
+    parser.add_argument("onnx", help="the FP32 ONNX model (its preprocessing: <stem>.preprocess.json beside it, the flags below, or derived)")
     parser.add_argument("--images", required=True, metavar="DIR", help="calibration images (make calib-data fills calib_data/)")
     add_int8_arguments(parser, keep=False)
     parser.add_argument("--eval-images", type=int, default=32, help="images each layer is measured on (default 32)")
     parser.add_argument("--top", type=int, default=20, help="rows shown (default 20; 0 for all)")
+    add_spec_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     onnx_path = Path(args.onnx)
     check_outputs(dirs={"the ONNX's folder (calibration cache)": onnx_path.parent})
-    spec = require_spec(onnx_path, None)
+    spec = require_spec(onnx_path, spec_from_args(args, onnx_path))
     model = load_onnx(onnx_path, check=False)
     feeder = network_feeder(model, spec, onnx_path)  # a model images cannot feed is refused before any work
     if spec.random_weights:

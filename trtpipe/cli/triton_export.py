@@ -35,11 +35,16 @@ def add_repository_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labels", metavar="SET_OR_FILE",
                         help="class names of the pipeline model: a bundled set (imagenet1k, coco80, coco91, ade20k150, "
                              "cityscapes19, voc21) or a text file, one name per line (default: the model's spec)")
+    from trtpipe.cli.common import add_spec_arguments
+
+    add_spec_arguments(parser, labels=False)  # --labels above means the same
 
 
 def export_from_args(args: argparse.Namespace, repo, onnx_runner: str, pipeline: bool = True):
+    from trtpipe.cli.common import spec_from_args
     from trtpipe.serve.triton_export import export_repository
 
+    spec = spec_from_args(args, args.model, required=pipeline and getattr(args, "pipeline", True))
     return export_repository(
         args.model,
         repo,
@@ -53,6 +58,7 @@ def export_from_args(args: argparse.Namespace, repo, onnx_runner: str, pipeline:
         pipeline=pipeline,
         topk=args.topk,
         labels=args.labels,
+        spec=spec,
         force=getattr(args, "force", False),  # triton-export only: serve runs the repository, so it never forces
     )
 

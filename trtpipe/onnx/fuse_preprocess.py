@@ -46,7 +46,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from trtpipe.errors import ConfigError, OnnxModelError
 from trtpipe.pipeline.preprocess import ResampleSteps, resize_steps
-from trtpipe.spec import PreprocessSpec, parse_frame_size, parse_fuse_preprocess
+from trtpipe.spec import PreprocessSpec, channel_mix, parse_frame_size, parse_fuse_preprocess
 
 log = logging.getLogger("trtpipe.onnx")
 
@@ -108,7 +108,8 @@ def fuse_preprocess(model: onnx.ModelProto, spec: PreprocessSpec, frames: str) -
     net_input = inputs[0]
     elem_type = net_input.type.tensor_type.elem_type
     dims = [d.dim_param or d.dim_value for d in net_input.type.tensor_type.shape.dim]
-    expected = [3, spec.height, spec.width] if spec.layout == "NCHW" else [spec.height, spec.width, 3]
+    c = spec.channels
+    expected = [c, spec.height, spec.width] if spec.layout == "NCHW" else [spec.height, spec.width, c]
     if elem_type not in _FLOAT_TYPES or len(dims) != 4 or dims[1:] != expected:
         raise OnnxModelError(
             f"{spec.model}: input {net_input.name!r} is {TensorProto.DataType.Name(elem_type)} {dims}, expected float "
@@ -153,7 +154,7 @@ def difference_from_cpu(spec: PreprocessSpec, frames: str, images: list[np.ndarr
     options.log_severity_level = 3
     session = ort.InferenceSession(preprocess_model(spec, frames).SerializeToString(), options, providers=["CPUExecutionProvider"])
     # normalized = pixel * pixel_scale / std - mean / std, so one normalized unit is std / pixel_scale pixel steps.
-    steps = (np.asarray(spec.std, np.float64) / spec.pixel_scale).reshape((1, 3, 1, 1) if spec.layout == "NCHW" else (1, 1, 1, 3))
+    steps = (np.asarray(spec.std, np.float64) / spec.pixel_scale).reshape((1, -1, 1, 1) if spec.layout == "NCHW" else (1, 1, 1, -1))
     means, maxes = [], []
     for image in images:
         fused = session.run(None, {FRAMES_INPUT: image[None]})[0]
@@ -264,9 +265,21 @@ def _preprocess_graph(spec: PreprocessSpec, frame_size, batch_dim, out_type: int
         resized, resampler = _fixed_resample(g, frames, spec, *frame_size)
         layout = "NHWC"
     # resized: (N, th, tw, 3) or (N, 3, th, tw) float32, BGR, 0..255
-    channel_axis, channel_shape = (3, (3,)) if layout == "NHWC" else (1, (3, 1, 1))
-    if spec.channel_order == "RGB":
-        resized = g.op("Gather", resized, g.const([2, 1, 0]), axis=channel_axis)
+    channels = spec.channels
+    weights, offsets = channel_mix(spec.channel_order)
+    if any(offsets) or any(sorted(row) != [0.0, 0.0, 1.0] for row in weights):
+        # luma or alpha: each channel a weighted sum of B, G, R plus an offset, as normalize_batch computes it
+        if layout == "NCHW":
+            resized, layout = g.op("Transpose", resized, perm=[0, 2, 3, 1]), "NHWC"
+        mix = g.const(np.asarray(weights, np.float32).T, np.float32, "channel_mix")  # (3, C)
+        resized = g.op("MatMul", resized, mix)
+        if any(offsets):
+            resized = g.op("Add", resized, g.const(np.asarray(offsets, np.float32), np.float32, "alpha"))
+    else:
+        source = [row.index(1.0) for row in weights]  # the BGR plane each network channel copies
+        if source != [0, 1, 2]:
+            resized = g.op("Gather", resized, g.const(source), axis=3 if layout == "NHWC" else 1)
+    channel_shape = (channels,) if layout == "NHWC" else (channels, 1, 1)
     scale = (np.float32(spec.pixel_scale) / np.asarray(spec.std, np.float32)).reshape(channel_shape)
     shift = (np.asarray(spec.mean, np.float32) / np.asarray(spec.std, np.float32)).reshape(channel_shape)
     out = g.op("Sub", g.op("Mul", resized, g.const(scale, np.float32, "scale")), g.const(shift, np.float32, "shift"))
@@ -274,7 +287,7 @@ def _preprocess_graph(spec: PreprocessSpec, frame_size, batch_dim, out_type: int
         out = g.op("Transpose", out, perm=[0, 3, 1, 2] if spec.layout == "NCHW" else [0, 2, 3, 1])
     g.op("Cast", out, out=PREFIX + "output", to=out_type)
     height, width = frame_size if frame_size else ("frame_height", "frame_width")
-    out_shape = [batch_dim, 3, spec.height, spec.width] if spec.layout == "NCHW" else [batch_dim, spec.height, spec.width, 3]
+    out_shape = [batch_dim, channels, spec.height, spec.width] if spec.layout == "NCHW" else [batch_dim, spec.height, spec.width, channels]
     graph = helper.make_graph(
         g.nodes,
         "trtpipe_preprocess",

@@ -212,8 +212,9 @@ class Pipeline:
             if not spec_path.is_file():
                 raise InputError(
                     f"ONNX model {path} has no preprocess spec {spec_path.name} beside it",
-                    "export with trtpipe export (which writes it), write one with PreprocessSpec(...).save(), "
-                    f"or pass {option('spec')}=PreprocessSpec(...)",
+                    "export with trtpipe export (which writes it), write one with `trtpipe spec MODEL.onnx --preset "
+                    f"NAME`, or pass {option('spec')}=trtpipe.presets.resolve_spec(path) (derived from the ONNX, its "
+                    "assumptions recorded)",
                 )
             spec = PreprocessSpec.load(spec_path)
         return cls._open(load_engine(path, backend=backend, **engine_options), spec, pipe_options)

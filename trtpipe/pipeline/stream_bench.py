@@ -351,6 +351,9 @@ def run_cli(args) -> int:
         options["cuda_graph"] = True
     if args.threads:
         options["threads"] = args.threads
+    from trtpipe.cli.common import spec_from_args
+
+    options["spec"] = spec_from_args(args, model)  # --preset and the flags; None: the engine's sidecar says it
     opener = Pipeline.from_onnx if default_backend(model) == "onnxruntime" else Pipeline.from_engine
     started = time.perf_counter()
     with opener(model, backend=backend, **options) as pipe:

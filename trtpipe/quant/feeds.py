@@ -177,7 +177,7 @@ def network_feeder(model, spec: PreprocessSpec, source: str | Path, hook: FeedsH
 
 
 def check_image_input(spec: PreprocessSpec, tensor: TensorInfo, source: str | Path) -> None:
-    """Checks that images prepared by ``spec`` fit ``tensor``: 4-D, 3 channels where the layout puts them, the size.
+    """Checks that images prepared by ``spec`` fit ``tensor``: 4-D, ``spec.channels`` where the layout puts them, the size.
 
     Dynamic (-1) dimensions fit anything. Also checks that an integer input is not fed normalised fractions.
     For export and build too: ``source`` is the ONNX file (its name is in the messages; the spec file named in
@@ -188,7 +188,8 @@ def check_image_input(spec: PreprocessSpec, tensor: TensorInfo, source: str | Pa
     """
     source = Path(source).name
     shape = tuple(tensor.shape)
-    made = (-1, 3, spec.height, spec.width) if spec.layout == "NCHW" else (-1, spec.height, spec.width, 3)
+    channels = spec.channels
+    made = (-1, channels, spec.height, spec.width) if spec.layout == "NCHW" else (-1, spec.height, spec.width, channels)
     spec_file = preprocess_path_for(source).name
     if spec.fused_preprocess is not None:  # the network preprocesses itself: it takes uint8 NHWC BGR frames
         height, width = spec.fused_frame_size or (-1, -1)
@@ -217,16 +218,22 @@ def check_image_input(spec: PreprocessSpec, tensor: TensorInfo, source: str | Pa
     mismatched = [axis for axis, (seen, want) in enumerate(zip(shape, made)) if seen > 0 and want > 0 and seen != want]
     if mismatched:
         other = "NHWC" if spec.layout == "NCHW" else "NCHW"
-        flipped = (-1, 3, spec.height, spec.width) if other == "NCHW" else (-1, spec.height, spec.width, 3)
+        flipped = (-1, channels, spec.height, spec.width) if other == "NCHW" else (-1, spec.height, spec.width, channels)
         fits_other = all(seen <= 0 or want <= 0 or seen == want for seen, want in zip(shape, flipped))
-        hint = (
-            f'set "layout": "{other}" in {spec_file}'
-            if fits_other
-            else f"set height/width (and layout) in {spec_file} to the input's: {_shape_text(shape)}"
-        )
+        seen_channels = shape[1] if spec.layout == "NCHW" else shape[3]
+        if fits_other:
+            hint = f'set "layout": "{other}" in {spec_file} (or --layout {other})'
+        elif seen_channels > 0 and seen_channels != channels:
+            order = {1: "GRAY", 3: "RGB", 4: "RGBA"}.get(seen_channels, "one letter of R, G, B, A per channel")
+            hint = (f"the input takes {seen_channels} channels: give --channel-order {order} (and one --mean/--std "
+                    f"value per channel, or one for all), or set them in {spec_file}; `trtpipe spec {source}` "
+                    "writes a spec that fits the input")
+        else:
+            hint = (f"give --input-size HxW (and --layout) for the input's {_shape_text(shape)}, or set them in "
+                    f"{spec_file}; `trtpipe spec {source}` writes a spec that fits the input")
         raise InputError(
             f"{source}: input {tensor.name!r} has shape {_shape_text(shape)}, but the preprocess spec ({spec.layout}, "
-            f"{spec.height}x{spec.width}) makes images {_shape_text(made)}",
+            f"{spec.channel_order}, {spec.height}x{spec.width}) makes images {_shape_text(made)}",
             hint,
         )
     if tensor.dtype in _INTEGER_DTYPES:
@@ -237,8 +244,8 @@ def check_image_input(spec: PreprocessSpec, tensor: TensorInfo, source: str | Pa
                 f"{source}: input {tensor.name!r} is {tensor.dtype}, but {spec_file} normalises pixels "
                 f"(pixel_scale {spec.pixel_scale}, mean {list(spec.mean)}, std {list(spec.std)}), so the {tensor.dtype} "
                 "batches would hold rounded fractions, not pixels",
-                f'a network with an integer image input normalises inside the graph: set "pixel_scale": 1.0, '
-                f'"mean": [0, 0, 0], "std": [1, 1, 1] in {spec_file}',
+                f'a network with an integer image input normalises inside the graph: give --preset raw, or set '
+                f'"pixel_scale": 1.0, "mean": [0], "std": [1] in {spec_file}',
             )
 
 

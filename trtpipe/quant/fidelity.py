@@ -35,6 +35,7 @@ from typing import Sequence
 import numpy as np
 
 from trtpipe.errors import ConfigError, InputError, OnnxModelError
+from trtpipe.spec import PreprocessSpec
 from trtpipe.io import atomic_write_text
 from trtpipe.quant.isolated import IsolatedRunner
 from trtpipe.quant.sensitivity import cosine_rows
@@ -254,6 +255,7 @@ def measure_fidelity(
     feeds=None,
     progress: bool = True,
     fidelity_target: str = "auto",
+    spec: PreprocessSpec | None = None,
 ) -> tuple[list[FidelityResult], int]:
     """Prepares each precision's ONNX under ``work_dir`` and compares it with FP32 on ``images``.
 
@@ -270,6 +272,7 @@ def measure_fidelity(
         fidelity_target: int8: the build's fidelity target (``auto``, ``none`` or ``cosine=...``): layers are kept
             as a build keeps them, so the INT8 row measures what ``build`` makes; a missed target is reported in
             the row's note, not raised.
+        spec: the preprocess spec (``trtpipe.presets.resolve_spec``). Defaults to ``<stem>.preprocess.json``.
 
     Returns:
         (one result per precision, number of evaluation images that are also calibration images).
@@ -294,7 +297,7 @@ def measure_fidelity(
         if calib is None:
             raise ConfigError("int8 fidelity needs calibration images", "add --calib calib_data/ (make calib-data fills it)")
         find_images(calib, 1)  # a missing or empty folder is said now, not after the FP32 and FP16 runs
-    spec = require_spec(onnx_path, None)
+    spec = require_spec(onnx_path, spec)
     feeder = network_feeder(onnx.load(str(onnx_path), load_external_data=False), spec, onnx_path, feeds)
     evaluation = load_images(images, spec, eval_images, purpose="evaluation", progress=progress).for_network(feeder)
     indices = np.arange(len(evaluation))

@@ -154,7 +154,11 @@ def prepare_fp16(
 
 
 def require_spec(onnx_path: Path, spec: PreprocessSpec | None) -> PreprocessSpec:
-    """The model's preprocess spec: given, or read from ``<stem>.preprocess.json`` beside the ONNX."""
+    """The model's preprocess spec: given, or read from ``<stem>.preprocess.json`` beside the ONNX.
+
+    The library does not guess: callers that may derive one pass ``trtpipe.presets.resolve_spec(onnx_path)`` (the
+    CLI does, with the user's --preset and flags).
+    """
     if spec is not None:
         return spec
     path = preprocess_path_for(onnx_path)
@@ -162,8 +166,8 @@ def require_spec(onnx_path: Path, spec: PreprocessSpec | None) -> PreprocessSpec
         raise InputError(
             f"{onnx_path}: no preprocess spec ({path} is missing), so calibration images cannot be prepared "
             "as the model expects",
-            f"export with `trtpipe export MODEL` (it writes the spec), or write {path.name} by hand "
-            '({"model": "NAME", "height": 224, "width": 224, ...})',
+            f"export with `trtpipe export MODEL` (it writes the spec), write {path.name} with `trtpipe spec "
+            f"{onnx_path} --preset NAME`, or pass spec=trtpipe.presets.resolve_spec(path)",
         )
     return PreprocessSpec.load(path)
 
@@ -204,8 +208,10 @@ def prepare_int8(onnx_path: Path, options: Int8Options, spec: PreprocessSpec | N
             f"{onnx_path.name}: INT8 misses the fidelity target {check.target} on {check.held_back_images} held-back "
             f"images: at best {check.figures_text()} with {len(check.kept)} of {check.quantizable_layers} layers in "
             f"floating point (the cap is {check.cap}, --max-fp-share {options.max_fp_share:g}); nothing was written",
-            "allow more kept layers (--max-fp-share 0.5), lower the target (--fidelity-target cosine=0.995), "
-            "build --precision fp16, or --fidelity-target none to build the INT8 engine unchecked",
+            # more kept layers helps only where the search stopped at the cap, not where keeping more stopped helping
+            (f"allow more kept layers (--max-fp-share {max(0.5, min(1.0, 2 * options.max_fp_share)):g}), "
+             if len(check.kept) >= check.cap and options.max_fp_share < 1.0 else "") + "lower the target (--fidelity-target cosine=0.995), build --precision fp16, or --fidelity-target "
+            "none to build the INT8 engine unchecked",
         )
     qdq_model = build_qdq_model(model, calibration, kept, keep_precision, fp32_layers)
     counts = count_qdq(qdq_model)
@@ -337,6 +343,9 @@ def calibrate_model(onnx_path: Path, model, spec: PreprocessSpec, options: Int8O
         InputError: a bad image folder, a cache from another model, a model images cannot feed.
         OnnxModelError: an opset below 13, nothing to quantize, ONNX Runtime cannot run the model.
     """
+    from trtpipe.presets import warn_assumed_calibration
+
+    warn_assumed_calibration(spec, onnx_path)  # ranges measured on a guessed normalisation: said loudly, once
     import numpy as np
 
     from trtpipe.onnx.load import onnx_sha256

@@ -115,6 +115,7 @@ def export_repository(
     pipeline: bool = True,
     topk: int = DEFAULT_TOPK,
     labels: str | None = None,
+    spec: PreprocessSpec | None = None,
     force: bool = False,
 ) -> ExportResult:
     """Writes (or replaces) the network model and its ``<name>_pipeline`` model in a Triton repository.
@@ -157,6 +158,8 @@ def export_repository(
     if onnx_runner not in ONNX_RUNNERS:
         raise ConfigError(f"ONNX runner {onnx_runner!r} is not one of {ONNX_RUNNERS}", "use onnxruntime or python")
     network = describe_model(model_path, max_batch, force=force)
+    if spec is not None:  # the caller's (trtpipe.presets.resolve_spec, the CLI's flags) over the file's own
+        network = dataclasses.replace(network, spec=spec)
     if labels is not None and network.spec is not None:
         from trtpipe.labels import load_labels
 
@@ -166,7 +169,8 @@ def export_repository(
     if pipeline and network.spec is None:
         raise InputError(
             f"{model_path}: no preprocess spec found (sidecar 'preprocess' or {preprocess_path_for(model_path).name})",
-            "export the model with `trtpipe export` (it writes the spec), or pass --no-pipeline for the network model alone",
+            "export the model with `trtpipe export` (it writes the spec), give --preset NAME (or write the spec with "
+            "`trtpipe spec MODEL.onnx`), or pass --no-pipeline for the network model alone",
         )
     if pipeline and len(network.inputs) != 1:
         raise ConfigError(
