@@ -1211,7 +1211,8 @@ def _strip(onnx_bytes: bytes) -> tuple[bytes, list[str]]:
     for tensor in model.graph.initializer:
         if tensor.data_type in _FLOAT_TYPES:
             names.append(tensor.name)
-            tensor.CopyFrom(onnx.helper.make_tensor(tensor.name, tensor.data_type, list(tensor.dims), b"", raw=True))
+            stripped = onnx.TensorProto(name=tensor.name, data_type=tensor.data_type, dims=list(tensor.dims))
+            tensor.CopyFrom(stripped)
     return model.SerializeToString(), names
 
 
