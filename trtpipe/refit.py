@@ -59,7 +59,7 @@ def check_weights_for(sidecar: EngineSidecar, engine: str | Path, weights: str |
         if sidecar.weights_stripped:
             raise InputError(
                 f"engine {engine} is weight-stripped (built with --stripWeights): it has no weights to run with",
-                f"give the ONNX that holds them (weights=MODEL.onnx; trtpipe infer/bench --weights MODEL.onnx), or write "
+                f"give the ONNX that holds them (weights=MODEL.onnx; trtpipe infer/bench --refit-from MODEL.onnx), or write "
                 f"a plan with its weights: {refit_command(engine)}",
             )
         return None

@@ -245,3 +245,22 @@ def test_profile_groups_on_the_command_line_and_in_the_triton_config(simulated_m
     text = (tmp_path / "repo" / "p" / "config.pbtxt").read_text()
     assert 'profile: [ "0", "1" ]' in text and "max_batch_size: 4" in text
     assert any("batch sizes 2 are in none" in note for note in result.notes)
+
+
+def test_bench_times_each_profile_of_a_two_profile_engine(simulated_machine, tiny, tmp_path):
+    """Batch 1 runs on profile 0, batch 4 on profile 1 (the context switches on its stream); --useProfile pins one."""
+    from trtpipe.bench.measure import MeasureSettings
+    from trtpipe.bench.runner import run_bench
+    from trtpipe.bench.targets import open_target
+
+    engine = build_engine(tiny, tmp_path / "p.engine", _two_profiles()).engine_path
+    quick = MeasureSettings(warmup_s=0.0, duration_s=0.0, iterations_min=2)
+    with open_target(engine, flavor=simulated_machine.flavor) as target:
+        report = run_bench(target, [1, 4], quick, end_to_end=False)
+        assert target.engine._contexts[0].context.active_optimization_profile == 1  # batch 4 ran last
+    assert {r.batch for r in report.results} == {1, 4}
+    assert any("2 optimization profiles (profile 0: input batch 1..1; profile 1: input batch 3..4)" in n
+               for n in target.notes)
+    with open_target(engine, flavor=simulated_machine.flavor, profile=1) as target:
+        with pytest.raises(InputError, match="outside|no optimization profile|expected"):
+            run_bench(target, [1], quick, end_to_end=False)

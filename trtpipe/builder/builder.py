@@ -555,7 +555,7 @@ def _build_with(flavor, logger, errors: list[str], network_onnx: Path, profile_r
         hint = "run with -v for TensorRT's full log"
         if "libnvinfer_lean" in said:
             hint = ("this TensorRT has no lean runtime library to embed in a version-compatible plan: add "
-                    "--excludeLeanRuntime (the deployment then loads the lean runtime itself)")
+                    "--excludeLeanRuntime (the plan then runs where TensorRT of its own version is installed)")
         elif flavor.is_rtx and (config.strip_weights or config.refit) and ("myelin" in said.lower() or "cuda" in said.lower()):
             hint = (f"{flavor.label} compiles refittable and weight-stripped engines with the GPU's driver (measured: "
                     "it fails on a machine without one); build them on a machine with an NVIDIA GPU, or drop "

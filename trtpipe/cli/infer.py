@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, metavar="W", help="decode/preprocess threads (default: the CPU cores)")
     parser.add_argument("--useProfile", dest="use_profile", type=int, metavar="N",
                         help="TensorRT: run on optimization profile N only (default: the profile that holds the batch)")
-    parser.add_argument("--weights", dest="refit_weights", metavar="MODEL.onnx",
+    parser.add_argument("--refit-from", dest="refit_weights", metavar="MODEL.onnx",
                         help="TensorRT: refit the engine's weights from this ONNX at load (a --stripWeights or "
                              "--refit engine)")
     parser.add_argument("--infStreams", dest="infer_streams", type=int, default=1, metavar="N",
