@@ -127,6 +127,15 @@ def refit_engine(flavor, engine, logger, onnx_path: Path, engine_path: Path) -> 
     return time.perf_counter() - started
 
 
+def _weights_label(onnx_path: Path) -> str:
+    """What the new weights are, from the preprocess spec beside their ONNX (``pretrained:...``, ``random`` ...);
+    "unknown" without one: the engine's old label no longer applies."""
+    from trtpipe.spec import PreprocessSpec, preprocess_path_for
+
+    spec_path = preprocess_path_for(onnx_path)
+    return PreprocessSpec.load(spec_path).weights if spec_path.is_file() else "unknown"
+
+
 @dataclasses.dataclass(frozen=True)
 class RefitResult:
     """What :func:`refit_plan` wrote."""
@@ -159,6 +168,7 @@ def refit_plan(engine_path: str | Path, onnx_path: str | Path, output: str | Pat
             does not fit this machine (``trtpipe.runtime.compat``).
     """
     from trtpipe.io import atomic_write_bytes, sha256_bytes
+    from trtpipe.onnx.load import onnx_sha256
     from trtpipe.onnx.structure import weights_sha256
     from trtpipe.runtime.compat import load_sidecar
     from trtpipe.runtime.tensorrt_engine import TensorRTEngine
@@ -190,12 +200,19 @@ def refit_plan(engine_path: str | Path, onnx_path: str | Path, output: str | Pat
                                       "run with -v for TensorRT's log")
         data = memoryview(plan).tobytes()
         seconds = engine.refit_seconds
+    label = _weights_label(onnx_path)
+    notes = [note for note in sidecar.notes if not note.startswith("RANDOM WEIGHTS")]
+    notes.append(f"weights refitted from {onnx_path} (sha256 {new_weights[:12]}..., {label})"
+                 + ("" if keeps_refit else f"; {engine.flavor.label} cannot keep a refitted plan refittable (no "
+                    "SerializationFlag.INCLUDE_REFIT)"))
+    if label == "random":
+        notes.append("RANDOM WEIGHTS: this engine's outputs are meaningless; its timings are real")
     refitted = dataclasses.replace(
         sidecar, engine_file=output.name, engine_sha256=sha256_bytes(data), engine_bytes=len(data),
         weights_stripped=False, refittable=keeps_refit, weights_sha256=new_weights, weights_onnx=str(onnx_path),
-        notes=sidecar.notes + (f"weights refitted from {onnx_path} (sha256 {new_weights[:12]}...)"
-                               + ("" if keeps_refit else f"; {engine.flavor.label} cannot keep a refitted plan "
-                                  "refittable (no SerializationFlag.INCLUDE_REFIT)"),),
+        weights=label, preprocess=dict(sidecar.preprocess, weights=label) if sidecar.preprocess else None,
+        # The CPU fallback runs the network ONNX: after a refit, the one with the engine's weights.
+        network_onnx_path=str(onnx_path), network_onnx_sha256=onnx_sha256(onnx_path), notes=tuple(notes),
     )
     # Engine first, sidecar last, both atomic: an interrupted refit leaves the old pair.
     atomic_write_bytes(output, data)

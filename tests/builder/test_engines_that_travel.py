@@ -152,6 +152,7 @@ def test_refit_writes_a_plan_with_the_new_weights_and_updates_the_sidecar(simula
     result = refit_plan(built.engine_path, new, tmp_path / "refitted.engine")
     side = load_sidecar(result.engine_path)
     assert side.weights_onnx == str(new) and not side.weights_stripped
+    assert side.network_onnx_path == str(new) and side.weights == "unknown"  # the CPU fallback runs the new weights
     assert side.weights_sha256 != built.sidecar.weights_sha256
     assert side.engine_bytes > built.sidecar.engine_bytes  # the weights are in the plan now
     # TensorRT 10.13 has no SerializationFlag.INCLUDE_REFIT: its refitted plan is no longer refittable.
@@ -264,3 +265,14 @@ def test_bench_times_each_profile_of_a_two_profile_engine(simulated_machine, tin
     with open_target(engine, flavor=simulated_machine.flavor, profile=1) as target:
         with pytest.raises(InputError, match="outside|no optimization profile|expected"):
             run_bench(target, [1], quick, end_to_end=False)
+
+
+def test_onnxruntime_fallback_runs_the_weights_given_for_a_refittable_engine(simulated_machine, tiny, tmp_path):
+    from trtpipe.runtime.loader import load_engine
+
+    built = build_engine(tiny, tmp_path / "r.engine", BuildConfig(batch=BatchRange(1, 2, 4), refit=True))
+    new = _new_weights(tiny, tmp_path / "new.onnx")
+    with load_engine(built.engine_path, backend="onnxruntime", weights=new) as engine:
+        np.testing.assert_allclose(engine.infer({"input": _x()})["logits"], _reference(new, _x()), rtol=1e-5, atol=1e-5)
+    with pytest.raises(InputError, match="tensor 'weight'"):
+        load_engine(built.engine_path, backend="onnxruntime", weights=make_tiny_classifier(tmp_path / "7.onnx", classes=7))
