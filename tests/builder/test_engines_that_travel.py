@@ -62,6 +62,10 @@ def test_ampere_plus_engine_runs_on_any_sm80_gpu_and_a_plain_one_only_on_its_own
     if flavor.is_rtx:
         result = build_engine(tiny, tmp_path / "hc.engine", config)
         assert result.sidecar.target["compute_capabilities"] == ["SM80", "SM86", "SM89", "SM120", "SM121"]
+        t4, on_t4 = _on_gpu(flavor, "Tesla T4", 7, 5)
+        with cuda.using_runtime(t4), pytest.raises(EngineMismatchError) as refused:
+            TensorRTEngine(result.engine_path, flavor=on_t4)
+        assert "--compute-capability SM75" in refused.value.hint and "ampere+" not in refused.value.hint
         with pytest.raises(ConfigError, match="ahead of time.*Hint: name the target GPUs' compute capability"):
             build_engine(tiny, tmp_path / "same.engine", BuildConfig(hardware_compatibility="sameComputeCapability"))
         with pytest.raises(ConfigError, match="SM75"):

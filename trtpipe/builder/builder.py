@@ -414,7 +414,7 @@ def _refit_record(config: BuildConfig, network_model) -> dict:
             "graph_sha256": graph_structure_sha256(network_model), "weights_sha256": weights_sha256(network_model)}
 
 
-def _builder_flags(trt, config: BuildConfig) -> list[str]:
+def _builder_flags(config: BuildConfig) -> list[str]:
     """The BuilderFlag names of the compatibility and refit options (trtexec's: --stripWeights alone is
     STRIP_PLAN + REFIT_IDENTICAL, with --refit STRIP_PLAN + REFIT)."""
     flags = []
@@ -507,7 +507,7 @@ def _build_with(flavor, logger, errors: list[str], network_onnx: Path, profile_r
             made[-1].set_shape(shape_range.name, shape_range.min, shape_range.opt, shape_range.max)
         builder_config.add_optimization_profile(made[-1])
     profile = made[0]  # classic calibration runs on profile 0 (TensorRT's default calibration profile)
-    for name in _builder_flags(trt, config):
+    for name in _builder_flags(config):
         flag = getattr(trt.BuilderFlag, name)
         builder_config.set_flag(flag)
         if not builder_config.get_flag(flag):  # TensorRT logs why and leaves the flag unset

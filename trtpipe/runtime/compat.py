@@ -73,7 +73,7 @@ def rebuild_command(sidecar: EngineSidecar, engine: str | Path, *, compute_capab
         if extra.get("batch"):
             parts += ["--batch", str(extra["batch"])]
         parts += [_shape_options(str(recorded)) for recorded in extra.get("shapes") or ()]
-    if config.get("hardware_compatibility"):
+    if config.get("hardware_compatibility") and not compute_capability:  # a named target replaces ampere+'s list
         parts += ["--hardwareCompatibilityLevel", str(config["hardware_compatibility"])]
     for key, flag in (("version_compatible", "--versionCompatible"), ("exclude_lean_runtime", "--excludeLeanRuntime"),
                       ("strip_weights", "--stripWeights"), ("refit", "--refit")):

@@ -163,6 +163,7 @@ class TensorRTEngine(Engine):
         self._queues: list[EnqueueAhead] = []  # open enqueue-ahead queues, closed before the engine
         self._staged_by: object | None = None  # the queue whose inputs are on context 0's device (None: an infer's)
         self.cuda_graph_failure: str | None = None  # why CUDA graphs were given up, when a capture failed
+        self.refit_seconds: float | None = None  # how long the refit at load took (``weights=``); None: no refit
         self.sidecar = load_sidecar(self.path)
         from trtpipe.refit import check_profile_index, check_weights_for
 
