@@ -18,14 +18,11 @@ deserialize, hence cannot refit, on a machine without one).
 from __future__ import annotations
 
 import dataclasses
-import logging
 import time
 from pathlib import Path
 
 from trtpipe.errors import ConfigError, EngineMismatchError, InputError
 from trtpipe.spec import EngineSidecar
-
-log = logging.getLogger("trtpipe.refit")
 
 
 def refit_command(engine: str | Path) -> str:

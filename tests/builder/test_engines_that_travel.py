@@ -15,7 +15,6 @@ from onnx import numpy_helper
 from trtpipe import cuda
 from trtpipe.builder.builder import build_engine
 from trtpipe.errors import BuildError, ConfigError, EngineMismatchError, InputError
-from trtpipe.flavors import using_flavors
 from trtpipe.runtime.simulation import SimulatedCuda, make_tiny_classifier, simulated_flavor, tiny_spec
 from trtpipe.runtime.tensorrt_engine import TensorRTEngine
 from trtpipe.spec import BatchRange, BuildConfig, ProfileOptions, preprocess_path_for
