@@ -23,6 +23,15 @@ Made by :func:`trtpipe.runtime.simulation.simulated_trt` (see that module for th
   profile for every dynamic input, honours ``IProgressMonitor`` cancellation, and for TensorRT 10's implicit INT8
   calls the calibrator as the bindings do (``pyInt8.cpp``: ``get_batch(names)`` must return one device pointer per
   input, of which TensorRT reads the calibration profile's OPT shape; its default is profile 0).
+- **Engines that travel** (issue 20): every optimization profile is in the plan; a context starts on profile 0,
+  ``set_optimization_profile_async`` switches it (not while its stream captures) and unsets its input shapes, and
+  ``set_input_shape`` checks the active profile's range. ``VERSION_COMPATIBLE`` plans deserialize on a later
+  version of the same major only with ``engine_host_code_allowed`` and their lean runtime;
+  ``EXCLUDE_LEAN_RUNTIME`` needs ``VERSION_COMPATIBLE`` (TensorRT-RTX's refusal, measured), and TensorRT-RTX
+  cannot embed a lean runtime at all. ``STRIP_PLAN`` leaves the floating-point initializers' values out of the
+  plan; such an engine runs only after ``Refitter``/``OnnxParserRefitter`` filled every one (weights matched by
+  ONNX initializer name, dtype and dims), and a ``REFIT_IDENTICAL`` engine refitted with other values is a
+  SimulationError (on a GPU: wrong results). INT8 initializers of a Q/DQ ONNX are not treated as refittable.
 """
 
 from __future__ import annotations
