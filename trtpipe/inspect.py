@@ -122,6 +122,7 @@ class EngineReport:
                         f"  profile {profile_index} {name}: min {_dims(shapes['min'])} opt {_dims(shapes['opt'])} "
                         f"max {_dims(shapes['max'])}"
                     )
+            lines += [f"  {line}" for line in _travels(side)]
             lines += [f"  note: {note}" for note in side.notes]
         if self.loaded is None:
             lines.append(f"  TensorRT: not loaded here ({self.not_loaded_because})")
@@ -183,6 +184,8 @@ def _load_and_describe(path: Path, sidecar: EngineSidecar | None, problem: str |
     trt = flavor.module
     logger = make_logger(flavor)
     runtime = trt.Runtime(logger)
+    if sidecar is not None and (sidecar.build_config or {}).get("version_compatible"):
+        runtime.engine_host_code_allowed = True  # its lean runtime is host code (TensorRTEngine does the same)
     with logger.capture_errors() as errors:
         engine = runtime.deserialize_cuda_engine(path.read_bytes())
     if engine is None:
@@ -199,6 +202,25 @@ def _load_and_describe(path: Path, sidecar: EngineSidecar | None, problem: str |
     layers = tuple(inspector.get_layer_information(i, trt.LayerInformationFormat.ONELINE)
                    for i in range(engine.num_layers))
     return EngineReport(path, sidecar, problem, loaded, None, layers)
+
+
+def _travels(side: EngineSidecar) -> list[str]:
+    """Where else the engine runs and how its weights come in (build --hardwareCompatibilityLevel, --vc, --stripWeights,
+    --refit), as the sidecar records it."""
+    config, lines = side.build_config or {}, []
+    level = (side.target or {}).get("hardware_compatibility") or config.get("hardware_compatibility")
+    if level:
+        lines.append(f"hardware compatibility {level}" + (" (any GPU of compute capability 8.0 or later)"
+                                                          if level == "ampere+" else ""))
+    if config.get("version_compatible"):
+        lean = "the lean runtime left out (--excludeLeanRuntime)" if config.get("exclude_lean_runtime") else "its lean runtime embedded"
+        lines.append(f"version-compatible: runs on {side.flavor_label} and later of the same major, {lean}")
+    if side.weights_stripped:
+        lines.append("weights: STRIPPED (refit before it runs: weights=MODEL.onnx, or trtpipe refit)")
+    if side.refittable:
+        lines.append(f"refittable; graph sha256 {(side.graph_sha256 or '?')[:12]}, weights sha256 "
+                     f"{(side.weights_sha256 or '?')[:12]}" + (f" from {side.weights_onnx}" if side.weights_onnx else ""))
+    return lines
 
 
 def _format_tensors(title: str, tensors) -> list[str]:

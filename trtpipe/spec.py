@@ -560,6 +560,32 @@ def resolve_fidelity_target(text: str, task: str = "classification") -> Fidelity
     return FidelityTarget.parse(text)
 
 
+#: trtexec's ``--hardwareCompatibilityLevel`` values -> TensorRT's ``HardwareCompatibilityLevel`` member.
+HARDWARE_COMPATIBILITY_LEVELS = {
+    "none": "NONE",  # the engine runs on the compute capability it was built on (TensorRT's default)
+    "ampere+": "AMPERE_PLUS",  # any GPU of compute capability 8.0 or later (Ampere, Ada, Hopper, Blackwell)
+    "sameComputeCapability": "SAME_COMPUTE_CAPABILITY",  # any GPU of the build GPU's compute capability
+}
+
+
+@dataclass(frozen=True)
+class ProfileOptions:
+    """One optimization profile as the command line gives it: ``--batch`` and/or ``--minShapes/--optShapes/--maxShapes``
+    (trtexec's ``--profile=N`` groups); resolved against the network's inputs by ``trtpipe.builder.profiles``."""
+
+    batch: BatchRange | None = None  # batch range of every dynamic-batch input; None: 1:1:1 (or the shapes')
+    shapes: tuple[ShapeRange, ...] = ()  # per-input ranges; override batch for the inputs named
+
+    def __post_init__(self) -> None:
+        names = [s.name for s in self.shapes]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"the optimization profile names an input twice: {names}", "give each input once")
+
+    def describe(self) -> str:
+        parts = ([f"--batch {self.batch}"] if self.batch else []) + [s.as_options() for s in self.shapes]
+        return " ".join(parts) or "(defaults)"
+
+
 @dataclass(frozen=True)
 class BuildConfig:
     """Everything that decides what engine a build produces. ``None`` means "the default"."""
@@ -590,9 +616,27 @@ class BuildConfig:
     # The task head inside the engine (--fuse-postprocess), as "conf=0.25,iou=0.45,max_det=300,topk=5"
     # (postprocess_options() writes it); None: the engine returns the raw outputs.
     fuse_postprocess: str | None = None
+    # Profiles 1.. (trtexec's --profile=1 ...); profile 0 is ``batch``/``shapes`` above. (): one profile.
+    extra_profiles: tuple[ProfileOptions, ...] = ()
+    # trtexec's --hardwareCompatibilityLevel: None/"none" (the build GPU's compute capability), "ampere+",
+    # "sameComputeCapability" (TensorRT 10/11); TensorRT-RTX maps "ampere+" to its SM80+ targets.
+    hardware_compatibility: str | None = None
+    version_compatible: bool = False  # --versionCompatible: runs on later TensorRT of the same major
+    exclude_lean_runtime: bool = False  # --excludeLeanRuntime: the plan leaves out the lean runtime (needs --vc)
+    strip_weights: bool = False  # --stripWeights: STRIP_PLAN + REFIT_IDENTICAL, refitted from the ONNX at load
+    refit: bool = False  # --refit: BuilderFlag.REFIT, weights can be replaced later (trtpipe refit)
 
     def __post_init__(self) -> None:
         _check_choice("precision", self.precision, PRECISIONS)
+        if self.hardware_compatibility is not None:
+            _check_choice("--hardwareCompatibilityLevel", self.hardware_compatibility,
+                          tuple(HARDWARE_COMPATIBILITY_LEVELS))
+        if self.exclude_lean_runtime and not self.version_compatible:
+            raise ConfigError(
+                "--excludeLeanRuntime without --versionCompatible: only a version-compatible plan carries a lean "
+                "runtime to leave out (TensorRT refuses the flag alone)",
+                "add --versionCompatible (--vc), or drop --excludeLeanRuntime",
+            )
         _check_choice("int8 mode", self.int8_mode, ("explicit", "implicit"))
         _check_choice("fp16 mode", self.fp16_mode, ("explicit", "flag"))
         _check_choice("calibration method", self.calib_method, ("entropy", "max", "percentile"))
@@ -614,9 +658,7 @@ class BuildConfig:
             raise ConfigError(
                 f"workspace is {self.workspace_mib} MiB, expected a positive size", "e.g. --workspace 4096"
             )
-        names = [s.name for s in self.shapes]
-        if len(set(names)) != len(names):
-            raise ConfigError(f"the optimization profile names an input twice: {names}", "give each input once")
+        ProfileOptions(self.batch, self.shapes)  # an input named twice fails here
         if self.precision == "int8" and self.calib_images is None and self.int8_mode == "implicit":
             raise ConfigError(
                 "--precision int8 --int8-mode implicit needs calibration images, none given",
@@ -659,7 +701,21 @@ class BuildConfig:
             data.update(fuse_preprocess=self.fuse_preprocess)
         if self.fuse_postprocess is not None:
             data.update(fuse_postprocess=self.fuse_postprocess)
+        # The options of issue 20, likewise only when set.
+        if self.extra_profiles:
+            data.update(extra_profiles=[{"batch": str(p.batch) if p.batch else None, "shapes": [str(s) for s in p.shapes]}
+                                        for p in self.extra_profiles])
+        if self.hardware_compatibility not in (None, "none"):
+            data.update(hardware_compatibility=self.hardware_compatibility)
+        for name in ("version_compatible", "exclude_lean_runtime", "strip_weights", "refit"):
+            if getattr(self, name):
+                data[name] = True
         return data
+
+    @property
+    def profile_options(self) -> tuple[ProfileOptions, ...]:
+        """Every optimization profile, profile 0 first (``batch``/``shapes``, then ``extra_profiles``)."""
+        return (ProfileOptions(self.batch, self.shapes), *self.extra_profiles)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -717,6 +773,12 @@ class EngineSidecar(_JsonFile):
     # int8: the fidelity check of the Q/DQ ONNX (trtpipe.quant.search.SearchResult.to_json): target, figures on the
     # held-back images, image counts, layers kept and why; None when nothing was checked (fp32/fp16, given Q/DQ)
     fidelity: dict | None = None
+    # Weight-stripped and refittable engines (build --stripWeights / --refit; trtpipe refit).
+    weights_stripped: bool = False  # the plan lacks its refittable weights: refit from an ONNX before it runs
+    refittable: bool = False  # built with REFIT / REFIT_IDENTICAL: trtpipe refit can replace its weights
+    graph_sha256: str | None = None  # trtpipe.onnx.structure.graph_structure_sha256 of the network ONNX (no values)
+    weights_sha256: str | None = None  # sha256 of the weights in the plan (the network ONNX's initializer values)
+    weights_onnx: str | None = None  # the ONNX the plan's weights came from, when a refit replaced them
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

@@ -67,6 +67,8 @@ def open_target(
     simulate: bool = False,
     contexts: int = 1,
     spec: PreprocessSpec | None = None,
+    profile: int | None = None,
+    refit_from: str | Path | None = None,
 ) -> BenchTarget:
     """Opens what ``trtpipe bench`` was given.
 
@@ -87,6 +89,9 @@ def open_target(
             that may run at once on its session. Defaults to 1.
         spec: files: the end-to-end mode's preprocess spec, over the one beside the ONNX or in the sidecar
             (``trtpipe.presets.resolve_spec``). Defaults to those.
+        profile: TensorRT: time every batch on this optimization profile (``--useProfile``). Defaults to None: each
+            batch runs on the first profile whose range holds it, so a multi-profile engine is timed per profile.
+        refit_from: TensorRT: an ONNX to refit a ``--stripWeights``/``--refit`` engine from at load.
 
     Raises:
         ConfigError: an unknown backend, a combination that cannot run (``--simulate`` on an ONNX, several
@@ -119,10 +124,21 @@ def open_target(
     elif backend == "onnxruntime":
         target = _open_onnxruntime(path, precision, name, threads, contexts)
     else:
-        target = _open_tensorrt(path, precision, cuda_graph, transfers, name, flavor, contexts)
+        target = _open_tensorrt(path, precision, cuda_graph, transfers, name, flavor, contexts, profile, refit_from)
     if spec is not None:
         target.spec = spec
     return target
+
+
+def _profile_notes(sidecar, profile: int | None) -> list[str]:
+    """Which optimization profile the batches run on, for an engine of several (the report says it per engine)."""
+    if len(sidecar.profiles) < 2:
+        return []
+    ranges = "; ".join(f"profile {i}: " + ", ".join(f"{name} batch {r['min'][0]}..{r['max'][0]}" for name, r in p.items())
+                       for i, p in enumerate(sidecar.profiles))
+    if profile is not None:
+        return [f"--useProfile {profile}: every batch ran on optimization profile {profile} ({ranges})"]
+    return [f"{len(sidecar.profiles)} optimization profiles ({ranges}): each batch ran on the first that holds it"]
 
 
 def _open_torch(model: str, precision: str, weights: str, name: str | None, threads: int | None) -> BenchTarget:
@@ -196,7 +212,8 @@ def _open_simulated(path: Path, precision, cuda_graph: bool, transfers: bool, na
     return target
 
 
-def _open_tensorrt(path: Path, precision, cuda_graph: bool, transfers: bool, name, flavor, contexts: int = 1) -> BenchTarget:
+def _open_tensorrt(path: Path, precision, cuda_graph: bool, transfers: bool, name, flavor, contexts: int = 1,
+                   profile: int | None = None, refit_from=None) -> BenchTarget:
     from trtpipe.runtime.compat import load_sidecar
     from trtpipe.runtime.tensorrt_engine import TensorRTEngine
 
@@ -212,10 +229,14 @@ def _open_tensorrt(path: Path, precision, cuda_graph: bool, transfers: bool, nam
                 f"time the same model on the CPU instead: trtpipe bench {sidecar.onnx_path} --backend onnxruntime "
                 "(the report labels it as a CPU run); run TensorRT engines on a GPU machine",
             )
-    engine = TensorRTEngine(path, flavor=flavor, cuda_graph=cuda_graph, contexts=contexts)
+    engine = TensorRTEngine(path, flavor=flavor, cuda_graph=cuda_graph, contexts=contexts, profile=profile,
+                            weights=refit_from)
     spec = sidecar.preprocess_spec
     simulated = engine.simulated
     notes = ["SIMULATED: TensorRT and CUDA were simulated on the CPU: a functional check, nothing was timed"] if simulated else []
+    notes += _profile_notes(sidecar, profile)
+    if refit_from is not None:
+        notes.append(f"weights refitted at load from {refit_from} in {engine.refit_seconds * 1e3:.1f} ms")
     return BenchTarget(
         engine=engine,
         model={"name": name or (spec.model if spec else _stem(Path(sidecar.onnx_path))), "file": str(path),

@@ -9,6 +9,7 @@ with an implicit calibrator) is kept behind ``fp16_mode="flag"`` / ``int8_mode="
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
 import signal
@@ -32,7 +33,7 @@ from trtpipe.spec import (
     preprocess_path_for,
     sidecar_path_for,
 )
-from trtpipe.builder.profiles import check_image_size, resolve_profile
+from trtpipe.builder.profiles import check_image_size, resolve_profiles
 from trtpipe.runtime.onnxruntime_engine import model_precision
 
 log = logging.getLogger("trtpipe.builder")
@@ -109,6 +110,7 @@ def build_engine(
     flavor = get_flavor(config.flavor)
     _check_precision_mode(flavor, config)
     _check_compute_capabilities(flavor, config)
+    config = _resolve_compatibility(flavor, config)
     if spec is None and preprocess_path_for(onnx_path).exists():
         spec = PreprocessSpec.load(preprocess_path_for(onnx_path))
 
@@ -128,7 +130,7 @@ def build_engine(
             "export with trtpipe export (which writes <stem>.preprocess.json), or write one with PreprocessSpec(...).save()",
         )
     network_inputs = _fused_inputs(source_inputs, config.fuse_preprocess) if config.fuse_preprocess else source_inputs
-    ranges, profile_notes = resolve_profile(network_inputs, config, weight_inputs=weight_inputs)
+    profile_ranges, profile_notes = resolve_profiles(network_inputs, config, weight_inputs=weight_inputs)
     network_onnx, realised, notes, calib_sha, fidelity = _prepare_network_onnx(
         onnx_path, source_model, config, spec, output
     )
@@ -155,14 +157,15 @@ def build_engine(
         notes = list(notes) + post_notes
         network_model = read_onnx(network_onnx, check=False).model
         inputs, outputs = graph_io(network_model)
-    size_warning = check_image_size(ranges, inputs, spec)
-    if size_warning:
-        profile_notes.append(size_warning)
+    for index, ranges in enumerate(profile_ranges):
+        size_warning = check_image_size(ranges, inputs, spec)
+        if size_warning:
+            profile_notes.append(size_warning if len(profile_ranges) == 1 else f"profile {index}: {size_warning}")
     target = _target(flavor, config)
     network_sha = onnx_sha256(network_onnx)
     fingerprint = {**config.fingerprint(), "network_onnx_sha256": network_sha}
 
-    profiles = ({r.name: r.to_dict() for r in ranges},)
+    profiles = tuple({r.name: r.to_dict() for r in ranges} for ranges in profile_ranges)
     current = _up_to_date_sidecar(output, source_sha, fingerprint, flavor, target, profiles)
     if current is not None and not force:
         return BuildResult(output, current, skipped=True, seconds=time.perf_counter() - started)
@@ -171,9 +174,10 @@ def build_engine(
     build_started = time.perf_counter()
     with no_gc_inside_tensorrt(), _ctrl_c_deferred() as interrupted:
         serialized, build_notes = _build_serialized(
-            flavor, network_onnx, ranges, config, spec, output, interrupted, intake.checker_findings
+            flavor, network_onnx, profile_ranges, config, spec, output, interrupted, intake.checker_findings
         )
     build_seconds = time.perf_counter() - build_started
+    refit = _refit_record(config, network_model)
 
     sidecar = EngineSidecar(
         engine_file=output.name,
@@ -202,6 +206,7 @@ def build_engine(
         network_onnx_sha256=network_sha,
         network_onnx_precision=model_precision(network_model),
         fidelity=fidelity,
+        **refit,
     )
     # Engine first, sidecar last: a sidecar only ever describes a complete engine beside it.
     atomic_write_bytes(output, serialized)
@@ -386,13 +391,94 @@ def _check_compute_capabilities(flavor: Flavor, config: BuildConfig) -> None:
         )
 
 
+#: TensorRT-RTX has no build GPU to be compatible with: its ahead-of-time targets are the compatibility. The first
+#: compute capability of the Ampere generation, for ``--hardwareCompatibilityLevel ampere+``.
+AMPERE = 80
+
+
+def _resolve_compatibility(flavor: Flavor, config: BuildConfig) -> BuildConfig:
+    """Checks the compatibility, refit and profile options against the flavour, before any long work.
+
+    TensorRT-RTX ignores ``hardware_compatibility_level`` (it logs "setHardwareCompatibilityLevel() is unsupported
+    in TensorRT-RTX"): there ``ampere+`` becomes the flavour's SM80-and-later targets, and
+    ``sameComputeCapability``, which names the build GPU that RTX does not have, is refused.
+
+    Returns:
+        ``config``, with ``compute_capabilities`` filled in for RTX ``ampere+``.
+
+    Raises:
+        ConfigError: an option the flavour's recorded API lacks, or the RTX cases above.
+    """
+    trt = flavor.module
+    for wanted, flag in (("--versionCompatible", config.version_compatible and "VERSION_COMPATIBLE"),
+                         ("--excludeLeanRuntime", config.exclude_lean_runtime and "EXCLUDE_LEAN_RUNTIME"),
+                         ("--stripWeights", config.strip_weights and "STRIP_PLAN"),
+                         ("--refit", config.refit and "REFIT")):
+        if flag and not hasattr(trt.BuilderFlag, flag):
+            raise ConfigError(f"{wanted} needs BuilderFlag.{flag}, which {flavor.label} does not have",
+                              f"drop {wanted}, or build with a TensorRT that has it (10.x, 11.x, TensorRT-RTX)")
+    level = config.hardware_compatibility
+    if level in (None, "none"):
+        return config
+    if not flavor.is_rtx:
+        if not hasattr(trt, "HardwareCompatibilityLevel"):
+            raise ConfigError(f"--hardwareCompatibilityLevel needs HardwareCompatibilityLevel, which {flavor.label} lacks",
+                              "drop the option")
+        return config
+    if level == "sameComputeCapability":
+        raise ConfigError(
+            f"--hardwareCompatibilityLevel sameComputeCapability: {flavor.label} builds ahead of time, without a build "
+            "GPU whose compute capability the engine could share",
+            "name the target GPUs' compute capability instead, e.g. --compute-capability SM86 (valid: "
+            f"{', '.join(flavor.compute_capabilities)})",
+        )
+    ampere = tuple(cc for cc in flavor.compute_capabilities if int(cc[2:]) >= AMPERE)
+    older = [cc for cc in config.compute_capabilities if cc not in ampere]
+    if older:
+        raise ConfigError(
+            f"--hardwareCompatibilityLevel ampere+ with --compute-capability {','.join(older)}: those GPUs are older "
+            "than Ampere",
+            f"drop --compute-capability (ampere+ on {flavor.label} means {','.join(ampere)}), or drop "
+            "--hardwareCompatibilityLevel to build for Turing",
+        )
+    return dataclasses.replace(config, compute_capabilities=config.compute_capabilities or ampere)
+
+
 def _target(flavor: Flavor, config: BuildConfig) -> dict:
     if flavor.is_rtx:
         return {"kind": "aot", "compute_capabilities": list(config.compute_capabilities)}
     from trtpipe.cuda import device_info
 
     device = device_info()
-    return {"kind": "gpu", "gpu_name": device.name, "compute_capability": device.compute_capability}
+    target = {"kind": "gpu", "gpu_name": device.name, "compute_capability": device.compute_capability}
+    if config.hardware_compatibility not in (None, "none"):  # only when set: older sidecars still match
+        target["hardware_compatibility"] = config.hardware_compatibility
+    return target
+
+
+def _refit_record(config: BuildConfig, network_model) -> dict:
+    """The sidecar fields of a refittable or weight-stripped engine: what ``trtpipe refit`` checks and updates."""
+    if not (config.strip_weights or config.refit):
+        return {}
+    from trtpipe.onnx.structure import graph_structure_sha256, weights_sha256
+
+    return {"weights_stripped": config.strip_weights, "refittable": True,
+            "graph_sha256": graph_structure_sha256(network_model), "weights_sha256": weights_sha256(network_model)}
+
+
+def _builder_flags(config: BuildConfig) -> list[str]:
+    """The BuilderFlag names of the compatibility and refit options (trtexec's: --stripWeights alone is
+    STRIP_PLAN + REFIT_IDENTICAL, with --refit STRIP_PLAN + REFIT)."""
+    flags = []
+    if config.version_compatible:
+        flags.append("VERSION_COMPATIBLE")
+    if config.exclude_lean_runtime:
+        flags.append("EXCLUDE_LEAN_RUNTIME")
+    if config.strip_weights:
+        flags += ["STRIP_PLAN", "REFIT" if config.refit else "REFIT_IDENTICAL"]
+    elif config.refit:
+        flags.append("REFIT")
+    return flags
 
 
 def _up_to_date_sidecar(output: Path, source_sha: str, fingerprint: dict, flavor: Flavor, target: dict, profiles: tuple):
@@ -424,7 +510,7 @@ def _up_to_date_sidecar(output: Path, source_sha: str, fingerprint: dict, flavor
 def _build_serialized(
     flavor,
     network_onnx: Path,
-    ranges: list[ShapeRange],
+    profile_ranges: list[list[ShapeRange]],
     config: BuildConfig,
     spec,
     output,
@@ -440,10 +526,11 @@ def _build_serialized(
     """
     logger = make_logger(flavor)  # the process's one TensorRT logger; this build's errors are captured from it
     with logger.capture_errors() as errors:
-        return _build_with(flavor, logger, errors, network_onnx, ranges, config, spec, output, interrupted, checker_findings)
+        return _build_with(flavor, logger, errors, network_onnx, profile_ranges, config, spec, output, interrupted,
+                           checker_findings)
 
 
-def _build_with(flavor, logger, errors: list[str], network_onnx: Path, ranges, config, spec, output, interrupted,
+def _build_with(flavor, logger, errors: list[str], network_onnx: Path, profile_ranges, config, spec, output, interrupted,
                 checker_findings: tuple[str, ...]):
     trt = flavor.module
     builder = trt.Builder(logger)
@@ -465,10 +552,24 @@ def _build_with(flavor, logger, errors: list[str], network_onnx: Path, ranges, c
                          "onnx-graphsurgeon or re-export with another opset")
 
     builder_config = builder.create_builder_config()
-    profile = builder.create_optimization_profile()
-    for shape_range in ranges:
-        profile.set_shape(shape_range.name, shape_range.min, shape_range.opt, shape_range.max)
-    builder_config.add_optimization_profile(profile)
+    made = []
+    for ranges in profile_ranges:
+        made.append(builder.create_optimization_profile())
+        for shape_range in ranges:
+            made[-1].set_shape(shape_range.name, shape_range.min, shape_range.opt, shape_range.max)
+        builder_config.add_optimization_profile(made[-1])
+    profile = made[0]  # classic calibration runs on profile 0 (TensorRT's default calibration profile)
+    for name in _builder_flags(config):
+        flag = getattr(trt.BuilderFlag, name)
+        builder_config.set_flag(flag)
+        if not builder_config.get_flag(flag):  # TensorRT logs why and leaves the flag unset
+            raise BuildError(f"{flavor.label} refused BuilderFlag.{name}: {'; '.join(errors[-2:]) or 'no message'}",
+                             "see trtpipe -v build ... for TensorRT's log")
+    if not flavor.is_rtx and config.hardware_compatibility not in (None, "none"):
+        from trtpipe.spec import HARDWARE_COMPATIBILITY_LEVELS
+
+        builder_config.hardware_compatibility_level = getattr(
+            trt.HardwareCompatibilityLevel, HARDWARE_COMPATIBILITY_LEVELS[config.hardware_compatibility])
     if config.workspace_mib is not None:
         builder_config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, config.workspace_mib << 20)
     if config.optimization_level is not None:
@@ -504,7 +605,14 @@ def _build_with(flavor, logger, errors: list[str], network_onnx: Path, ranges, c
     if serialized is None:
         said = "; ".join(errors[-3:]) or "no error message from TensorRT"
         hint = "run with -v for TensorRT's full log"
-        if not flavor.is_rtx and "driver" in said.lower():
+        if "libnvinfer_lean" in said:
+            hint = ("this TensorRT has no lean runtime library to embed in a version-compatible plan: add "
+                    "--excludeLeanRuntime (the plan then runs where TensorRT of its own version is installed)")
+        elif flavor.is_rtx and (config.strip_weights or config.refit) and ("myelin" in said.lower() or "cuda" in said.lower()):
+            hint = (f"{flavor.label} compiles refittable and weight-stripped engines with the GPU's driver (measured: "
+                    "it fails on a machine without one); build them on a machine with an NVIDIA GPU, or drop "
+                    "--stripWeights/--refit")
+        elif not flavor.is_rtx and "driver" in said.lower():
             hint = "TensorRT 10/11 builds need a GPU; to build ahead of time without one: pip install 'trtpipe[rtx]'"
         raise BuildError(f"{flavor.label} failed to build {output.name}: {said}", hint)
     if flavor.has_timing_cache:

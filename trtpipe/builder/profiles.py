@@ -19,6 +19,8 @@ have no batch axis: ``--batch`` leaves them at their fixed shape.
 
 from __future__ import annotations
 
+import dataclasses
+
 from trtpipe.errors import ConfigError
 from trtpipe.spec import BatchRange, BuildConfig, ShapeRange, TensorInfo
 
@@ -58,6 +60,33 @@ def resolve_profile(
             if note:
                 notes.append(note)
     return ranges, notes
+
+
+def resolve_profiles(
+    inputs: tuple[TensorInfo, ...], config: BuildConfig, *, weight_inputs: frozenset[str] = frozenset()
+) -> tuple[list[list[ShapeRange]], list[str]]:
+    """One list of ShapeRanges per optimization profile (``config.profile_options``, profile 0 first), and notes.
+
+    Each profile is resolved as :func:`resolve_profile` resolves one (trtexec's ``--profile=N`` groups each take
+    their own ``--batch`` and shapes); with several, errors and notes say which profile they are about.
+
+    Raises:
+        ConfigError: as :func:`resolve_profile`, prefixed with the profile's number when there are several.
+    """
+    options = config.profile_options
+    if len(options) == 1:
+        ranges, notes = resolve_profile(inputs, config, weight_inputs=weight_inputs)
+        return [ranges], notes
+    profiles, notes = [], []
+    for index, option in enumerate(options):
+        single = dataclasses.replace(config, batch=option.batch, shapes=option.shapes, extra_profiles=())
+        try:
+            ranges, found = resolve_profile(inputs, single, weight_inputs=weight_inputs)
+        except ConfigError as exc:
+            raise ConfigError(f"--profile={index} ({option.describe()}): {exc.message}", exc.hint) from None
+        profiles.append(ranges)
+        notes += [f"profile {index}: {note}" for note in found]
+    return profiles, notes
 
 
 def _with_batch(shape_range: ShapeRange, tensor: TensorInfo, batch: BatchRange | None) -> ShapeRange:

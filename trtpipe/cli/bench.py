@@ -55,6 +55,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the throughput mode runs N concurrent streams (default 1)")
     parser.add_argument("--in-flight", type=int, default=2, metavar="N",
                         help="enqueue-ahead mode: inferences kept queued (default 2)")
+    parser.add_argument("--useProfile", dest="use_profile", type=int, metavar="N",
+                        help="TensorRT: time every batch on optimization profile N (trtexec's; default: each batch on "
+                             "the profile that holds it)")
+    parser.add_argument("--refit-from", dest="refit_weights", metavar="MODEL.onnx",
+                        help="TensorRT: refit a --stripWeights/--refit engine's weights from this ONNX at load")
     parser.add_argument("--backend", choices=("tensorrt", "onnxruntime", "torch", "auto"),
                         help="default: the file's kind (.engine: tensorrt, .onnx: onnxruntime), torch for a zoo name; "
                              "auto: tensorrt where a GPU is, else the engine's ONNX on ONNX Runtime (labelled CPU fallback)")
@@ -166,7 +171,7 @@ def _run_local(args) -> int:
     target = open_target(
         args.model, backend=backend, precision=args.precision, weights=args.weights, cuda_graph=args.cuda_graph,
         transfers=not args.no_transfers, name=args.name, threads=args.threads, simulate=args.simulate,
-        contexts=args.infer_streams, spec=spec,
+        contexts=args.infer_streams, spec=spec, profile=args.use_profile, refit_from=args.refit_weights,
     )
     times: list | None = [] if export else None
     with target:

@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 
 from trtpipe.cli.common import (
-    add_flavor_argument, add_int8_arguments, add_profile_arguments, add_spec_arguments, csv_list, profile_shapes, spec_from_args,
+    _ProfileOption,
+    add_flavor_argument,
+    add_int8_arguments,
+    add_profile_arguments,
+    add_spec_arguments,
+    csv_list,
+    extra_profiles,
+    profile_shapes,
+    spec_from_args,
 )
 
 VERB = "build"
@@ -16,7 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("onnx", help="the ONNX model (FP32, or already Q/DQ)")
     parser.add_argument("-o", "--output", help="engine path (default: beside the ONNX, <stem>_<precision>.engine)")
     parser.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32", help="default: fp32")
-    parser.add_argument("--batch", help="batch profile MIN:OPT:MAX or N (default for a dynamic batch: 1:1:1)")
+    parser.add_argument("--batch", action=_ProfileOption,
+                        help="batch profile MIN:OPT:MAX or N (default for a dynamic batch: 1:1:1); after --profile=N, "
+                             "profile N's")
     add_profile_arguments(parser)
     parser.add_argument("--workspace", type=int, metavar="MIB", help="workspace memory pool limit in MiB")
     parser.add_argument("--opt-level", type=int, metavar="0-5", help="builder optimization level (TensorRT default 3)")
@@ -44,6 +54,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     post.add_argument("--iou", type=float, default=0.45, help="--fuse-postprocess: NMS IoU threshold (default 0.45)")
     post.add_argument("--max-det", type=int, default=300, help="--fuse-postprocess: boxes per image (default 300)")
     post.add_argument("--topk", type=int, default=5, help="--fuse-postprocess: classes per image (default 5)")
+    compatibility = parser.add_argument_group("engines that travel (trtexec's options)")
+    compatibility.add_argument("--hardwareCompatibilityLevel", dest="hardware_compatibility",
+                               choices=("none", "ampere+", "sameComputeCapability"),
+                               help="GPUs the engine runs on: none (the build GPU's compute capability, default), ampere+ "
+                                    "(any SM80+ GPU), sameComputeCapability; TensorRT-RTX: ampere+ means its SM80+ "
+                                    "targets")
+    compatibility.add_argument("--versionCompatible", "--vc", dest="version_compatible", action="store_true",
+                               help="the engine also runs on later TensorRT of the same major (with its lean runtime)")
+    compatibility.add_argument("--excludeLeanRuntime", dest="exclude_lean_runtime", action="store_true",
+                               help="with --vc: leave the lean runtime out of the plan (the deployment provides it)")
+    compatibility.add_argument("--stripWeights", dest="strip_weights", action="store_true",
+                               help="a plan without its refittable weights; refit from the ONNX at load (weights=) or "
+                                    "with trtpipe refit")
+    compatibility.add_argument("--refit", action="store_true",
+                               help="weights can be replaced later (trtpipe refit ENGINE --onnx NEW.onnx)")
     add_flavor_argument(parser)
     add_spec_arguments(parser)
     parser.add_argument("--force", action="store_true", help="rebuild even when the engine is up to date")
@@ -74,6 +99,12 @@ def config_from_args(args: argparse.Namespace):
         max_fp_share=args.max_fp_share,
         fuse_preprocess=parse_fuse_preprocess(args.fuse_preprocess) if args.fuse_preprocess else None,
         fuse_postprocess=postprocess_options(args.conf, args.iou, args.max_det, args.topk) if args.fuse_postprocess else None,
+        extra_profiles=extra_profiles(args),
+        hardware_compatibility=args.hardware_compatibility,
+        version_compatible=args.version_compatible,
+        exclude_lean_runtime=args.exclude_lean_runtime,
+        strip_weights=args.strip_weights,
+        refit=args.refit,
     )
 
 

@@ -158,10 +158,73 @@ class _DeprecatedAppend(_DeprecatedAlias):
         super().__call__(parser, namespace, [*(getattr(namespace, self.dest, None) or []), values], option_string)
 
 
+EXTRA_PROFILES = "extra_profile_options"  # namespace attribute: profile number -> {dest: value} for --profile=1..
+
+
+class _ProfileOption(argparse.Action):
+    """An option that belongs to the optimization profile named by the last ``--profile=N`` before it (trtexec's
+    form): profile 0's go where argparse puts them, later profiles' into ``namespace.extra_profile_options``."""
+
+    def __init__(self, option_strings, dest, append: bool = False, **kwargs):
+        self.append = append
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        current = getattr(namespace, "profile", None) or 0
+        if current == 0:
+            target = namespace.__dict__
+        else:
+            target = _extra_groups(namespace).setdefault(current, {})
+        target[self.dest] = [*(target.get(self.dest) or []), values] if self.append else values
+
+
+class _ProfileNumber(argparse.Action):
+    """``--profile=N``: the options after it, up to the next ``--profile``, make profile N."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        if values > 0:
+            _extra_groups(namespace).setdefault(values, {})
+
+
+def _extra_groups(namespace: argparse.Namespace) -> dict:
+    """The namespace's own {profile number: options} (made per parse: an argparse default would be shared)."""
+    if getattr(namespace, EXTRA_PROFILES, None) is None:
+        setattr(namespace, EXTRA_PROFILES, {})
+    return getattr(namespace, EXTRA_PROFILES)
+
+
+def extra_profiles(args: argparse.Namespace):
+    """The ``ProfileOptions`` of ``--profile=1 ...``, ``--profile=2 ...`` (profile 0 is the options before them).
+
+    Raises:
+        ConfigError: profile numbers that do not run 1, 2, ... without a gap.
+    """
+    from trtpipe.spec import BatchRange, ProfileOptions
+
+    groups = getattr(args, EXTRA_PROFILES, None) or {}
+    if sorted(groups) != list(range(1, len(groups) + 1)):
+        raise ConfigError(
+            f"--profile numbers {sorted({0, *groups})} do not run 0, 1, 2, ... without a gap",
+            "number the profiles as trtexec does: --profile=0 --minShapes ... --profile=1 --minShapes ...",
+        )
+    return tuple(
+        ProfileOptions(BatchRange.parse(group["batch"]) if group.get("batch") else None,
+                       profile_shapes(group.get("min_shapes"), group.get("opt_shapes"), group.get("max_shapes")))
+        for _, group in sorted(groups.items())
+    )
+
+
 def add_profile_arguments(parser: argparse.ArgumentParser) -> None:
-    """trtexec's optimization-profile options (``NAME:SHAPE[,NAME:SHAPE]``, repeatable), and the old ``--shapes``."""
+    """trtexec's optimization-profile options (``NAME:SHAPE[,NAME:SHAPE]``, repeatable), and the old ``--shapes``;
+    ``--profile=N`` starts the options of profile N (and ``--batch``, which the verb adds with :class:`_ProfileOption`)."""
+    parser.set_defaults(**{EXTRA_PROFILES: None})
+    parser.add_argument("--profile", type=int, action=_ProfileNumber, default=0, metavar="N",
+                        help="the --batch/--minShapes/--optShapes/--maxShapes after it make optimization profile N "
+                             "(trtexec's form: --profile=0 ... --profile=1 ...; default: one profile, 0)")
     for option, which in (("--minShapes", "smallest"), ("--optShapes", "the tuned-for"), ("--maxShapes", "largest")):
-        parser.add_argument(option, dest=option[2:5] + "_shapes", action="append", metavar="NAME:1x3x224x224",
+        parser.add_argument(option, dest=option[2:5] + "_shapes", action=_ProfileOption, append=True,
+                            metavar="NAME:1x3x224x224",
                             help=f"optimization profile: {which} shape of a dynamic input, as trtexec")
     parser.add_argument("--shapes", dest="profile_shapes", action=_DeprecatedAppend,
                         preferred="--minShapes/--optShapes/--maxShapes (in trtexec, --shapes is the runtime shape: "

@@ -46,6 +46,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, metavar="T",
                         help="ONNX Runtime CPU: the engine's intra-op threads while streaming (default: half the usable "
                              "cores; the summary line says what was chosen)")
+    parser.add_argument("--useProfile", dest="use_profile", type=int, metavar="N",
+                        help="TensorRT: run on optimization profile N only (default: the profile that holds the batch)")
+    parser.add_argument("--refit-from", dest="refit_weights", metavar="MODEL.onnx",
+                        help="TensorRT: refit the engine's weights from this ONNX at load (a --stripWeights or "
+                             "--refit engine)")
     parser.add_argument("--infStreams", dest="infer_streams", type=int, default=1, metavar="N",
                         help="N batches in the engine at once: TensorRT execution contexts (as trtexec's --infStreams), "
                              "or calls at once on ONNX Runtime's session (default 1)")
@@ -88,6 +93,10 @@ def _run(args: argparse.Namespace, source) -> int:
     saver = _Saver(Path(args.save), source, args.force) if args.save else None
     is_onnx = default_backend(args.model) == "onnxruntime"
     options = {"topk": args.topk, "contexts": args.infer_streams}
+    if args.use_profile is not None:
+        options["profile"] = args.use_profile
+    if args.refit_weights:
+        options["weights"] = args.refit_weights
     for option, value in (("score_threshold", args.conf), ("iou_threshold", args.iou), ("labels", args.labels)):
         if value is not None:
             options[option] = value

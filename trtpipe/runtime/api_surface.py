@@ -23,7 +23,7 @@ RECORDED_CLASSES = (
     "ILogger", "Logger", "Runtime", "ICudaEngine", "IExecutionContext", "EngineInspector", "IProfiler",
     "IRuntimeConfig", "IHostMemory", "IOutputAllocator", "Builder", "IBuilderConfig", "INetworkDefinition", "ITensor",
     "IOptimizationProfile", "ITimingCache", "IProgressMonitor", "OnnxParser", "ParserError", "IInt8Calibrator",
-    "IInt8EntropyCalibrator2",
+    "IInt8EntropyCalibrator2", "Refitter", "OnnxParserRefitter", "ISerializationConfig",
 )
 
 #: The enums trtpipe may use ("ILogger.Severity" is nested in ILogger).
@@ -31,6 +31,7 @@ RECORDED_ENUMS = (
     "DataType", "TensorIOMode", "TensorFormat", "TensorLocation", "LayerInformationFormat", "ProfilingVerbosity",
     "NetworkDefinitionCreationFlag", "BuilderFlag", "MemoryPoolType", "ComputeCapability", "CudaGraphStrategy",
     "ExecutionContextAllocationStrategy", "CalibrationAlgoType", "OnnxParserFlag", "ErrorCode", "ILogger.Severity",
+    "HardwareCompatibilityLevel", "SerializationFlag",
 )
 
 

@@ -68,6 +68,17 @@ def rebuild_command(sidecar: EngineSidecar, engine: str | Path, *, compute_capab
     targets = [compute_capability] if compute_capability else list(config.get("compute_capabilities") or [])
     if targets:
         parts += ["--compute-capability", ",".join(targets)]
+    for index, extra in enumerate(config.get("extra_profiles") or (), start=1):
+        parts.append(f"--profile={index}")
+        if extra.get("batch"):
+            parts += ["--batch", str(extra["batch"])]
+        parts += [_shape_options(str(recorded)) for recorded in extra.get("shapes") or ()]
+    if config.get("hardware_compatibility") and not compute_capability:  # a named target replaces ampere+'s list
+        parts += ["--hardwareCompatibilityLevel", str(config["hardware_compatibility"])]
+    for key, flag in (("version_compatible", "--versionCompatible"), ("exclude_lean_runtime", "--excludeLeanRuntime"),
+                      ("strip_weights", "--stripWeights"), ("refit", "--refit")):
+        if config.get(key):
+            parts.append(flag)
     if config.get("fp16_mode") == "flag":
         parts += ["--fp16-mode", "flag"]
     calibrated = config.get("int8_mode") == "implicit" or sidecar.network_onnx_path != sidecar.onnx_path  # not Q/DQ as given
@@ -102,17 +113,43 @@ def _rebuild_hint(sidecar: EngineSidecar, engine: str | Path, compute_capability
 
 
 def check_flavor(sidecar: EngineSidecar, flavor_name: str, flavor_version: str, engine: str) -> None:
-    """Raises EngineMismatchError unless the installed TensorRT flavour and version built the engine."""
+    """Raises EngineMismatchError unless the installed TensorRT flavour and version can deserialize the engine.
+
+    That is the version that built it, or, for an engine built with ``--versionCompatible``, that version or a later
+    one of the same major (TensorRT runs it with the lean runtime of the build's version: embedded in the plan, or,
+    built with ``--excludeLeanRuntime``, only where the build's version itself is installed; the message names it).
+    """
+    mine = f"{'TensorRT-RTX' if flavor_name == 'tensorrt_rtx' else 'TensorRT'} {flavor_version}"
     try:
-        same_version = Version(sidecar.trt_version) == Version(flavor_version)
+        built, installed = Version(sidecar.trt_version), Version(flavor_version)
+        same_version = built == installed
     except InvalidVersion:
+        built = installed = None
         same_version = sidecar.trt_version == flavor_version
-    if sidecar.trt_flavor != flavor_name or not same_version:
-        mine = f"{'TensorRT-RTX' if flavor_name == 'tensorrt_rtx' else 'TensorRT'} {flavor_version}"
+    if sidecar.trt_flavor == flavor_name and same_version:
+        return
+    config = sidecar.build_config or {}
+    if sidecar.trt_flavor == flavor_name and built is not None and config.get("version_compatible"):
+        lean = f"the lean runtime of {sidecar.flavor_label} (libnvinfer_lean.so.{built.major}, version {sidecar.trt_version})"
+        if built.major == installed.major and installed > built:
+            if not config.get("exclude_lean_runtime"):
+                return  # the plan carries its lean runtime; the runtime allows its host code (TensorRTEngine)
+            raise EngineMismatchError(
+                f"engine {engine} was {_built_by(sidecar)} as version-compatible without its lean runtime "
+                f"(--excludeLeanRuntime); this machine has {mine}, so it needs {lean}",
+                f"install {sidecar.flavor_label} beside it, or rebuild without --excludeLeanRuntime so that the plan "
+                f"carries its lean runtime: {rebuild_command(sidecar, engine).replace(' --excludeLeanRuntime', '')}",
+            )
         raise EngineMismatchError(
-            f"engine {engine} was {_built_by(sidecar)}; this machine has {mine}",
+            f"engine {engine} was {_built_by(sidecar)} as version-compatible, which runs on {sidecar.flavor_label} or a "
+            f"later {built.major}.x only (with {lean}); this machine has {mine}",
             _rebuild_hint(sidecar, engine),
         )
+    raise EngineMismatchError(
+        f"engine {engine} was {_built_by(sidecar)}; this machine has {mine}",
+        _rebuild_hint(sidecar, engine) + (" (add --versionCompatible for an engine that also runs on later "
+                                          "TensorRT of the same major)" if sidecar.trt_flavor == flavor_name else ""),
+    )
 
 
 def check_gpu(sidecar: EngineSidecar, gpu_name: str, major: int, minor: int, engine: str, *, flavor=None) -> None:
@@ -151,8 +188,20 @@ def check_gpu(sidecar: EngineSidecar, gpu_name: str, major: int, minor: int, eng
             _rebuild_hint(sidecar, engine, compute_capability=sm),
         )
     built_cc = str(target.get("compute_capability", ""))
+    level = target.get("hardware_compatibility") or "none"
+    if level == "ampere+":
+        if major < 8:
+            raise EngineMismatchError(
+                f"engine {engine} was {_built_by(sidecar)} with --hardwareCompatibilityLevel ampere+, which runs on "
+                f"compute capability 8.0 and later; this machine's GPU is {mine}",
+                _rebuild_hint(sidecar, engine).replace(" --hardwareCompatibilityLevel ampere+", ""),
+            )
+        return
     if built_cc and built_cc != f"{major}.{minor}":
         raise EngineMismatchError(
-            f"engine {engine} was {_built_by(sidecar)}; this machine's GPU is {mine}",
-            _rebuild_hint(sidecar, engine),
+            f"engine {engine} was {_built_by(sidecar)}"
+            + (" with --hardwareCompatibilityLevel sameComputeCapability" if level == "sameComputeCapability" else "")
+            + f"; this machine's GPU is {mine}",
+            _rebuild_hint(sidecar, engine) + (" (with --hardwareCompatibilityLevel ampere+ one engine runs on every "
+                                              "GPU of compute capability 8.0 and later)" if major >= 8 else ""),
         )

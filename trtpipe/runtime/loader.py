@@ -12,6 +12,7 @@ was built, never the FP32 source silently.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 from dataclasses import dataclass
@@ -178,7 +179,8 @@ def load_engine(path: str | Path, backend: str | None = "auto", **options) -> En
         backend: "auto" (the default; None means the same), "tensorrt" or "onnxruntime". "onnxruntime" with an
             engine runs its network ONNX (the FP16/Q/DQ ONNX it was parsed from, sha256-checked).
         options: keyword arguments of the backend's engine class (both: ``contexts``; TensorRTEngine:
-            ``cuda_graph``, ``device`` ...; OnnxRuntimeEngine: ``providers``, ``threads``, ``fp16_storage``). Options
+            ``cuda_graph``, ``device``, ``profile``, ``weights`` (an ONNX to refit a weight-stripped or refittable
+            engine from; ONNX Runtime then runs that ONNX) ...; OnnxRuntimeEngine: ``providers``, ``threads``, ``fp16_storage``). Options
             of the other backend are dropped with a log line, so one call works whichever backend "auto" picks.
 
     Raises:
@@ -200,6 +202,12 @@ def load_engine(path: str | Path, backend: str | None = "auto", **options) -> En
     if default_backend(path) == "onnxruntime":
         return OnnxRuntimeEngine(path, **mine)
     network = network_onnx(path)
+    if options.get("weights") is not None:
+        # The weights to run with are the given ONNX's (checked to have the engine's graph): ONNX Runtime runs it.
+        from trtpipe.refit import check_weights_for
+        from trtpipe.runtime.compat import load_sidecar
+
+        network = dataclasses.replace(network, path=check_weights_for(load_sidecar(path), path, options["weights"]))
     engine = OnnxRuntimeEngine(network.path, precision=network.precision, stands_in_for=Path(path),
                                fallback=choice.fallback, limits=network.limits, **mine)
     if network.differs:

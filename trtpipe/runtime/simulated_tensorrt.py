@@ -23,6 +23,15 @@ Made by :func:`trtpipe.runtime.simulation.simulated_trt` (see that module for th
   profile for every dynamic input, honours ``IProgressMonitor`` cancellation, and for TensorRT 10's implicit INT8
   calls the calibrator as the bindings do (``pyInt8.cpp``: ``get_batch(names)`` must return one device pointer per
   input, of which TensorRT reads the calibration profile's OPT shape; its default is profile 0).
+- **Engines that travel** (issue 20): every optimization profile is in the plan; a context starts on profile 0,
+  ``set_optimization_profile_async`` switches it (not while its stream captures) and unsets its input shapes, and
+  ``set_input_shape`` checks the active profile's range. ``VERSION_COMPATIBLE`` plans deserialize on a later
+  version of the same major only with ``engine_host_code_allowed`` and their lean runtime;
+  ``EXCLUDE_LEAN_RUNTIME`` needs ``VERSION_COMPATIBLE`` (TensorRT-RTX's refusal, measured), and TensorRT-RTX
+  cannot embed a lean runtime at all. ``STRIP_PLAN`` leaves the floating-point initializers' values out of the
+  plan; such an engine runs only after ``Refitter``/``OnnxParserRefitter`` filled every one (weights matched by
+  ONNX initializer name, dtype and dims), and a ``REFIT_IDENTICAL`` engine refitted with other values is a
+  SimulationError (on a GPU: wrong results). INT8 initializers of a Q/DQ ONNX are not treated as refittable.
 """
 
 from __future__ import annotations
@@ -164,7 +173,7 @@ def make_module(cuda: SimulatedCuda, flavor: str, version: str) -> types.ModuleT
     for enum_name in ("TensorIOMode", "TensorFormat", "TensorLocation", "LayerInformationFormat", "ProfilingVerbosity",
                       "NetworkDefinitionCreationFlag", "BuilderFlag", "MemoryPoolType", "ComputeCapability",
                       "CudaGraphStrategy", "ExecutionContextAllocationStrategy", "CalibrationAlgoType", "ErrorCode",
-                      "OnnxParserFlag"):
+                      "OnnxParserFlag", "HardwareCompatibilityLevel", "SerializationFlag"):
         names[enum_name] = enum_of(enum_name)
     names["DataType"] = data_type
 
@@ -241,6 +250,15 @@ def make_module(cuda: SimulatedCuda, flavor: str, version: str) -> types.ModuleT
         def __init__(self, logger):
             register_logger(logger, "createInferRuntime")
             self._logger = logger
+            self._host_code_allowed = False
+
+        @property
+        def engine_host_code_allowed(self):
+            return self._host_code_allowed
+
+        @engine_host_code_allowed.setter
+        def engine_host_code_allowed(self, value):
+            self._host_code_allowed = bool(value)
 
         def deserialize_cuda_engine(self, data):
             data = bytes(data)
@@ -255,7 +273,17 @@ def make_module(cuda: SimulatedCuda, flavor: str, version: str) -> types.ModuleT
             except Exception:  # noqa: BLE001 - truncated or corrupt: TensorRT logs and returns None
                 log("ERROR", "IRuntime::deserializeCudaEngine: Error Code 1: Serialization (the plan is corrupt)")
                 return None
-            if (header["flavor"], header["version"]) != (flavor, version):
+            compatible = _version_compatible(header, flavor, version)
+            if compatible and header["version"] != version:
+                if header.get("exclude_lean_runtime"):
+                    log("ERROR", f"IRuntime::deserializeCudaEngine: Error Code 6: API Usage Error (the version-compatible "
+                        f"plan was built by {header['version']} without its lean runtime; load it with loadRuntime)")
+                    return None
+                if not self._host_code_allowed:
+                    log("ERROR", "IRuntime::deserializeCudaEngine: Error Code 6: API Usage Error (the engine has host "
+                        "code (its lean runtime) and engine_host_code_allowed is False)")
+                    return None
+            if (header["flavor"], header["version"]) != (flavor, version) and not compatible:
                 log("ERROR", f"IRuntime::deserializeCudaEngine: Error Code 6: API Usage Error (the engine plan file is "
                     f"not compatible with this version of TensorRT, expecting library version {version} got "
                     f"{header['version']}, please rebuild.)")
@@ -269,6 +297,11 @@ def make_module(cuda: SimulatedCuda, flavor: str, version: str) -> types.ModuleT
                     v for v in surface.enum_values("ComputeCapability") if v.startswith("SM") and v != "SM75"]
                 if sm not in allowed:
                     log("ERROR", f"IRuntime::deserializeCudaEngine: the engine has no code for this device ({sm})")
+                    return None
+            elif target.get("hardware_compatibility") == "AMPERE_PLUS":
+                if props.major < 8:
+                    log("ERROR", "IRuntime::deserializeCudaEngine: an Ampere+ hardware-compatible engine needs compute "
+                        f"capability 8.0 or later, this device is {props.major}.{props.minor}")
                     return None
             elif target.get("compute_capability") != f"{props.major}.{props.minor}":
                 log("ERROR", "IRuntime::deserializeCudaEngine: Error Code 1: Serialization (the engine was built for "
@@ -290,6 +323,62 @@ def make_module(cuda: SimulatedCuda, flavor: str, version: str) -> types.ModuleT
             self.num_io_tensors = len(self._io)
             self.num_optimization_profiles = len(self._profiles)
             self.name = "simulated"
+            self._missing = list(header.get("stripped_weights", ()))  # weights a refit must bring before it runs
+
+        @property
+        def refittable(self):
+            return bool(self._header.get("refit"))
+
+        @property
+        def hardware_compatibility_level(self):
+            return names["HardwareCompatibilityLevel"][self._header["target"].get("hardware_compatibility", "NONE")]
+
+        def _refittable_weights(self) -> dict[str, tuple]:
+            """Weight name -> (ONNX data type, dims) of what a refit may set: the floating-point initializers."""
+            return _refittable(self._onnx)
+
+        def serialize(self):
+            return self.serialize_with_config(self.create_serialization_config())
+
+        def create_serialization_config(self):
+            config = _bound["ISerializationConfig"]()
+            if self._header.get("stripped"):
+                config.set_flag(names["SerializationFlag"].EXCLUDE_WEIGHTS)
+            return config
+
+        def serialize_with_config(self, config):
+            header = dict(self._header)
+            flags = names["SerializationFlag"]
+            onnx_bytes = self._onnx
+            if config.get_flag(flags.EXCLUDE_WEIGHTS):
+                if not header.get("refit"):
+                    log("ERROR", "ICudaEngine::serializeWithConfig: kEXCLUDE_WEIGHTS needs a refittable engine")
+                    return None
+                onnx_bytes, header["stripped_weights"] = _strip(onnx_bytes)
+                header["stripped"] = True
+            else:
+                if self._missing:
+                    log("ERROR", f"ICudaEngine::serializeWithConfig: weights {self._missing[:3]} were never refitted")
+                    return None
+                header["stripped"], header["stripped_weights"] = False, []
+            if header.get("refit") and not (hasattr(flags, "INCLUDE_REFIT") and config.get_flag(flags.INCLUDE_REFIT)) \
+                    and not header["stripped"]:
+                header["refit"] = None  # TensorRT 11 / RTX keep refittability only with INCLUDE_REFIT; 10.x never
+            return _bound["IHostMemory"](MAGIC + json.dumps(header).encode() + b"\n" + onnx_bytes)
+
+        def _set_weights(self, values: dict) -> None:
+            """What a successful refit does: the new values replace the plan's (the session is rebuilt)."""
+            import onnx
+            from onnx import numpy_helper
+
+            model = onnx.load_from_string(self._onnx)
+            for tensor in model.graph.initializer:
+                if tensor.name in values:
+                    tensor.CopyFrom(numpy_helper.from_array(values[tensor.name], tensor.name))
+            with self._lock:
+                self._onnx = model.SerializeToString()
+                self._session = None
+            self._missing = []
 
         def _find(self, name):
             for entry in self._io:
@@ -459,10 +548,30 @@ def make_module(cuda: SimulatedCuda, flavor: str, version: str) -> types.ModuleT
             self._own_graphs = bool(runtime_config is not None and graph_strategy is not None
                                     and runtime_config.cuda_graph_strategy == graph_strategy.WHOLE_GRAPH_CAPTURE)
             self._own_graph_captures = 0
+            self._profile = 0
 
         @property
         def engine(self):
             return self._engine
+
+        @property
+        def active_optimization_profile(self):
+            return self._profile
+
+        def set_optimization_profile_async(self, profile_index, stream_handle):
+            if not 0 <= int(profile_index) < len(self._engine._profiles):
+                log("ERROR", f"IExecutionContext::setOptimizationProfileAsync: profile {profile_index} out of range "
+                    f"(the engine has {len(self._engine._profiles)})")
+                return False
+            if cuda.is_capturing(stream_handle):
+                log("ERROR", "IExecutionContext::setOptimizationProfileAsync: not allowed while the stream is capturing")
+                return False
+            if int(profile_index) != self._profile:
+                self._profile = int(profile_index)
+                self._shapes = {}  # TensorRT: the input shapes must be set again for the new profile
+                self._generation += 1
+                self._dirty = True
+            return True
 
         @property
         def profiler(self):
@@ -478,7 +587,7 @@ def make_module(cuda: SimulatedCuda, flavor: str, version: str) -> types.ModuleT
             if mode != "input" or len(shape) != len(static):
                 log("ERROR", f"IExecutionContext::setInputShape: Error Code 3: API Usage Error ({name!r} of rank {len(static)})")
                 return False
-            low, _, high = self._engine._profiles[0].get(name, (static, static, static))
+            low, _, high = self._engine._profiles[self._profile].get(name, (static, static, static))
             if any(not lo <= d <= hi for lo, d, hi in zip(low, shape, high)):
                 log("ERROR", f"IExecutionContext::setInputShape: Error Code 3: API Usage Error ({name!r} {shape} outside the profile)")
                 return False
@@ -517,6 +626,10 @@ def make_module(cuda: SimulatedCuda, flavor: str, version: str) -> types.ModuleT
 
         def execute_async_v3(self, stream_handle):
             engine = self._engine
+            if engine._missing:
+                raise SimulationError(
+                    f"execute_async_v3 on a weight-stripped engine whose weights {engine._missing[:3]} were never "
+                    "refitted: on a GPU, garbage results (refit with Refitter/OnnxParserRefitter first)")
             if cuda.current_device != engine._device:
                 log("ERROR", f"IExecutionContext::enqueueV3: Cuda Runtime (invalid resource handle): the calling thread's "
                     f"device is {cuda.current_device}, the engine's {engine._device}")
@@ -744,6 +857,7 @@ def make_module(cuda: SimulatedCuda, flavor: str, version: str) -> types.ModuleT
             self._monitor = None
             self._verbosity = names["ProfilingVerbosity"].LAYER_NAMES_ONLY
             self._compute_capabilities: list = []
+            self._hardware = names["HardwareCompatibilityLevel"].NONE
 
         def add_optimization_profile(self, profile):
             self._profiles.append(profile)
@@ -760,7 +874,23 @@ def make_module(cuda: SimulatedCuda, flavor: str, version: str) -> types.ModuleT
         builder_optimization_level = property(lambda self: self._level, lambda self, v: object.__setattr__(self, "_level", int(v)))
 
         def set_flag(self, flag):
+            flags = names["BuilderFlag"]
+            if flag == getattr(flags, "EXCLUDE_LEAN_RUNTIME", None) and flags.VERSION_COMPATIBLE not in self._flags:
+                log("ERROR", "IBuilderConfig::setFlag: Error Code 3: API Usage Error (kEXCLUDE_LEAN_RUNTIME can only "
+                    "be set if kVERSION_COMPATIBLE is set)")  # measured on TensorRT-RTX 1.7
+                return
             self._flags.add(flag)
+
+        @property
+        def hardware_compatibility_level(self):
+            return self._hardware
+
+        @hardware_compatibility_level.setter
+        def hardware_compatibility_level(self, level):
+            if flavor == "tensorrt_rtx":  # measured on TensorRT-RTX 1.7: a warning, and the level is ignored
+                log("WARNING", "setHardwareCompatibilityLevel() is unsupported in TensorRT-RTX.")
+                return
+            object.__setattr__(self, "_hardware", level)
 
         def get_flag(self, flag):
             return flag in self._flags
@@ -837,17 +967,35 @@ def make_module(cuda: SimulatedCuda, flavor: str, version: str) -> types.ModuleT
                     return None
             if monitor is not None:
                 monitor.phase_finish("Building engine")
-            profile = {name: shapes for name, shapes in (config._profiles[0]._shapes.items() if config._profiles else ())}
+            profiles = [dict(p._shapes) for p in config._profiles] or [{}]
+            flags = names["BuilderFlag"]
+            has = lambda name: getattr(flags, name, None) in config._flags  # noqa: E731
+            if has("VERSION_COMPATIBLE") and not has("EXCLUDE_LEAN_RUNTIME") and flavor == "tensorrt_rtx":
+                # Measured on TensorRT-RTX 1.7 (CPU): its wheel has no lean runtime to embed.
+                log("ERROR", "IBuilder::buildSerializedNetwork: Error Code 6: API Usage Error (Unable to load library: "
+                    "libnvinfer_lean.so.1: cannot open shared object file: No such file or directory)")
+                return None
             if flavor == "tensorrt_rtx":
                 chosen = [c for c in config._compute_capabilities if c is not None]
                 target = {"kind": "aot", "compute_capabilities": [c.name for c in chosen]}
             else:
                 props = cuda.devices[cuda.current_device]
                 target = {"kind": "gpu", "compute_capability": f"{props.major}.{props.minor}"}
+                if config._hardware.name != "NONE":
+                    target["hardware_compatibility"] = config._hardware.name
             if config._cache is None and flavor != "tensorrt_rtx":
                 config._cache = _bound["ITimingCache"](b"")
-            header = engine_header(profile, flavor=flavor, version=version, target=target)
-            return _bound["IHostMemory"](MAGIC + header + b"\n" + network._onnx)
+            refit = "REFIT" if has("REFIT") else "REFIT_IDENTICAL" if has("REFIT_IDENTICAL") else None
+            if has("STRIP_PLAN") and refit is None:
+                log("ERROR", "IBuilder::buildSerializedNetwork: kSTRIP_PLAN needs kREFIT or kREFIT_IDENTICAL")
+                return None
+            onnx_bytes, stripped = (_strip(network._onnx) if has("STRIP_PLAN") else (network._onnx, []))
+            header = json.loads(engine_header({}, flavor=flavor, version=version, target=target))
+            header["profiles"] = [{name: [list(s) for s in shapes] for name, shapes in p.items()} for p in profiles]
+            header.update(version_compatible=has("VERSION_COMPATIBLE"), exclude_lean_runtime=has("EXCLUDE_LEAN_RUNTIME"),
+                          refit=refit, stripped=has("STRIP_PLAN"), stripped_weights=stripped,
+                          weights_digest=_weights_digest(network._onnx) if refit == "REFIT_IDENTICAL" else None)
+            return _bound["IHostMemory"](MAGIC + json.dumps(header).encode() + b"\n" + onnx_bytes)
 
         def _check_profiles(self, network, config) -> bool:
             if network._onnx is None:
@@ -906,6 +1054,110 @@ def make_module(cuda: SimulatedCuda, flavor: str, version: str) -> types.ModuleT
                                                "".join(f"{n}: 3c010a14\n" for n in input_names).encode())
             return True
 
+    class _SerializationConfig(_Bound):
+        def __init__(self):
+            self._flags: set = set()
+
+        def set_flag(self, flag):
+            self._flags.add(flag)
+            return True
+
+        def clear_flag(self, flag):
+            self._flags.discard(flag)
+            return True
+
+        def get_flag(self, flag):
+            return flag in self._flags
+
+        @property
+        def flags(self):
+            return sum(1 << int(f) for f in self._flags)
+
+    class _Refitter(_Bound):
+        """TensorRT's refitter: weights are named as the ONNX parser named them (the initializers' names)."""
+
+        def __init__(self, engine, logger):
+            register_logger(logger, "createInferRefitter")
+            self._engine = engine
+            self._pending: dict = {}
+            if not engine.refittable:
+                log("ERROR", "createInferRefitter: Error Code 3: API Usage Error (the engine was not built refittable)")
+
+        def get_all_weights(self):
+            return list(self._engine._refittable_weights()) if self._engine.refittable else []
+
+        def get_missing_weights(self):
+            return [name for name in self._engine._missing if name not in self._pending]
+
+        def refit_cuda_engine(self):
+            engine = self._engine
+            if not engine.refittable:
+                log("ERROR", "IRefitter::refitCudaEngine: the engine is not refittable")
+                return False
+            missing = self.get_missing_weights()
+            if missing:
+                log("ERROR", f"IRefitter::refitCudaEngine: missing weights {missing[:3]} (get_missing_weights)")
+                return False
+            if engine._header.get("refit") == "REFIT_IDENTICAL" and self._pending:
+                digest = _weights_digest(engine._onnx, self._pending)
+                if digest != engine._header.get("weights_digest"):
+                    raise SimulationError("refitted weights differ from the build's on an engine built with "
+                                          "REFIT_IDENTICAL: on a GPU, wrong results (TensorRT assumed them equal)")
+            engine._set_weights(self._pending)
+            self._pending = {}
+            return True
+
+        def refit_cuda_engine_async(self, stream_handle):
+            return self.refit_cuda_engine()
+
+    class _OnnxParserRefitter(_Bound):
+        def __init__(self, refitter, logger):
+            register_logger(logger, "createParserRefitter")
+            self._refitter = refitter
+            self._errors: list = []
+
+        @property
+        def num_errors(self):
+            return len(self._errors)
+
+        def get_error(self, index):
+            return self._errors[index]
+
+        def clear_errors(self):
+            self._errors.clear()
+
+        def refit_from_file(self, path):
+            import onnx
+
+            try:
+                model = onnx.load(str(path))
+            except Exception as exc:  # noqa: BLE001 - TensorRT logs the failure and returns False
+                self._errors.append(_bound["ParserError"](names["ErrorCode"].MODEL_DESERIALIZE_FAILED, f"cannot read {path}: {exc}"))
+                return False
+            return self._refit(model)
+
+        def refit_from_bytes(self, model_bytes, path=None):
+            import onnx
+
+            return self._refit(onnx.load_from_string(bytes(model_bytes)))
+
+        def _refit(self, model) -> bool:
+            from onnx import numpy_helper
+
+            wanted = self._refitter._engine._refittable_weights()
+            given = {t.name: t for t in model.graph.initializer}
+            for name, (dtype, dims) in wanted.items():
+                tensor = given.get(name)
+                if tensor is None or (tensor.data_type, tuple(tensor.dims)) != (dtype, dims):
+                    seen = "absent" if tensor is None else f"type {tensor.data_type} dims {tuple(tensor.dims)}"
+                    self._errors.append(_bound["ParserError"](names["ErrorCode"].INVALID_GRAPH,
+                                                              f"refit weights {name!r}: {seen}, the engine has type "
+                                                              f"{dtype} dims {dims}"))
+                    log("ERROR", f"IParserRefitter: weights {name!r} do not match the engine's ({seen})")
+                    return False
+                self._refitter._pending[name] = numpy_helper.to_array(tensor)
+            return True
+
     _bound = {
         "Runtime": bind(_Runtime, "Runtime"),
         "ICudaEngine": bind(_CudaEngine, "ICudaEngine"),
@@ -921,6 +1173,9 @@ def make_module(cuda: SimulatedCuda, flavor: str, version: str) -> types.ModuleT
         "ITimingCache": bind(_TimingCache, "ITimingCache"),
         "IBuilderConfig": bind(_BuilderConfig, "IBuilderConfig"),
         "Builder": bind(_Builder, "Builder"),
+        "ISerializationConfig": bind(_SerializationConfig, "ISerializationConfig"),
+        "Refitter": bind(_Refitter, "Refitter"),
+        "OnnxParserRefitter": bind(_OnnxParserRefitter, "OnnxParserRefitter"),
     }
 
     def nptype(trt_type):
@@ -942,6 +1197,57 @@ def make_module(cuda: SimulatedCuda, flavor: str, version: str) -> types.ModuleT
         if value is not None and name in surface.module:
             setattr(trt, name, value)
     return trt
+
+
+_FLOAT_TYPES = (1, 10, 16)  # FLOAT, FLOAT16, BFLOAT16: the weights TensorRT's ONNX parser makes refittable
+
+
+def _refittable(onnx_bytes: bytes) -> dict[str, tuple]:
+    """Initializer name -> (ONNX data type, dims) of the floating-point initializers (what a refit sets)."""
+    import onnx
+
+    model = onnx.load_from_string(onnx_bytes)
+    return {t.name: (t.data_type, tuple(t.dims)) for t in model.graph.initializer if t.data_type in _FLOAT_TYPES}
+
+
+def _strip(onnx_bytes: bytes) -> tuple[bytes, list[str]]:
+    """The ONNX with the refittable initializers' values removed (name, type and dims kept: a weight-stripped plan),
+    and their names."""
+    import onnx
+
+    model = onnx.load_from_string(onnx_bytes)
+    names = []
+    for tensor in model.graph.initializer:
+        if tensor.data_type in _FLOAT_TYPES:
+            names.append(tensor.name)
+            stripped = onnx.TensorProto(name=tensor.name, data_type=tensor.data_type, dims=list(tensor.dims))
+            tensor.CopyFrom(stripped)
+    return model.SerializeToString(), names
+
+
+def _weights_digest(onnx_bytes: bytes, replaced: dict | None = None) -> str:
+    """sha256 of the refittable weights' values (``replaced`` overriding some): what REFIT_IDENTICAL assumes."""
+    import hashlib
+
+    import onnx
+    from onnx import numpy_helper
+
+    digest = hashlib.sha256()
+    for tensor in onnx.load_from_string(onnx_bytes).graph.initializer:
+        if tensor.data_type in _FLOAT_TYPES:
+            value = (replaced or {}).get(tensor.name)
+            digest.update(np.ascontiguousarray(value if value is not None else numpy_helper.to_array(tensor)).tobytes())
+    return digest.hexdigest()
+
+
+def _version_compatible(header: dict, flavor: str, version: str) -> bool:
+    """A VERSION_COMPATIBLE plan deserializes on the same flavour's same major, at its version or later."""
+    from packaging.version import Version
+
+    if not header.get("version_compatible") or header["flavor"] != flavor:
+        return False
+    built, mine = Version(header["version"]), Version(version)
+    return built.major == mine.major and mine >= built
 
 
 def _float_io(onnx_bytes: bytes) -> bytes:

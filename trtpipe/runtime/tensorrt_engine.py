@@ -116,6 +116,7 @@ class _Context:
     device: dict = field(default_factory=dict)  # tensor -> DeviceBuffer (max shape)
     shapes: dict = field(default_factory=dict)  # input -> shape the context holds now
     graph: tuple | None = None  # (input shapes, cuda.Graph) captured with the context's current shapes
+    profile: int = 0  # the optimization profile the context uses now (set_optimization_profile_async)
 
 
 class TensorRTEngine(Engine):
@@ -130,9 +131,19 @@ class TensorRTEngine(Engine):
             overhead on small models; shapes must repeat to pay off). Defaults to False.
         contexts: execution contexts, each with its own stream, buffers and graph (trtexec's ``--infStreams``);
             that many threads can run inferences at once. Defaults to 1.
+        profile: run on this optimization profile only (trtexec's ``--useProfile``). Defaults to None: each call
+            goes to the first profile whose min..max holds its input shapes, and a context switches profile
+            (``set_optimization_profile_async`` on its own stream) when a call needs another one.
+        weights: an ONNX with the engine's graph and the weights to run with: a weight-stripped engine
+            (``build --stripWeights``) needs it, a refittable one (``--refit``) takes new weights from it. The
+            engine is refitted in memory after deserializing (``OnnxParserRefitter``); the file is unchanged
+            (``trtpipe refit`` writes a refitted plan).
 
     Raises:
-        ConfigError: ``contexts`` below 1.
+        ConfigError: ``contexts`` below 1; ``profile`` not one of the engine's; ``weights`` for an engine that is not
+            refittable.
+        InputError: a weight-stripped engine without ``weights``; ``weights`` of another graph (naming the first
+            tensor that differs).
         EngineMismatchError, DependencyError, InputError: the engine does not fit this machine (see
             ``trtpipe.runtime.compat``), cannot be deserialized, or has tensors trtpipe cannot feed.
     """
@@ -140,7 +151,7 @@ class TensorRTEngine(Engine):
     device_timed = True  # h2d / compute / d2h come from CUDA events on the context's stream
 
     def __init__(self, path: str | Path, *, flavor: Flavor | None = None, device: int = 0, cuda_graph: bool = False,
-                 contexts: int = 1):
+                 contexts: int = 1, profile: int | None = None, weights: str | Path | None = None):
         if int(contexts) < 1:
             raise ConfigError(f"contexts={contexts}, expected 1 or more", "use contexts=1, or N for N parallel streams (--infStreams N)")
         self.path = Path(path)
@@ -152,7 +163,12 @@ class TensorRTEngine(Engine):
         self._queues: list[EnqueueAhead] = []  # open enqueue-ahead queues, closed before the engine
         self._staged_by: object | None = None  # the queue whose inputs are on context 0's device (None: an infer's)
         self.cuda_graph_failure: str | None = None  # why CUDA graphs were given up, when a capture failed
+        self.refit_seconds: float | None = None  # how long the refit at load took (``weights=``); None: no refit
         self.sidecar = load_sidecar(self.path)
+        from trtpipe.refit import check_profile_index, check_weights_for
+
+        self._weights = check_weights_for(self.sidecar, self.path, weights)  # before any TensorRT or GPU work
+        self._profile_choice = check_profile_index(self.sidecar, self.path, profile)
         self.flavor = flavor or _flavor_for(self.sidecar, str(self.path))
         self.simulated = bool(getattr(self.flavor.module, "SIMULATED", False))
         self.backend = self.flavor.name + ("-simulated" if self.simulated else "")
@@ -178,6 +194,9 @@ class TensorRTEngine(Engine):
         trt = self.flavor.module
         self._logger = make_logger(self.flavor)  # TensorRT keeps one logger per process
         self._runtime = trt.Runtime(self._logger)
+        if (self.sidecar.build_config or {}).get("version_compatible"):
+            # A version-compatible plan carries its lean runtime as host code, which TensorRT runs only when allowed.
+            self._runtime.engine_host_code_allowed = True
         with self._logger.capture_errors() as errors:
             self._engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
         if self._engine is None:
@@ -187,6 +206,10 @@ class TensorRTEngine(Engine):
                 f"({said}): the file is corrupt",
                 f"rebuild it: trtpipe build {self.sidecar.onnx_path} --precision {self.sidecar.precision} --force",
             )
+        if self._weights is not None:
+            from trtpipe.refit import refit_engine
+
+            self.refit_seconds = refit_engine(self.flavor, self._engine, self._logger, self._weights, self.path)
         self._describe_tensors()
         for index in range(contexts):
             slot = self._new_context(index)
@@ -200,6 +223,9 @@ class TensorRTEngine(Engine):
     def _describe_tensors(self) -> None:
         trt, engine = self.flavor.module, self._engine
         inputs, outputs, self._limits, self._dtypes = [], [], {}, {}
+        count = int(engine.num_optimization_profiles)
+        self._usable = [self._profile_choice] if self._profile_choice is not None else list(range(count))
+        self._profile_limits: list[dict] = [{} for _ in range(count)]  # profile -> input -> (min, max)
         for i in range(engine.num_io_tensors):
             name = engine.get_tensor_name(i)
             dtype = array_dtype(trt, engine.get_tensor_dtype(name), name, str(self.path))
@@ -212,11 +238,15 @@ class TensorRTEngine(Engine):
             info = TensorInfo(name, tuple(int(d) for d in engine.get_tensor_shape(name)), dtype.name)
             if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
                 inputs.append(info)
-                if -1 in info.shape:
-                    low, _, high = engine.get_tensor_profile_shape(name, 0)
-                    self._limits[name] = (tuple(int(d) for d in low), tuple(int(d) for d in high))
-                else:
-                    self._limits[name] = (info.shape, info.shape)
+                for index in self._usable:
+                    if -1 in info.shape:
+                        low, _, high = engine.get_tensor_profile_shape(name, index)
+                        self._profile_limits[index][name] = (tuple(int(d) for d in low), tuple(int(d) for d in high))
+                    else:
+                        self._profile_limits[index][name] = (info.shape, info.shape)
+                # What any usable profile takes, for validate_feeds; which profile takes it is chosen per call.
+                lows, highs = zip(*(self._profile_limits[index][name] for index in self._usable))
+                self._limits[name] = (tuple(map(min, zip(*lows))), tuple(map(max, zip(*highs))))
             else:
                 outputs.append(info)
         self._inputs, self._outputs = tuple(inputs), tuple(outputs)
@@ -240,19 +270,26 @@ class TensorRTEngine(Engine):
                 "free GPU memory (nvidia-smi), use fewer contexts, or rebuild with a smaller max batch",
             )
         slot = _Context(index, context, stream, events)
-        for info in self._inputs:
-            max_shape = self._limits[info.name][1]
-            self._set_shape(slot, info.name, max_shape)
-            self._buffers(slot, info.name, max_shape)
-        for info in self._outputs:
-            max_shape = tuple(int(d) for d in context.get_tensor_shape(info.name))
-            if any(d < 0 for d in max_shape):
-                raise InputError(
-                    f"engine {self.path}: output {info.name!r} has a data-dependent shape {max_shape}",
-                    "trtpipe runs engines whose output shapes follow from the input shapes; export the model with "
-                    "fixed-size outputs (e.g. NMS outside the network)",
-                )
-            self._buffers(slot, info.name, max_shape)
+        # Buffers hold the largest shape of every usable profile (each axis's maximum over them), so switching
+        # profile never reallocates or moves an address.
+        largest: dict[str, tuple[int, ...]] = {}
+        for profile in reversed(self._usable):  # ends on the first usable profile, at its max shapes
+            self._use_profile(slot, profile)
+            for info in self._inputs:
+                self._set_shape(slot, info.name, self._profile_limits[profile][info.name][1])
+            for info in self._outputs:
+                shape = tuple(int(d) for d in context.get_tensor_shape(info.name))
+                if any(d < 0 for d in shape):
+                    raise InputError(
+                        f"engine {self.path}: output {info.name!r} has a data-dependent shape {shape}",
+                        "trtpipe runs engines whose output shapes follow from the input shapes; export the model with "
+                        "fixed-size outputs (e.g. NMS outside the network)",
+                    )
+            for info in (*self._inputs, *self._outputs):
+                shape = tuple(int(d) for d in context.get_tensor_shape(info.name))
+                largest[info.name] = tuple(map(max, zip(largest.get(info.name, shape), shape)))
+        for info in (*self._inputs, *self._outputs):
+            self._buffers(slot, info.name, largest[info.name])
         for name, buffer in slot.device.items():
             if not context.set_tensor_address(name, buffer.ptr):
                 raise EngineMismatchError(f"TensorRT refused the address of tensor {name!r}", "this is a trtpipe bug; please report it")
@@ -382,6 +419,9 @@ class TensorRTEngine(Engine):
                     f"TensorRT could not create a profiling context for {self.path} ({'; '.join(errors) or 'out of GPU memory?'})",
                     "free GPU memory (nvidia-smi), or profile a smaller batch",
                 )
+            if slot.profile != 0 and not context.set_optimization_profile_async(slot.profile, stream.ptr):
+                raise EngineMismatchError(f"TensorRT refused optimization profile {slot.profile} of {self.path}",
+                                          "this is a trtpipe bug; please report it")
             for info in self._inputs:
                 if not context.set_input_shape(info.name, feeds[info.name].shape):
                     raise InputError(f"TensorRT rejected shape {feeds[info.name].shape} for input {info.name!r}",
@@ -422,7 +462,9 @@ class TensorRTEngine(Engine):
                         self._free.remove(wanted)
                         return wanted
                 elif self._free:
-                    pick = next((c for c in self._free if shapes is not None and c.shapes == shapes), self._free[0])
+                    profile = self._profile_for(shapes) if shapes is not None else None
+                    pick = next((c for c in self._free if shapes is not None and c.shapes == shapes),
+                                next((c for c in self._free if c.profile == profile), self._free[0]))
                     self._free.remove(pick)
                     return pick
                 self._state.wait()
@@ -439,8 +481,49 @@ class TensorRTEngine(Engine):
             raise InputError(f"TensorRT rejected shape {shape} for input {name!r} of {self.path}", "keep shapes within the profile")
         slot.shapes[name] = tuple(shape)
 
+    def _profile_for(self, shapes: Mapping[str, tuple[int, ...]]) -> int:
+        """The first usable optimization profile whose min..max holds every shape of ``shapes``.
+
+        Raises:
+            InputError: no profile holds them all (each within some profile's range is not enough: TensorRT runs a
+                call on one profile), listing the profiles.
+        """
+        for index in self._usable:
+            limits = self._profile_limits[index]
+            if all(all(lo <= d <= hi for lo, d, hi in zip(*(limits[name][0], shape, limits[name][1])))
+                   for name, shape in shapes.items()):
+                return index
+        listed = "; ".join(f"profile {i}: " + ", ".join(f"{n} {_dims(lo)}..{_dims(hi)}" for n, (lo, hi) in
+                                                        self._profile_limits[i].items()) for i in self._usable)
+        raise InputError(
+            f"engine {self.path}: no optimization profile takes input shapes "
+            f"{', '.join(f'{n} {_dims(s)}' for n, s in shapes.items())} ({listed})",
+            "give shapes within one profile, or rebuild with a profile for them (--profile=N --minShapes ...)",
+        )
+
+    def _use_profile(self, slot: _Context, profile: int) -> None:
+        """Switches the context to ``profile`` on its own stream; its input shapes must then be set again."""
+        if slot.context.active_optimization_profile == profile:
+            slot.profile = profile
+            return
+        if not slot.context.set_optimization_profile_async(profile, slot.stream.ptr):
+            raise EngineMismatchError(f"TensorRT refused optimization profile {profile} of {self.path}",
+                                      "this is a trtpipe bug; please report it")
+        slot.profile = profile
+        slot.shapes = {}
+        if slot.graph is not None:
+            slot.graph[1].close()  # captured on the old profile
+            slot.graph = None
+
     def _apply_shapes(self, slot: _Context, shapes: Mapping[str, tuple[int, ...]]) -> bool:
-        """Sets the input shapes that differ from the context's; True when any changed (its graph is then stale)."""
+        """Sets the input shapes that differ from the context's; True when any changed (its graph is then stale).
+
+        The context first switches to the profile that holds ``shapes``, when it is on another one.
+        """
+        if len(self._usable) > 1 or self._usable[0] != slot.profile:
+            profile = self._profile_for(shapes)
+            if profile != slot.profile or slot.context.active_optimization_profile != profile:
+                self._use_profile(slot, profile)
         changed = False
         for name, shape in shapes.items():
             if slot.shapes.get(name) != tuple(shape):
@@ -533,6 +616,10 @@ def _synchronize_quietly(stream) -> None:
         stream.synchronize()
     except CudaError as exc:
         log.debug("synchronize before freeing failed: %s", exc)
+
+
+def _dims(shape) -> str:
+    return "x".join(str(d) for d in shape)
 
 
 def _nbytes(shape: tuple[int, ...], dtype: np.dtype) -> int:

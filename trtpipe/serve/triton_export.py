@@ -79,6 +79,9 @@ class NetworkModel:
     batch_limit: int | None = None
     # Outputs whose first axis is the batch: the ones the pipeline model splits per image (None: all).
     batch_outputs: tuple[str, ...] | None = None
+    # An engine of several optimization profiles: the ones each instance may use (instance_group.profile); ()
+    # leaves it out (one profile, or ONNX).
+    profiles: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -253,6 +256,14 @@ def _describe_engine(path: Path, max_batch: int | None, force: bool) -> NetworkM
         notes.append(
             "FORCED: a TensorRT-RTX engine needs the TensorRT-RTX runtime; Triton's stock TensorRT backend cannot load it"
         )
+    if sidecar.weights_stripped:
+        from trtpipe.refit import refit_command
+
+        raise ConfigError(
+            f"{path} is weight-stripped (built with --stripWeights): Triton's TensorRT backend would load a plan without "
+            "its weights",
+            f"ship the refitted plan: {refit_command(path)}, then trtpipe triton-export that engine",
+        )
     batched = all(t.shape and t.shape[0] == -1 for t in sidecar.inputs)
     if not batched:
         if max_batch is not None:
@@ -276,10 +287,37 @@ def _describe_engine(path: Path, max_batch: int | None, force: bool) -> NetworkM
                                       sidecar.preprocess_spec, (), notes)
     limit = max_batch or profile_max
     preferred = tuple(sorted({b for b in (profile_opt, limit) if 1 < b <= limit}))
+    profiles: tuple[str, ...] = ()
+    if len(sidecar.profiles) > 1:
+        # Triton's TensorRT backend runs a batch on a profile whose range holds it; every profile is offered to
+        # every instance, and the dynamic batcher prefers the sizes the profiles were tuned for.
+        profiles = tuple(str(i) for i in range(len(sidecar.profiles)))
+        ranges = [(min(p[t.name]["min"][0] for t in sidecar.inputs if t.name in p),
+                   max(p[t.name]["max"][0] for t in sidecar.inputs if t.name in p)) for p in sidecar.profiles]
+        opts = {p[t.name]["opt"][0] for p in sidecar.profiles for t in sidecar.inputs if t.name in p}
+        preferred = tuple(sorted({b for b in (*opts, limit) if 1 < b <= limit}))
+        uncovered = [b for b in range(1, limit + 1) if not any(lo <= b <= hi for lo, hi in ranges)]
+        if uncovered:
+            notes.append(
+                f"batch sizes {_span(uncovered)} are in none of the engine's {len(ranges)} profiles "
+                f"({', '.join(f'{lo}..{hi}' for lo, hi in ranges)}): Triton's dynamic batcher may form them and the "
+                "request then fails; the preferred batch sizes are the profiles' OPT batches"
+            )
     return NetworkModel(
         "engine", path, _without_batch(sidecar.inputs), _without_batch(sidecar.outputs), limit, preferred,
-        sidecar.preprocess_spec, notes=tuple(notes),
+        sidecar.preprocess_spec, notes=tuple(notes), profiles=profiles,
     )
+
+
+def _span(numbers: list[int]) -> str:
+    """[2, 3, 4, 7] -> "2..4, 7"."""
+    runs: list[list[int]] = []
+    for n in numbers:
+        if runs and n == runs[-1][-1] + 1:
+            runs[-1].append(n)
+        else:
+            runs.append([n])
+    return ", ".join(f"{r[0]}..{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs)
 
 
 def _describe_onnx(path: Path, max_batch: int | None) -> NetworkModel:
@@ -392,6 +430,8 @@ def network_config(name: str, network: NetworkModel, runtime: str, instances: in
             "max_queue_delay_microseconds": queue_delay_us,
         }
     config["instance_group"] = [{"count": instances, "kind": Enum(kind)}]
+    if network.profiles:
+        config["instance_group"][0]["profile"] = list(network.profiles)
     if runtime.startswith("python"):
         config["parameters"] = [_parameter("trtpipe_runner", "ONNX Runtime inside Triton's Python backend")]
     return config
