@@ -78,7 +78,7 @@ def test_fuse_postprocess_without_a_spec_is_refused_before_any_work(tmp_path, ca
     (tmp_path / "bare.preprocess.json").unlink()
     code = main(["build", str(model), "-o", str(tmp_path / "bare.engine"), "--fuse-postprocess"])
     err = capsys.readouterr().err
-    assert code == 2 and "--fuse-postprocess needs the model's task" in err and "Hint:" in err
+    assert code == 2 and "--fuse-postprocess needs the model's task" in err and "Hint: say it: --task" in err
     assert not list(tmp_path.glob("bare.engine*")) and not list(tmp_path.glob("*.postprocess.onnx"))
 
 

@@ -124,10 +124,12 @@ def build_engine(
     source_inputs = graph_io(source_model)[0]
     _check_spec_fits(onnx_path, source_inputs, spec, weight_inputs)
     _check_fused_nms(onnx_path, spec, flavor)
-    if config.fuse_postprocess is not None and spec is None:  # before calibration, not after it
+    if config.fuse_postprocess is not None and (spec is None or any(a.startswith("task") for a in spec.assumed)):
+        # before calibration, not after it; a head appended for a guessed task would be a wrong engine
         raise ConfigError(
-            f"--fuse-postprocess needs the model's task, and {onnx_path} has no preprocess spec beside it",
-            "export with trtpipe export (which writes <stem>.preprocess.json), or write one with PreprocessSpec(...).save()",
+            f"--fuse-postprocess needs the model's task, and nothing says what {onnx_path} is "
+            f"({'no preprocess spec beside it' if spec is None else 'the task was only assumed: ' + spec.task})",
+            "say it: --task detection|classification|segmentation (or a spec beside the model: trtpipe spec MODEL.onnx)",
         )
     network_inputs = _fused_inputs(source_inputs, config.fuse_preprocess) if config.fuse_preprocess else source_inputs
     profile_ranges, profile_notes = resolve_profiles(network_inputs, config, weight_inputs=weight_inputs)
