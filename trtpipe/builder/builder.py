@@ -20,8 +20,9 @@ from pathlib import Path
 import trtpipe
 from trtpipe.errors import BuildError, ConfigError
 from trtpipe.flavors import Flavor, get_flavor, make_logger, no_gc_inside_tensorrt
-from trtpipe.io import atomic_output, atomic_write_bytes, ensure_writable_dir, sha256_bytes, sha256_file
+from trtpipe.io import atomic_output, atomic_write_bytes, ensure_writable_dir, removed_on_error, sha256_bytes, sha256_file
 from trtpipe.onnx.load import check_onnx_path, graph_io, onnx_sha256, read_onnx
+from trtpipe.onnx.quantized import check_tensorrt_takes, scan_quantization
 from trtpipe.spec import (
     BuildConfig,
     EngineSidecar,
@@ -36,6 +37,9 @@ from trtpipe.builder.profiles import check_image_size, resolve_profile
 from trtpipe.runtime.onnxruntime_engine import model_precision
 
 log = logging.getLogger("trtpipe.builder")
+
+
+_AS_GIVEN = " (Q/DQ as given, strongly typed)"  # the end of precision_realised for a model that came quantized
 
 
 @dataclass(frozen=True)
@@ -60,13 +64,15 @@ class BuildResult:
             from trtpipe.quant.search import fidelity_clause
 
             fidelity = f"; {fidelity_clause(side.fidelity)}"
+        # a model that came quantized is named by its own Q/DQ ("fp8 (E4M3) weights and activations"), not "fp32"
+        precision = side.network_onnx_precision if side.precision_realised.endswith(_AS_GIVEN) else side.precision
         if self.skipped:
             return (
-                f"{self.engine_path} is up to date ({side.precision}, {size_mb:.1f} MB, {side.built_by}){fidelity}; "
+                f"{self.engine_path} is up to date ({precision}, {size_mb:.1f} MB, {side.built_by}){fidelity}; "
                 "nothing to do (--force rebuilds)"
             )
         return (
-            f"built {self.engine_path} ({side.precision}, {size_mb:.1f} MB) in {side.build_seconds:.1f} s "
+            f"built {self.engine_path} ({precision}, {size_mb:.1f} MB) in {side.build_seconds:.1f} s "
             f"with {side.flavor_label}, for {side.target_description}{fidelity}"
         )
 
@@ -114,6 +120,10 @@ def build_engine(
 
     intake = read_onnx(onnx_path)
     source_model = intake.model
+    quantization = scan_quantization(source_model)
+    if quantization:  # what TensorRT's parser refuses (asymmetric, E5M2, UINT4 ...), refused before any work
+        check_tensorrt_takes(quantization, onnx_path, "build")
+    _check_no_passthrough(onnx_path, source_model)
     source_sha = onnx_sha256(onnx_path)
     weight_inputs = frozenset(name for name, _ in intake.weight_like_inputs)
     # The profile and the spec are checked on the source before the long work (calibration, FP16 range pass):
@@ -123,8 +133,24 @@ def build_engine(
     _check_spec_fits(onnx_path, source_inputs, spec, weight_inputs)
     network_inputs = _fused_inputs(source_inputs, config.fuse_preprocess) if config.fuse_preprocess else source_inputs
     ranges, profile_notes = resolve_profile(network_inputs, config, weight_inputs=weight_inputs)
+    # A refusal after a rewrite leaves no rewritten ONNX (<stem>.fp16.onnx, .int8.onnx, .fused.onnx) nor a calibration
+    # cache beside the engine; a missed INT8 fidelity target keeps the cache on purpose (a retry is quick).
+    from trtpipe.quant.search import FidelityTargetError
+
+    stems = {onnx_path.name.split(".")[0], output.name.split(".")[0]}
+    with removed_on_error((output.parent, onnx_path.parent),
+                          tuple(f"{stem}*{suffix}" for stem in stems for suffix in (".onnx", ".calib.json", ".calib.cache", ".preprocess.json")),
+                          keep_on=(FidelityTargetError,)):
+        return _build_prepared(onnx_path, output, config, spec, force, flavor, intake, quantization, source_sha,
+                               source_inputs, network_inputs, ranges, profile_notes, weight_inputs, started)
+
+
+def _build_prepared(onnx_path, output, config, spec, force, flavor, intake, quantization, source_sha, source_inputs,
+                    network_inputs, ranges, profile_notes, weight_inputs, started) -> BuildResult:
+    """build_engine from the precision rewrite on (the part whose intermediate files a refusal removes)."""
+    source_model = intake.model
     network_onnx, realised, notes, calib_sha, fidelity = _prepare_network_onnx(
-        onnx_path, source_model, config, spec, output
+        onnx_path, source_model, config, spec, output, quantization
     )
     # trtpipe wrote the network ONNX itself (FP16, Q/DQ): the parser judges it, the checker's findings on the
     # source were already recorded.
@@ -157,10 +183,14 @@ def build_engine(
     log.info("building %s from %s with %s (%s) ...", output.name, network_onnx, flavor.label, realised)
     build_started = time.perf_counter()
     with no_gc_inside_tensorrt(), _ctrl_c_deferred() as interrupted:
-        serialized, build_notes = _build_serialized(
+        serialized, build_notes, network_dtypes = _build_serialized(
             flavor, network_onnx, ranges, config, spec, output, interrupted, intake.checker_findings
         )
     build_seconds = time.perf_counter() - build_started
+    # The engine's bindings have the types TensorRT's network gave them (no float64 in TensorRT: a DOUBLE input is
+    # FLOAT), which is what the runtime and a tensorrt_plan's Triton config must feed
+    inputs, outputs, dtype_notes = _network_dtypes(inputs, outputs, network_dtypes)
+    notes = list(notes) + dtype_notes
 
     sidecar = EngineSidecar(
         engine_file=output.name,
@@ -186,7 +216,8 @@ def build_engine(
         notes=intake.notes + tuple(profile_notes) + tuple(notes) + tuple(build_notes) + _weights_notes(spec),
         network_onnx_path=str(network_onnx),
         network_onnx_sha256=network_sha,
-        network_onnx_precision=model_precision(network_model),
+        network_onnx_precision=model_precision(network_model) if network_onnx != onnx_path or not quantization
+        else quantization.precision,
         fidelity=fidelity,
     )
     # Engine first, sidecar last: a sidecar only ever describes a complete engine beside it.
@@ -211,19 +242,19 @@ def _check_precision_mode(flavor: Flavor, config: BuildConfig) -> None:
         )
 
 
-def _prepare_network_onnx(onnx_path, source_model, config, spec, output):
-    """Returns (ONNX to parse, how the precision is realised, notes, calibration cache sha256, INT8 fidelity check)."""
-    has_qdq = any(node.op_type in ("QuantizeLinear", "DequantizeLinear") for node in source_model.graph.node)
-    if config.precision == "fp32":
-        if has_qdq:
-            return onnx_path, "Q/DQ nodes in the given ONNX (strongly typed: they run in INT8)", [
-                "the ONNX already has Q/DQ nodes, so this 'fp32' engine runs them in INT8"
-            ], None, None
-        return onnx_path, "fp32", [], None, None
-    if config.precision == "int8" and has_qdq:
-        return onnx_path, "Q/DQ ONNX as given (no calibration)", [
-            "INT8 fidelity unchecked: the Q/DQ ONNX was given, trtpipe did not compare it with FP32"
+def _prepare_network_onnx(onnx_path, source_model, config, spec, output, quantization=None):
+    """Returns (ONNX to parse, how the precision is realised, notes, calibration cache sha256, INT8 fidelity check).
+
+    A model that came quantized is built with its own Q/DQ, named by them (``trtpipe.onnx.quantized``): fp32 and int8
+    parse it as given (calibrating it again would quantize it twice), fp16 converts what is float around the Q/DQ."""
+    if quantization and config.precision in ("fp32", "int8"):
+        asked = "" if config.precision == "fp32" else "--precision int8 uses the model's own Q/DQ, nothing calibrated; "
+        return onnx_path, f"{quantization.precision}{_AS_GIVEN}", [
+            f"{asked}the ONNX came quantized, {quantization.summary()}; the engine runs its Q/DQ as they are",
+            "fidelity against the float model unchecked: trtpipe was given the quantized ONNX only",
         ], None, None
+    if config.precision == "fp32":
+        return onnx_path, "fp32", [], None, None
     if config.precision == "int8" and spec is not None and spec.fused_preprocess is not None:
         raise ConfigError(
             f"{onnx_path} takes uint8 frames (its preprocessing is fused in, {spec.fused_preprocess}); INT8 calibration "
@@ -379,7 +410,8 @@ def _build_serialized(
     interrupted: threading.Event,
     checker_findings: tuple[str, ...] = (),
 ):
-    """Parses and builds; returns the serialized engine and notes from the build (classic calibration).
+    """Parses and builds; returns the serialized engine, notes from the build (classic calibration) and the TensorRT
+    network's DataType name of each input and output.
 
     ``checker_findings`` (the ONNX checker's, on the source) are named in a parser rejection: the parser's
     error names the node, the checker's finding may say why.
@@ -409,8 +441,9 @@ def _build_with(flavor, logger, errors: list[str], network_onnx: Path, ranges, c
     if not parsed:
         also = f" (the ONNX checker also reports: {'; '.join(checker_findings)})" if checker_findings else ""
         raise BuildError(f"{network_onnx}: the TensorRT ONNX parser rejected the model: {describe_parser_errors(parser)}{also}",
-                         "run `trtpipe inspect MODEL.onnx` to list unsupported ops; rewrite them with "
-                         "onnx-graphsurgeon or re-export with another opset")
+                         _parser_hint(network_onnx, flavor))
+    network_dtypes = {network.get_input(i).name: network.get_input(i).dtype.name for i in range(network.num_inputs)}
+    network_dtypes.update({network.get_output(i).name: network.get_output(i).dtype.name for i in range(network.num_outputs)})
 
     builder_config = builder.create_builder_config()
     profile = builder.create_optimization_profile()
@@ -459,7 +492,71 @@ def _build_with(flavor, logger, errors: list[str], network_onnx: Path, ranges, c
         cache = builder_config.get_timing_cache()
         if cache is not None:
             atomic_write_bytes(timing_cache_path, memoryview(cache.serialize()))
-    return memoryview(serialized).tobytes(), notes
+    return memoryview(serialized).tobytes(), notes, network_dtypes
+
+
+# TensorRT DataType name -> the dtype names the sidecar uses (trtpipe.onnx.load's)
+_TENSORRT_DTYPES = {
+    "FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16", "INT8": "int8", "UINT8": "uint8", "INT32": "int32",
+    "INT64": "int64", "BOOL": "bool", "FP8": "float8e4m3fn", "INT4": "int4", "FP4": "float4e2m1",
+}
+
+
+def _network_dtypes(inputs, outputs, network_dtypes: dict[str, str]):
+    """The sidecar's inputs and outputs with the dtypes of TensorRT's network (by name), and a note per change."""
+    import dataclasses
+
+    notes = []
+
+    def retyped(tensor):
+        found = _TENSORRT_DTYPES.get(network_dtypes.get(tensor.name, ""))
+        if found is None or found == tensor.dtype:
+            return tensor
+        notes.append(f"{tensor.name!r} is {tensor.dtype} in the ONNX and {found} in TensorRT's network "
+                     f"(DataType.{network_dtypes[tensor.name]}): the engine binds {found}")
+        return dataclasses.replace(tensor, dtype=found)
+
+    return tuple(map(retyped, inputs)), tuple(map(retyped, outputs)), notes
+
+
+def _check_no_passthrough(onnx_path: Path, model) -> None:
+    """Refuses a graph input that is also a graph output: TensorRT cannot bind one tensor as both (its parser renames
+    the input, so the profile, the sidecar and the runtime would name another tensor than the ONNX's)."""
+    from trtpipe.errors import OnnxModelError
+    from trtpipe.onnx.load import passthrough_outputs
+
+    both = passthrough_outputs(model)
+    if both:
+        name = both[0]
+        raise OnnxModelError(
+            f"{onnx_path}: graph input {name!r} is also a graph output, with no node between"
+            f"{f' (also {list(both[1:])})' if len(both) > 1 else ''}; a TensorRT engine cannot bind one tensor "
+            "as both input and output",
+            f"drop {name!r} from the graph outputs (the caller already holds it), e.g. with onnx-graphsurgeon: "
+            f"graph.outputs = [t for t in graph.outputs if t.name != {name!r}]; or export with an Identity between",
+        )
+
+
+def _parser_hint(network_onnx: Path, flavor) -> str:
+    """The Hint of a parser rejection: an op outside ONNX (EfficientNMS_TRT, a custom domain) is built by TensorRT
+    only as a plugin, which no re-export or opset changes; anything else is an op or opset the parser lacks."""
+    import onnx
+
+    from trtpipe.onnx.load import is_plugin_node, plugin_kind
+
+    hint = "run `trtpipe inspect MODEL.onnx` to list unsupported ops; "
+    try:
+        graph = onnx.load(str(network_onnx), load_external_data=False).graph
+    except Exception:  # noqa: BLE001 - the parser read it; this only picks the hint
+        graph = None
+    plugins = {n.op_type: n for n in (graph.node if graph is not None else ()) if is_plugin_node(n)}
+    if not plugins:
+        return hint + "rewrite them with onnx-graphsurgeon or re-export with another opset"
+    where = ("TensorRT-RTX ships no plugin library, so register the plugin's creator from a library of your own"
+             if flavor.is_rtx else "load its plugin library first (trt.init_libnvinfer_plugins, or trtexec --staticPlugins)")
+    what = "; ".join(f"{op} is {plugin_kind(node)}" for op, node in sorted(plugins.items()))
+    return (f"{hint}{what}: TensorRT builds it only as a plugin: {where}, or export the model without the plugin node "
+            "(e.g. end at the raw boxes and scores and run the NMS after the engine)")
 
 
 @contextlib.contextmanager

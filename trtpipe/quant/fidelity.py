@@ -294,8 +294,16 @@ def measure_fidelity(
         if calib is None:
             raise ConfigError("int8 fidelity needs calibration images", "add --calib calib_data/ (make calib-data fills it)")
         find_images(calib, 1)  # a missing or empty folder is said now, not after the FP32 and FP16 runs
+    from trtpipe.onnx.load import check_ir_version
+    from trtpipe.onnx.quantized import check_tensorrt_takes, scan_quantization
+
+    graph_only = onnx.load(str(onnx_path), load_external_data=False)
+    check_ir_version(onnx_path, graph_only, "fidelity")  # ONNX Runtime's own refusal cuts the reason off
+    quantization = scan_quantization(graph_only)
+    if quantization:  # measured as it is; what TensorRT cannot build is refused as build and calibrate refuse it
+        check_tensorrt_takes(quantization, onnx_path, "fidelity")
     spec = require_spec(onnx_path, None)
-    feeder = network_feeder(onnx.load(str(onnx_path), load_external_data=False), spec, onnx_path, feeds)
+    feeder = network_feeder(graph_only, spec, onnx_path, feeds)
     evaluation = load_images(images, spec, eval_images, purpose="evaluation", progress=progress).for_network(feeder)
     indices = np.arange(len(evaluation))
     batch = feeder.batch_size(EVALUATION_BATCH)
@@ -311,7 +319,9 @@ def measure_fidelity(
         reference = runner.run(onnx_path, "fidelity fp32" if progress else None)
         for precision in precisions:
             if precision == "fp32":
-                results.append(compare("fp32", reference, reference, "the reference", weights=weights))
+                what = "the reference" if not quantization else (
+                    f"the reference: the model as given, {quantization.precision} (there is no float model here)")
+                results.append(compare("fp32", reference, reference, what, weights=weights))
                 continue
             try:
                 if precision == "fp16":

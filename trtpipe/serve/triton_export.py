@@ -40,7 +40,7 @@ TRITON_DTYPES = {
     "bool": "TYPE_BOOL", "uint8": "TYPE_UINT8", "uint16": "TYPE_UINT16", "uint32": "TYPE_UINT32",
     "uint64": "TYPE_UINT64", "int8": "TYPE_INT8", "int16": "TYPE_INT16", "int32": "TYPE_INT32",
     "int64": "TYPE_INT64", "float16": "TYPE_FP16", "bfloat16": "TYPE_BF16", "float32": "TYPE_FP32",
-    "float64": "TYPE_FP64",
+    "float64": "TYPE_FP64", "string": "TYPE_STRING",
 }
 ONNX_RUNNERS = ("onnxruntime", "python")  # Triton's onnxruntime backend, or ONNX Runtime inside the Python backend
 DEFAULT_ONNX_MAX_BATCH = 8
@@ -282,6 +282,7 @@ def _describe_onnx(path: Path, max_batch: int | None) -> NetworkModel:
     from trtpipe.onnx.load import external_data_files, graph_io, read_onnx
 
     model = _with_inferred_shapes(read_onnx(path, check=False, load_weights=False).model)
+    _refuse_plugin_nodes(path, model)
     inputs, outputs = graph_io(model)
     shapeless = [t.name for t in outputs if not t.shape]
     if shapeless:
@@ -314,6 +315,25 @@ def _describe_onnx(path: Path, max_batch: int | None) -> NetworkModel:
                                       spec, extra, ())
     limit = max_batch or DEFAULT_ONNX_MAX_BATCH
     return NetworkModel("onnx", path, _without_batch(inputs), _without_batch(outputs), limit, (limit,) if limit > 1 else (), spec, extra)
+
+
+def _refuse_plugin_nodes(path: Path, model) -> None:
+    """An ONNX repository is run by ONNX Runtime (Triton's onnxruntime backend, or the Python one), which has no
+    TensorRT plugin ops: such a repository would fail when Triton loads it, so none is written."""
+    from trtpipe.onnx.load import is_plugin_node, plugin_kind
+
+    plugins = [node for node in model.graph.node if is_plugin_node(node)]
+    if plugins:
+        node = plugins[0]
+        more = f" (and {len(plugins) - 1} more such nodes)" if len(plugins) > 1 else ""
+        raise ConfigError(
+            f"{path}: node {node.name or '(unnamed)'!r} is {node.op_type} (domain {node.domain!r}), {plugin_kind(node)}"
+            f"{more}; Triton's onnxruntime backend runs ONNX Runtime, which has no {node.op_type}, so it cannot load "
+            "this model",
+            f"build a TensorRT engine with the {node.op_type} plugin loaded and export that engine (tensorrt_plan "
+            "backend), or export the ONNX without the plugin node (end at the raw boxes and scores; run NMS in the "
+            "pipeline)",
+        )
 
 
 def _not_batched_by_triton(kind, path, inputs, outputs, unbatched, max_batch, batch_limit, spec, extra, notes) -> NetworkModel:
@@ -475,7 +495,11 @@ def _tensor_config(tensor: TensorInfo) -> dict[str, Any]:
             f"tensor {tensor.name!r} has dtype {tensor.dtype}, which Triton has no type for",
             f"use one of {', '.join(sorted(TRITON_DTYPES))} at the model's boundary",
         )
-    return {"name": tensor.name, "data_type": Enum(dtype), "dims": list(tensor.shape) or [1]}
+    if not tensor.shape:
+        # one value per request (an ONNX [N] output, batch axis taken off): Triton refuses empty dims, and dims [1]
+        # alone would promise [N, 1]; reshape says the model's tensor has no axis beyond the batch
+        return {"name": tensor.name, "data_type": Enum(dtype), "dims": [1], "reshape": {"shape": []}}
+    return {"name": tensor.name, "data_type": Enum(dtype), "dims": list(tensor.shape)}
 
 
 def _parameter(key: str, value: str) -> dict[str, Any]:
