@@ -20,6 +20,8 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 PRECISIONS = ("fp32", "fp16", "int8")
+# how precision_realised ends for an engine built from a model that came quantized (its own Q/DQ, no calibration)
+QDQ_AS_GIVEN = " (Q/DQ as given, strongly typed)"
 RESIZE_MODES = ("resize_crop", "stretch", "letterbox")
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "area")
 TASKS = ("classification", "detection", "segmentation")
@@ -552,7 +554,9 @@ class EngineSidecar(_JsonFile):
     # runs it for `--backend onnxruntime` on this engine, so the CPU fallback computes in the precision built.
     network_onnx_path: str | None = None  # as given to the parser (relative paths: to the working directory)
     network_onnx_sha256: str | None = None  # of that file and its external data, checked before it is run
-    network_onnx_precision: str | None = None  # fp32 | fp16 | int8: what the network ONNX itself computes in
+    # fp32 | fp16 | int8 for what trtpipe wrote; a model that came quantized: its own ("fp8 (E4M3) weights and
+    # activations", "int8 as quantized in the ONNX", see trtpipe.onnx.quantized)
+    network_onnx_precision: str | None = None
     # int8: the fidelity check of the Q/DQ ONNX (trtpipe.quant.search.SearchResult.to_json): target, figures on the
     # held-back images, image counts, layers kept and why; None when nothing was checked (fp32/fp16, given Q/DQ)
     fidelity: dict | None = None
@@ -581,6 +585,14 @@ class EngineSidecar(_JsonFile):
                 f"{source}: sidecar is incomplete or malformed ({exc})",
                 "rebuild the engine with trtpipe build ... --force",
             ) from None
+
+    @property
+    def precision_shown(self) -> str:
+        """The precision to print: the asked one (``precision``), or for a model that came quantized, what its own
+        Q/DQ make it (``--precision fp32`` of an FP8 Q/DQ model builds an FP8 engine)."""
+        if self.precision_realised.endswith(QDQ_AS_GIVEN) and self.network_onnx_precision:
+            return self.network_onnx_precision
+        return self.precision
 
     @property
     def flavor_label(self) -> str:

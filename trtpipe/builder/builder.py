@@ -21,11 +21,12 @@ import trtpipe
 from trtpipe.errors import BuildError, ConfigError
 from trtpipe.flavors import Flavor, get_flavor, make_logger, no_gc_inside_tensorrt
 from trtpipe.io import atomic_output, atomic_write_bytes, ensure_writable_dir, removed_on_error, sha256_bytes, sha256_file
-from trtpipe.onnx.load import check_onnx_path, graph_io, onnx_sha256, read_onnx
+from trtpipe.onnx.load import check_no_empty_axes, check_onnx_path, graph_io, onnx_sha256, read_onnx
 from trtpipe.onnx.quantized import check_tensorrt_takes, scan_quantization
 from trtpipe.spec import (
     BuildConfig,
     EngineSidecar,
+    QDQ_AS_GIVEN,
     PreprocessSpec,
     ShapeRange,
     TensorInfo,
@@ -37,9 +38,6 @@ from trtpipe.builder.profiles import check_image_size, resolve_profile
 from trtpipe.runtime.onnxruntime_engine import model_precision
 
 log = logging.getLogger("trtpipe.builder")
-
-
-_AS_GIVEN = " (Q/DQ as given, strongly typed)"  # the end of precision_realised for a model that came quantized
 
 
 @dataclass(frozen=True)
@@ -64,8 +62,7 @@ class BuildResult:
             from trtpipe.quant.search import fidelity_clause
 
             fidelity = f"; {fidelity_clause(side.fidelity)}"
-        # a model that came quantized is named by its own Q/DQ ("fp8 (E4M3) weights and activations"), not "fp32"
-        precision = side.network_onnx_precision if side.precision_realised.endswith(_AS_GIVEN) else side.precision
+        precision = side.precision_shown  # a model that came quantized: "fp8 (E4M3) weights and activations", not fp32
         if self.skipped:
             return (
                 f"{self.engine_path} is up to date ({precision}, {size_mb:.1f} MB, {side.built_by}){fidelity}; "
@@ -124,6 +121,7 @@ def build_engine(
     if quantization:  # what TensorRT's parser refuses (asymmetric, E5M2, UINT4 ...), refused before any work
         check_tensorrt_takes(quantization, onnx_path, "build")
     _check_no_passthrough(onnx_path, source_model)
+    check_no_empty_axes(onnx_path, source_model)
     source_sha = onnx_sha256(onnx_path)
     weight_inputs = frozenset(name for name, _ in intake.weight_like_inputs)
     # The profile and the spec are checked on the source before the long work (calibration, FP16 range pass):
@@ -249,7 +247,7 @@ def _prepare_network_onnx(onnx_path, source_model, config, spec, output, quantiz
     parse it as given (calibrating it again would quantize it twice), fp16 converts what is float around the Q/DQ."""
     if quantization and config.precision in ("fp32", "int8"):
         asked = "" if config.precision == "fp32" else "--precision int8 uses the model's own Q/DQ, nothing calibrated; "
-        return onnx_path, f"{quantization.precision}{_AS_GIVEN}", [
+        return onnx_path, f"{quantization.precision}{QDQ_AS_GIVEN}", [
             f"{asked}the ONNX came quantized, {quantization.summary()}; the engine runs its Q/DQ as they are",
             "fidelity against the float model unchecked: trtpipe was given the quantized ONNX only",
         ], None, None

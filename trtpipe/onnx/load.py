@@ -418,6 +418,32 @@ def _node_types(model, node_name: str) -> list[str]:
     return sorted({_ONNX_DTYPES.get(types[name], str(types[name])) for name in node.input if name in types})
 
 
+def check_no_empty_axes(path: str | Path, model) -> None:
+    """Refuses a graph input with an axis of fixed size 0 (``dim_value: 0``, which some exporters write for "unknown").
+
+    ONNX Runtime and TensorRT take it literally (ONNX Runtime: "Got: 1 Expected: 0"; TensorRT: static dimensions that
+    no profile matches), so no image batch can be fed; trtpipe would otherwise read it as dynamic.
+
+    Raises:
+        OnnxModelError: naming the input, its shape and the axis.
+    """
+    initializers = {init.name for init in model.graph.initializer}
+    for value in model.graph.input:
+        if value.name in initializers:
+            continue
+        dims = value.type.tensor_type.shape.dim
+        empty = [i for i, d in enumerate(dims) if d.HasField("dim_value") and d.dim_value == 0]
+        if empty:
+            shape = [d.dim_param or d.dim_value if (d.HasField("dim_param") or d.HasField("dim_value")) else "?" for d in dims]
+            axis = "its batch axis" if empty[0] == 0 else f"axis {empty[0]}"
+            raise OnnxModelError(
+                f"{path}: input {value.name!r} has shape {shape}: {axis} has fixed size 0, which ONNX Runtime and "
+                "TensorRT take literally (no batch of images fits it), not as a dynamic axis",
+                f"make axis {empty[0]} dynamic (input.type.tensor_type.shape.dim[{empty[0]}].dim_param = 'N'; onnx.save) "
+                "or give it a size of 1 or more, e.g. export again with dynamic_axes",
+            )
+
+
 def check_ir_version(path: str | Path, model, needed_by: str) -> None:
     """Refuses a model whose IR version is newer than the installed onnx reads (ONNX Runtime reads no newer).
 

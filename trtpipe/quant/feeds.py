@@ -132,8 +132,8 @@ def onnxruntime_errors(source: str, doing: str, model=None) -> Iterator[None]:
                 "onnxruntime.InferenceSession loads and runs it (an op or opset it lacks, a type it has no CPU kernel for)")
         if "no bfloat16 kernel" in reason:
             hint = ("TensorRT builds bfloat16 layers (trtpipe build MODEL.onnx, --precision fp32 or fp16), but calibration "
-                    "runs the model in ONNX Runtime on the CPU, which cannot: export that part in float32 to calibrate "
-                    "it in INT8")
+                    "and fidelity run the model in ONNX Runtime on the CPU, which cannot: export that part in float32 to "
+                    "calibrate or measure it")
         raise OnnxModelError(f"{source}: ONNX Runtime {_version('onnxruntime')} cannot {doing}: {reason}", hint) from None
 
 

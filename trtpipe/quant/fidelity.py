@@ -199,8 +199,8 @@ def first_output(
     path = Path(path)
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    with onnxruntime_errors(path.name, "run it"):
-        graph_only = onnx.load(str(path), load_external_data=False)
+    graph_only = onnx.load(str(path), load_external_data=False)
+    with onnxruntime_errors(path.name, "run it", graph_only):  # the graph names a kernel it lacks (bfloat16)
         input_name = image_input_name(graph_only)
         source: str | bytes = str(path)
         if fp16_storage and has_fp16(graph_only):
@@ -294,11 +294,12 @@ def measure_fidelity(
         if calib is None:
             raise ConfigError("int8 fidelity needs calibration images", "add --calib calib_data/ (make calib-data fills it)")
         find_images(calib, 1)  # a missing or empty folder is said now, not after the FP32 and FP16 runs
-    from trtpipe.onnx.load import check_ir_version
+    from trtpipe.onnx.load import check_ir_version, check_no_empty_axes
     from trtpipe.onnx.quantized import check_tensorrt_takes, scan_quantization
 
     graph_only = onnx.load(str(onnx_path), load_external_data=False)
     check_ir_version(onnx_path, graph_only, "fidelity")  # ONNX Runtime's own refusal cuts the reason off
+    check_no_empty_axes(onnx_path, graph_only)
     quantization = scan_quantization(graph_only)
     if quantization:  # measured as it is; what TensorRT cannot build is refused as build and calibrate refuse it
         check_tensorrt_takes(quantization, onnx_path, "fidelity")
@@ -320,7 +321,7 @@ def measure_fidelity(
         for precision in precisions:
             if precision == "fp32":
                 what = "the reference" if not quantization else (
-                    f"the reference: the model as given, {quantization.precision} (there is no float model here)")
+                    f"{_GIVEN_REFERENCE}, {quantization.precision} (there is no float model here)")
                 results.append(compare("fp32", reference, reference, what, weights=weights))
                 continue
             try:
@@ -398,6 +399,9 @@ def format_table(results: Sequence[FidelityResult]) -> str:
     return "\n".join(lines)
 
 
+_GIVEN_REFERENCE = "the reference: the model as given"  # the fp32 row's note for a model that came quantized
+
+
 def summary_line(results: Sequence[FidelityResult], seconds: float, json_path: str | Path | None = None) -> str:
     """One line: each precision's headline figure (or why it has none), the image count, the time, the JSON."""
     parts = []
@@ -417,7 +421,10 @@ def summary_line(results: Sequence[FidelityResult], seconds: float, json_path: s
     measured = ", ".join(parts) if parts else "fp32 only (nothing compared)"
     where = f"; wrote {json_path}" if json_path else ""
     random = " (random weights)" if any(r.weights == "random" for r in results) else ""
-    return f"fidelity vs FP32 on {images} images{random}: {measured} in {seconds:.1f} s{where}"
+    # a model that came quantized is its own reference (see measure_fidelity): say so, not "vs FP32"
+    given = any(r.precision == "fp32" and (r.note or "").startswith(_GIVEN_REFERENCE) for r in results)
+    against = "the model as given" if given else "FP32"
+    return f"fidelity vs {against} on {images} images{random}: {measured} in {seconds:.1f} s{where}"
 
 
 def write_json(path: str | Path, results: Sequence[FidelityResult]) -> Path:

@@ -141,12 +141,13 @@ class OnnxRuntimeEngine(Engine):
         if threads:
             options.intra_op_num_threads = threads
         providers = list(providers)
-        from trtpipe.onnx.load import check_ir_version, onnxruntime_reason
+        from trtpipe.onnx.load import check_ir_version, check_no_empty_axes, onnxruntime_reason
 
         model = None
         try:
             model = onnx_graph(self.path)
             check_ir_version(self.path, model, "running it in ONNX Runtime")  # its own refusal starts with a C++ signature
+            check_no_empty_axes(self.path, model)  # ONNX Runtime loads it, then refuses every batch
             source, self.fp16_storage, model = self._model_source(fp16_storage, providers, model)
             self._session = ort.InferenceSession(source, sess_options=options, providers=providers)
         except OnnxModelError:
@@ -161,7 +162,9 @@ class OnnxRuntimeEngine(Engine):
         self.backend = "onnxruntime-cuda" if used == "CUDAExecutionProvider" else "onnxruntime-cpu"
         self._inputs = tuple(_tensor_info(a) for a in self._session.get_inputs())
         declared = [o.name for o in model.graph.output]  # the model's own outputs, not the FP16 storage routing's
-        self._outputs = tuple(_tensor_info(a) for a in self._session.get_outputs() if a.name in declared)
+        # each once: ONNX lets graph.output list a tensor twice, and ONNX Runtime then returns it twice
+        listed = {a.name: a for a in reversed(self._session.get_outputs()) if a.name in declared}
+        self._outputs = tuple(_tensor_info(listed[name]) for name in dict.fromkeys(declared) if name in listed)
         self._output_names = [o.name for o in self._outputs]
         self.precision = precision or model_precision(model)
         self._slots = threading.BoundedSemaphore(contexts)
