@@ -252,3 +252,30 @@ def test_result_arrays_per_task():
     assert arrays["class_ids"].tolist() == [[1, 4]] and arrays["class_ids"].dtype == np.int32  # largest area first
     np.testing.assert_allclose(arrays["fractions"], [[20 / 30, 10 / 30]])
     assert arrays["labels"].tolist() == [[b"c1", b"c4"]]
+
+
+def test_a_batch_only_output_is_reshaped_so_triton_loads_it(tmp_path):
+    """R27's kind: an int64 ArgMax of shape [N] is dims [1] with reshape { shape: [] }; Triton's own message parses it."""
+    from tests.quantized_models import plain_model
+
+    export_repository(plain_model(tmp_path, "bo", batch_only_output=True, outputs_listed=3), tmp_path / "repo")
+    network = parse_config(tmp_path / "repo" / "bo" / "config.pbtxt")
+    outputs = {o["name"]: o for o in network["output"]}
+    assert [o["name"] for o in network["output"]] == ["logits", "class_id"]  # logits listed three times: once here
+    assert outputs["class_id"]["data_type"] == "TYPE_INT64" and outputs["class_id"]["dims"] == ["1"]
+    assert "reshape" in outputs["class_id"] and not outputs["class_id"]["reshape"].get("shape")
+    assert outputs["logits"]["dims"] == ["10"] and "reshape" not in outputs["logits"]
+
+
+def test_a_plugin_node_is_refused_for_onnx_runtime_backends(tmp_path):
+    """R26's kind: neither Triton's onnxruntime backend nor ONNX Runtime in the Python one has a TensorRT plugin op."""
+    from tests.quantized_models import plain_model
+
+    source = plain_model(tmp_path, "plug", plugin=True)
+    for runner in ("onnxruntime", "python"):
+        with pytest.raises(ConfigError) as caught:
+            export_repository(source, tmp_path / "repo", onnx_runner=runner, pipeline=False)
+        message = str(caught.value)
+        assert "node 'nms' is BatchedNMSDynamic_TRT (domain 'TRT'), a TensorRT plugin op" in message
+        assert "BatchedNMSDynamic_TRT plugin loaded" in message.split("Hint:")[1]
+    assert not (tmp_path / "repo").exists()
