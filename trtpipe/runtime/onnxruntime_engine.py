@@ -56,14 +56,14 @@ def model_precision(model) -> str:
     from trtpipe.onnx.quantized import model_quantization_label
 
     graph = model.graph
-    quantized = model_quantization_label(model)
-    if quantized:
-        return quantized
     fp16 = onnx.TensorProto.FLOAT16
     values = (*graph.input, *graph.value_info, *graph.output)
-    if any(t.data_type == fp16 for t in graph.initializer) or any(v.type.tensor_type.elem_type == fp16 for v in values):
-        return "fp16"
-    return "fp32"
+    half = any(t.data_type == fp16 for t in graph.initializer) or any(v.type.tensor_type.elem_type == fp16 for v in values)
+    quantized = model_quantization_label(model)
+    if quantized:
+        # an FP16 build of a Q/DQ model: its Q/DQ as they came, the float layers around them in FP16
+        return quantized + ("; fp16 elsewhere" if half and "fp16" not in quantized else "")
+    return "fp16" if half else "fp32"
 
 
 def onnx_graph(path: str | Path):

@@ -235,6 +235,8 @@ def _describe_engine(path: Path, max_batch: int | None, force: bool) -> NetworkM
         f"the engine was built with {sidecar.trt_flavor} {sidecar.trt_version}: Triton's TensorRT backend must run the "
         "same TensorRT version (pick the Triton container release that ships it)"
     ]
+    if sidecar.precision_shown != sidecar.precision:  # built from a model that came quantized
+        notes.append(f"the engine computes {sidecar.precision_shown}: the Q/DQ of the ONNX it was built from")
     if sidecar.trt_flavor == "tensorrt_rtx":
         if not force:
             raise ConfigError(
@@ -295,6 +297,11 @@ def _describe_onnx(path: Path, max_batch: int | None) -> NetworkModel:
     spec_path = preprocess_path_for(path)
     spec = PreprocessSpec.load(spec_path) if spec_path.is_file() else None
     extra = tuple(path.parent / name for name in external_data_files(path, model))
+    from trtpipe.onnx.quantized import scan_quantization
+
+    quantization = scan_quantization(model)
+    notes = (f"{path.name} came quantized: {quantization.precision}; the network model runs its Q/DQ as they are",) \
+        if quantization else ()
     batched = all(t.shape and t.shape[0] == -1 for t in inputs)
     if not batched:
         if max_batch is not None:
@@ -302,7 +309,7 @@ def _describe_onnx(path: Path, max_batch: int | None) -> NetworkModel:
                 f"ONNX {path} has a fixed batch dimension {[t.shape for t in inputs]}, --max-batch {max_batch} was asked",
                 "re-export the ONNX with a dynamic batch dimension (trtpipe export does)",
             )
-        return NetworkModel("onnx", path, inputs, outputs, 0, (), spec, extra)
+        return NetworkModel("onnx", path, inputs, outputs, 0, (), spec, extra, notes)
     # The batch axis is the one the inputs name: an output whose first axis is fixed, or named otherwise
     # (NonZero's [4, num_kept], a detection count), has no batch axis.
     batch_names = {_first_axis_name(value) for value in model.graph.input if value.name in {t.name for t in inputs}}
@@ -312,9 +319,10 @@ def _describe_onnx(path: Path, max_batch: int | None) -> NetworkModel:
     )
     if unbatched:
         return _not_batched_by_triton("onnx", path, inputs, outputs, unbatched, max_batch, DEFAULT_ONNX_MAX_BATCH,
-                                      spec, extra, ())
+                                      spec, extra, notes)
     limit = max_batch or DEFAULT_ONNX_MAX_BATCH
-    return NetworkModel("onnx", path, _without_batch(inputs), _without_batch(outputs), limit, (limit,) if limit > 1 else (), spec, extra)
+    return NetworkModel("onnx", path, _without_batch(inputs), _without_batch(outputs), limit, (limit,) if limit > 1 else (),
+                        spec, extra, notes)
 
 
 def _refuse_plugin_nodes(path: Path, model) -> None:
