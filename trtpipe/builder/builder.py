@@ -131,100 +131,96 @@ def build_engine(
     _check_spec_fits(onnx_path, source_inputs, spec, weight_inputs)
     network_inputs = _fused_inputs(source_inputs, config.fuse_preprocess) if config.fuse_preprocess else source_inputs
     ranges, profile_notes = resolve_profile(network_inputs, config, weight_inputs=weight_inputs)
-    # A refusal after a rewrite leaves no rewritten ONNX (<stem>.fp16.onnx, .int8.onnx, .fused.onnx) nor a calibration
-    # cache beside the engine; a missed INT8 fidelity target keeps the cache on purpose (a retry is quick).
-    from trtpipe.quant.search import FidelityTargetError
-
-    stems = {onnx_path.name.split(".")[0], output.name.split(".")[0]}
-    with removed_on_error((output.parent, onnx_path.parent),
-                          tuple(f"{stem}*{suffix}" for stem in stems for suffix in (".onnx", ".calib.json", ".calib.cache", ".preprocess.json")),
-                          keep_on=(FidelityTargetError,)):
-        return _build_prepared(onnx_path, output, config, spec, force, flavor, intake, quantization, source_sha,
-                               source_inputs, network_inputs, ranges, profile_notes, weight_inputs, started)
-
-
-def _build_prepared(onnx_path, output, config, spec, force, flavor, intake, quantization, source_sha, source_inputs,
-                    network_inputs, ranges, profile_notes, weight_inputs, started) -> BuildResult:
-    """build_engine from the precision rewrite on (the part whose intermediate files a refusal removes)."""
-    source_model = intake.model
-    network_onnx, realised, notes, calib_sha, fidelity = _prepare_network_onnx(
-        onnx_path, source_model, config, spec, output, quantization
-    )
-    # trtpipe wrote the network ONNX itself (FP16, Q/DQ): the parser judges it, the checker's findings on the
-    # source were already recorded.
-    network_model = source_model if network_onnx == onnx_path else read_onnx(network_onnx, check=False).model
-    inputs, outputs = graph_io(network_model)
-    _check_rewritten_inputs(network_onnx, inputs, source_inputs)  # FP16/Q/DQ never turn a weight into an input
-    if config.fuse_preprocess is not None:
-        # Fused after the precision rewrite (and its calibration, which feeds preprocessed float tensors).
-        network_onnx, spec, fuse_notes = _fuse_preprocess(network_onnx, spec, config, output)
-        notes = list(notes) + fuse_notes
-        network_model = read_onnx(network_onnx, check=False).model
-        inputs, outputs = graph_io(network_model)
-        _check_rewritten_inputs(network_onnx, inputs, network_inputs)
-    elif spec is not None and spec.fused_preprocess is not None:  # an ONNX fused at export: the same notes as above
-        from trtpipe.onnx.fuse_preprocess import fused_notes
-
-        notes = list(notes) + fused_notes(spec)
-    size_warning = check_image_size(ranges, inputs, spec)
-    if size_warning:
-        profile_notes.append(size_warning)
-    target = _target(flavor, config)
-    network_sha = onnx_sha256(network_onnx)
-    fingerprint = {**config.fingerprint(), "network_onnx_sha256": network_sha}
-
-    profiles = ({r.name: r.to_dict() for r in ranges},)
-    current = _up_to_date_sidecar(output, source_sha, fingerprint, flavor, target, profiles)
-    if current is not None and not force:
-        return BuildResult(output, current, skipped=True, seconds=time.perf_counter() - started)
-
-    log.info("building %s from %s with %s (%s) ...", output.name, network_onnx, flavor.label, realised)
-    build_started = time.perf_counter()
-    with no_gc_inside_tensorrt(), _ctrl_c_deferred() as interrupted:
-        serialized, build_notes, network_dtypes = _build_serialized(
-            flavor, network_onnx, ranges, config, spec, output, interrupted, intake.checker_findings
+    # A refusal after the precision rewrite leaves nothing beside the engine: no <stem>.fp16.onnx, .int8.onnx or
+    # .fused.onnx, no calibration cache (a missed INT8 fidelity target keeps the cache on purpose: a retry is quick).
+    with _rewrites_removed_on_error(onnx_path, output):
+        network_onnx, realised, notes, calib_sha, fidelity = _prepare_network_onnx(
+            onnx_path, source_model, config, spec, output, quantization
         )
-    build_seconds = time.perf_counter() - build_started
-    # The engine's bindings have the types TensorRT's network gave them (no float64 in TensorRT: a DOUBLE input is
-    # FLOAT), which is what the runtime and a tensorrt_plan's Triton config must feed
-    inputs, outputs, dtype_notes = _network_dtypes(inputs, outputs, network_dtypes)
-    notes = list(notes) + dtype_notes
+        # trtpipe wrote the network ONNX itself (FP16, Q/DQ): the parser judges it, the checker's findings on the
+        # source were already recorded.
+        network_model = source_model if network_onnx == onnx_path else read_onnx(network_onnx, check=False).model
+        inputs, outputs = graph_io(network_model)
+        _check_rewritten_inputs(network_onnx, inputs, source_inputs)  # FP16/Q/DQ never turn a weight into an input
+        if config.fuse_preprocess is not None:
+            # Fused after the precision rewrite (and its calibration, which feeds preprocessed float tensors).
+            network_onnx, spec, fuse_notes = _fuse_preprocess(network_onnx, spec, config, output)
+            notes = list(notes) + fuse_notes
+            network_model = read_onnx(network_onnx, check=False).model
+            inputs, outputs = graph_io(network_model)
+            _check_rewritten_inputs(network_onnx, inputs, network_inputs)
+        elif spec is not None and spec.fused_preprocess is not None:  # an ONNX fused at export: the same notes as above
+            from trtpipe.onnx.fuse_preprocess import fused_notes
 
-    sidecar = EngineSidecar(
-        engine_file=output.name,
-        engine_sha256=sha256_bytes(serialized),
-        engine_bytes=len(serialized),
-        onnx_path=str(onnx_path),
-        onnx_sha256=source_sha,
-        precision=config.precision,
-        precision_realised=realised,
-        profiles=profiles,
-        inputs=inputs,
-        outputs=outputs,
-        trt_flavor=flavor.name,
-        trt_version=flavor.version,
-        target=target,
-        build_config=fingerprint,
-        build_seconds=round(build_seconds, 3),
-        built_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        trtpipe_version=trtpipe.__version__,
-        weights=spec.weights if spec else "unknown",
-        preprocess=spec.to_dict() if spec else None,
-        calibration_cache_sha256=calib_sha,
-        notes=intake.notes + tuple(profile_notes) + tuple(notes) + tuple(build_notes) + _weights_notes(spec),
-        network_onnx_path=str(network_onnx),
-        network_onnx_sha256=network_sha,
-        network_onnx_precision=model_precision(network_model) if network_onnx != onnx_path or not quantization
-        else quantization.precision,
-        fidelity=fidelity,
-    )
-    # Engine first, sidecar last: a sidecar only ever describes a complete engine beside it.
-    atomic_write_bytes(output, serialized)
-    sidecar.save(sidecar_path_for(output))
-    return BuildResult(output, sidecar, skipped=False, seconds=time.perf_counter() - started)
+            notes = list(notes) + fused_notes(spec)
+        size_warning = check_image_size(ranges, inputs, spec)
+        if size_warning:
+            profile_notes.append(size_warning)
+        target = _target(flavor, config)
+        network_sha = onnx_sha256(network_onnx)
+        fingerprint = {**config.fingerprint(), "network_onnx_sha256": network_sha}
+
+        profiles = ({r.name: r.to_dict() for r in ranges},)
+        current = _up_to_date_sidecar(output, source_sha, fingerprint, flavor, target, profiles)
+        if current is not None and not force:
+            return BuildResult(output, current, skipped=True, seconds=time.perf_counter() - started)
+
+        log.info("building %s from %s with %s (%s) ...", output.name, network_onnx, flavor.label, realised)
+        build_started = time.perf_counter()
+        with no_gc_inside_tensorrt(), _ctrl_c_deferred() as interrupted:
+            serialized, build_notes, network_dtypes = _build_serialized(
+                flavor, network_onnx, ranges, config, spec, output, interrupted, intake.checker_findings
+            )
+        build_seconds = time.perf_counter() - build_started
+        # The engine's bindings have the types TensorRT's network gave them (no float64 in TensorRT: a DOUBLE input is
+        # FLOAT), which is what the runtime and a tensorrt_plan's Triton config must feed
+        inputs, outputs, dtype_notes = _network_dtypes(inputs, outputs, network_dtypes)
+        notes = list(notes) + dtype_notes
+
+        sidecar = EngineSidecar(
+            engine_file=output.name,
+            engine_sha256=sha256_bytes(serialized),
+            engine_bytes=len(serialized),
+            onnx_path=str(onnx_path),
+            onnx_sha256=source_sha,
+            precision=config.precision,
+            precision_realised=realised,
+            profiles=profiles,
+            inputs=inputs,
+            outputs=outputs,
+            trt_flavor=flavor.name,
+            trt_version=flavor.version,
+            target=target,
+            build_config=fingerprint,
+            build_seconds=round(build_seconds, 3),
+            built_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            trtpipe_version=trtpipe.__version__,
+            weights=spec.weights if spec else "unknown",
+            preprocess=spec.to_dict() if spec else None,
+            calibration_cache_sha256=calib_sha,
+            notes=intake.notes + tuple(profile_notes) + tuple(notes) + tuple(build_notes) + _weights_notes(spec),
+            network_onnx_path=str(network_onnx),
+            network_onnx_sha256=network_sha,
+            network_onnx_precision=model_precision(network_model),  # a model that came quantized: by its own Q/DQ
+            fidelity=fidelity,
+        )
+        # Engine first, sidecar last: a sidecar only ever describes a complete engine beside it.
+        atomic_write_bytes(output, serialized)
+        sidecar.save(sidecar_path_for(output))
+        return BuildResult(output, sidecar, skipped=False, seconds=time.perf_counter() - started)
 
 
 # ---------------------------------------------------------------------------------------------
+
+
+def _rewrites_removed_on_error(onnx_path: Path, output: Path):
+    """:func:`trtpipe.io.removed_on_error` over the files a build's rewrites write beside the engine and the ONNX."""
+    from trtpipe.quant.search import FidelityTargetError
+
+    stems = sorted({onnx_path.name.split(".")[0], output.name.split(".")[0]})
+    suffixes = (".onnx", ".calib.json", ".calib.cache", ".preprocess.json")
+    return removed_on_error((output.parent, onnx_path.parent), tuple(f"{s}*{x}" for s in stems for x in suffixes),
+                            keep_on=(FidelityTargetError,))
 
 
 def _check_precision_mode(flavor: Flavor, config: BuildConfig) -> None:
