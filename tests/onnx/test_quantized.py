@@ -109,3 +109,15 @@ def _weights_as_int8(model):
     zero = next(i for i in model.graph.initializer if i.name == "w_zp")
     zero.CopyFrom(numpy_helper.from_array(np.zeros(8, np.int8), "w_zp"))
     return model
+
+
+def test_onnx_runtimes_contrib_qdq_is_a_quantization_tensorrt_refuses(tmp_path):
+    """quantize_static(..., UseQDQContribOps=True) writes com.microsoft Q/DQ: never taken for a float model."""
+    model = onnx.load(str(int8_qat_model(tmp_path)))
+    for node in model.graph.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            node.domain = "com.microsoft"
+    quantization = scan_quantization(model)
+    assert quantization.precision == "int8 as quantized in the ONNX" and len(quantization.nodes) == 4
+    with pytest.raises(OnnxModelError, match="QuantizeLinear 'x_q' is ONNX Runtime's contrib op .*UseQDQContribOps"):
+        check_tensorrt_takes(quantization, "m.onnx", "build")

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from trtpipe.errors import OnnxModelError
 
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+# ONNX's own Q/DQ, and ONNX Runtime's contrib ones (int16/int4 before opset 21), which are a quantization all the same
+_QDQ_DOMAINS = ("", "ai.onnx", "com.microsoft")
 
 # ONNX TensorProto element type -> (trtpipe's dtype name, how a precision label says it). Numbers, not onnx's names:
 # this table is read without importing onnx.
@@ -52,6 +54,7 @@ class QdqNode:
     weight: bool  # its value is a constant (stored quantized weights, or Q of a float weight); else an activation
     zero_point: float | None  # the largest |zero point| (0.0: symmetric), None when it has none or it is not constant
     float_dtype: str | None  # the float side's type (the scale's): fp32, fp16, bf16; None when not known
+    domain: str = ""  # "" (ONNX's op) or "com.microsoft" (ONNX Runtime's contrib Q/DQ, quantize_static UseQDQContribOps)
 
     @property
     def label(self) -> str:
@@ -94,8 +97,10 @@ class Quantization:
     @property
     def key(self) -> str | None:
         """One word for the precision, as tables and file names use: int8, uint8, fp8, int4, fp4 or mixed."""
+        if not self.nodes:
+            return None
         words = {n.label.split(" ")[0] for n in self.nodes if n.dtype != "int32"} or {"int8"}
-        return None if not self.nodes else words.pop() if len(words) == 1 else "mixed"
+        return words.pop() if len(words) == 1 else "mixed"
 
     def names(self, shown: int = 4) -> str:
         """The nodes' names for a message: ``x_q, x_dq, w_dq (+3 more)``."""
@@ -147,7 +152,7 @@ def scan_quantization(model) -> Quantization:
         Quantization; falsy for a model without Q/DQ.
     """
     graph = model.graph
-    nodes = [node for node in graph.node if node.op_type in QDQ_OPS and node.domain in ("", "ai.onnx")]
+    nodes = [node for node in graph.node if node.op_type in QDQ_OPS and node.domain in _QDQ_DOMAINS]
     if not nodes:
         return Quantization()
     constants = {init.name: init for init in graph.initializer}
@@ -160,7 +165,7 @@ def scan_quantization(model) -> Quantization:
     producers = {out: node for node in graph.node for out in node.output}
     found = []
     for index, node in enumerate(graph.node):
-        if node.op_type not in QDQ_OPS or node.domain not in ("", "ai.onnx"):
+        if node.op_type not in QDQ_OPS or node.domain not in _QDQ_DOMAINS:
             continue
         source = node.input[0]
         quantize = producers.get(source) if node.op_type == "DequantizeLinear" else None
@@ -175,6 +180,7 @@ def scan_quantization(model) -> Quantization:
             weight=weight,
             zero_point=_zero_point(node, constants),
             float_dtype=_float_type(node, constants, declared),
+            domain="" if node.domain == "ai.onnx" else node.domain,
         ))
     return Quantization(tuple(found))
 
@@ -252,6 +258,15 @@ def check_tensorrt_takes(quantization: Quantization, path, verb: str) -> None:
     Raises:
         OnnxModelError: naming the first node of each problem, what it has and what TensorRT takes.
     """
+    contrib = [n for n in quantization.nodes if n.domain]
+    if contrib:
+        node = contrib[0]
+        raise OnnxModelError(
+            f"{path}: {node.op_type} {node.name!r} is ONNX Runtime's contrib op (domain {node.domain!r}), which "
+            f"TensorRT's parser does not import, so {verb} refuses the model before any work",
+            "quantize it again with ONNX's own Q/DQ (quantize_static(..., extra_options={'UseQDQContribOps': False}), "
+            "int8 or fp8), or build the float model",
+        )
     asymmetric = [n for n in quantization.nodes if n.asymmetric]
     if asymmetric:
         node = asymmetric[0]
