@@ -99,3 +99,16 @@ def test_an_onnx_runtime_engine_refuses_ir_and_empty_batch_axes_naming_them(tmp_
     with OnnxRuntimeEngine(plain_model(tmp_path, "out3", outputs_listed=3)) as engine:
         assert [t.name for t in engine.outputs] == ["logits"]
         assert engine.infer({"x": np.zeros((1, 3, 32, 32), np.float32)})["logits"].shape == (1, 10)
+
+
+def test_the_calibrate_verb_exits_2_saying_already_quantized_and_leaves_nothing(tmp_path, images, capsys):
+    """R23/R24 as a user runs them: one line, a Hint, no traceback, no cache and no -o file."""
+    from trtpipe.cli.main import main
+
+    source = fp8_model(tmp_path / "m")
+    code = main(["calibrate", str(source), "--images", str(images), "--max-images", "16",
+                 "-o", str(tmp_path / "m" / "cal.int8.onnx")])
+    err = capsys.readouterr().err
+    assert code == 2 and "is already quantized (fp8 (E4M3) weights and activations" in err and "Hint:" in err
+    assert "Traceback" not in err
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["fp8.onnx", "fp8.preprocess.json"]

@@ -279,3 +279,27 @@ def test_a_plugin_node_is_refused_for_onnx_runtime_backends(tmp_path):
         assert "node 'nms' is BatchedNMSDynamic_TRT (domain 'TRT'), a TensorRT plugin op" in message
         assert "BatchedNMSDynamic_TRT plugin loaded" in message.split("Hint:")[1]
     assert not (tmp_path / "repo").exists()
+
+
+def test_string_and_bool_outputs_get_triton_types(tmp_path):
+    """A classifier exported with its post-processing: a bool mask [N, 10] and class names [N] (LabelEncoder)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from tests.quantized_models import plain_model
+
+    path = plain_model(tmp_path, "post", batch_only_output=True)
+    model = onnx.load(str(path))
+    model.graph.node.extend([
+        helper.make_node("LabelEncoder", ["class_id"], ["label"], name="names", domain="ai.onnx.ml",
+                         keys_int64s=list(range(10)), values_strings=[f"class {i}" for i in range(10)]),
+        helper.make_node("Greater", ["logits", "zero"], ["positive"], name="gt0")])
+    model.graph.initializer.append(onnx.numpy_helper.from_array(np.array(0.0, np.float32), "zero"))
+    model.graph.output.extend([helper.make_tensor_value_info("label", TensorProto.STRING, ["N"]),
+                               helper.make_tensor_value_info("positive", TensorProto.BOOL, ["N", 10])])
+    model.opset_import.append(helper.make_opsetid("ai.onnx.ml", 2))
+    onnx.save(model, str(path))
+    export_repository(path, tmp_path / "repo", pipeline=False)
+    outputs = {o["name"]: o for o in parse_config(tmp_path / "repo" / "post" / "config.pbtxt")["output"]}
+    assert outputs["label"]["data_type"] == "TYPE_STRING" and "reshape" in outputs["label"]
+    assert outputs["positive"]["data_type"] == "TYPE_BOOL" and outputs["positive"]["dims"] == ["10"]
