@@ -59,6 +59,18 @@ def test_int8_of_an_int8_qdq_model_uses_its_qdq_and_says_so(tmp_path):
                                                                    "qat.preprocess.json"]
 
 
+@pytest.mark.parametrize("make", [fp8_model, int4_block_model])
+def test_int8_of_a_model_quantized_otherwise_is_refused_naming_its_qdq(tmp_path, make):
+    """An FP8 or INT4 model is not made INT8 by asking: never quantized again, never labelled INT8."""
+    from trtpipe.errors import ConfigError
+
+    source = make(tmp_path)
+    config = BuildConfig(flavor="tensorrt_rtx", precision="int8", calib_images=str(tmp_path / "no-images"))
+    with pytest.raises(ConfigError, match=r"came quantized as (fp8|int4) .*\(Q/DQ nodes .*w_dq\).*Hint: build it without"):
+        build_engine(source, tmp_path / "m.engine", config)
+    assert not list(tmp_path.glob("m.engine*"))
+
+
 @pytest.mark.parametrize("make, said", [
     (lambda d: int8_qat_model(d, zero_point=128, dtype=T.UINT8), "has zero point 128"),
     (lambda d: fp8_model(d, qtype=T.FLOAT8E5M2), "quantizes to float8e5m2"),
