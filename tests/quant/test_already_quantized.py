@@ -5,6 +5,8 @@ leaving nothing behind. Fidelity measures a quantized model as it is; what Tenso
 as the build refuses it.
 """
 
+import re
+
 import numpy as np
 import onnx
 import pytest
@@ -112,3 +114,18 @@ def test_the_calibrate_verb_exits_2_saying_already_quantized_and_leaves_nothing(
     assert code == 2 and "is already quantized (fp8 (E4M3) weights and activations" in err and "Hint:" in err
     assert "Traceback" not in err
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["fp8.onnx", "fp8.preprocess.json"]
+
+
+def test_a_plugin_node_is_refused_where_onnx_runtime_must_run_the_model(tmp_path, images):
+    """R26's kind in calibration, fidelity and the ONNX Runtime backend: named, before any work."""
+    from trtpipe.runtime.onnxruntime_engine import OnnxRuntimeEngine
+
+    source = plain_model(tmp_path / "m", "plug", plugin=True)
+    said = re.escape("node 'nms' is BatchedNMSDynamic_TRT (domain 'TRT'), a TensorRT plugin op, which ONNX Runtime")
+    with pytest.raises(OnnxModelError, match=said + ".*calibration runs"):
+        prepare_int8(source, Int8Options(images, max_images=16), None, tmp_path / "m" / "plug.int8.onnx")
+    with pytest.raises(OnnxModelError, match=said + ".*fidelity runs"):
+        measure_fidelity(source, ("fp32", "fp16"), images, None, tmp_path / "w")
+    with pytest.raises(OnnxModelError, match=said):
+        OnnxRuntimeEngine(source)
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["plug.onnx", "plug.preprocess.json"]

@@ -259,6 +259,25 @@ def plugin_kind(node) -> str:
     return f"a custom op (domain {node.domain!r})"
 
 
+def check_no_plugin_nodes(path: str | Path, model, needed_by: str) -> None:
+    """Refuses a model with a TensorRT plugin or custom-domain node where ONNX Runtime must run it (calibration,
+    fidelity, ONNX Runtime engines): ONNX Runtime has no such kernel ("is not a registered function/op").
+
+    Raises:
+        OnnxModelError: naming the node, its op and domain, and what needs ONNX Runtime.
+    """
+    plugins = [node for node in model.graph.node if is_plugin_node(node)]
+    if plugins:
+        node = plugins[0]
+        raise OnnxModelError(
+            f"{path}: node {node.name or '(unnamed)'!r} is {node.op_type} (domain {node.domain!r}), {plugin_kind(node)}"
+            f"{f' (and {len(plugins) - 1} more)' if len(plugins) > 1 else ''}, which ONNX Runtime has no kernel for, "
+            f"and {needed_by} runs the model in ONNX Runtime",
+            "TensorRT builds it with the plugin loaded (trtpipe build, fp32 or fp16); to calibrate or measure it on the "
+            "CPU, export the model without the plugin node (end at the raw outputs) and run that step after the engine",
+        )
+
+
 def passthrough_outputs(model) -> tuple[str, ...]:
     """Graph inputs that are also graph outputs with no node between (torch dynamo exports drop the Identity)."""
     outputs = {value.name for value in model.graph.output}

@@ -294,12 +294,13 @@ def measure_fidelity(
         if calib is None:
             raise ConfigError("int8 fidelity needs calibration images", "add --calib calib_data/ (make calib-data fills it)")
         find_images(calib, 1)  # a missing or empty folder is said now, not after the FP32 and FP16 runs
-    from trtpipe.onnx.load import check_ir_version, check_no_empty_axes
+    from trtpipe.onnx.load import check_ir_version, check_no_empty_axes, check_no_plugin_nodes
     from trtpipe.onnx.quantized import check_tensorrt_takes, scan_quantization
 
     graph_only = onnx.load(str(onnx_path), load_external_data=False)
     check_ir_version(onnx_path, graph_only, "fidelity")  # ONNX Runtime's own refusal cuts the reason off
     check_no_empty_axes(onnx_path, graph_only)
+    check_no_plugin_nodes(onnx_path, graph_only, "fidelity")
     quantization = scan_quantization(graph_only)
     if quantization:  # measured as it is; what TensorRT cannot build is refused as build and calibrate refuse it
         check_tensorrt_takes(quantization, onnx_path, "fidelity")

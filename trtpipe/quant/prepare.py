@@ -438,18 +438,19 @@ def calibrate_model(onnx_path: Path, model, spec: PreprocessSpec, options: Int8O
 
 def refuse_requantizing(onnx_path: Path, model, verb: str) -> None:
     """Refuses, before any work, a model calibration must not touch: an IR version the installed onnx cannot read,
-    an input axis of fixed size 0, or a model that came quantized (Q/DQ of its own): calibrating it again would quantize it twice (Q -> DQ -> Q -> DQ,
+    an input axis of fixed size 0, a TensorRT plugin node ONNX Runtime cannot run, or a model that came quantized (Q/DQ of its own): calibrating it again would quantize it twice (Q -> DQ -> Q -> DQ,
     or a DequantizeLinear of FP8/INT4 weights left dangling), and what TensorRT cannot build (an asymmetric zero point,
     a Q/DQ type it lacks) is said as the build says it.
 
     Raises:
         OnnxModelError: naming the IR version, or the Q/DQ nodes and the model's precision.
     """
-    from trtpipe.onnx.load import check_ir_version, check_no_empty_axes
+    from trtpipe.onnx.load import check_ir_version, check_no_empty_axes, check_no_plugin_nodes
     from trtpipe.onnx.quantized import already_quantized_error, check_tensorrt_takes, scan_quantization
 
     check_ir_version(onnx_path, model, verb)
     check_no_empty_axes(onnx_path, model)
+    check_no_plugin_nodes(onnx_path, model, verb)
     quantization = scan_quantization(model)
     if quantization:
         check_tensorrt_takes(quantization, onnx_path, verb)

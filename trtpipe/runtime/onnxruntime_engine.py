@@ -141,13 +141,14 @@ class OnnxRuntimeEngine(Engine):
         if threads:
             options.intra_op_num_threads = threads
         providers = list(providers)
-        from trtpipe.onnx.load import check_ir_version, check_no_empty_axes, onnxruntime_reason
+        from trtpipe.onnx.load import check_ir_version, check_no_empty_axes, check_no_plugin_nodes, onnxruntime_reason
 
         model = None
         try:
             model = onnx_graph(self.path)
             check_ir_version(self.path, model, "running it in ONNX Runtime")  # its own refusal starts with a C++ signature
             check_no_empty_axes(self.path, model)  # ONNX Runtime loads it, then refuses every batch
+            check_no_plugin_nodes(self.path, model, "running it here")  # ONNX Runtime: "not a registered function/op"
             source, self.fp16_storage, model = self._model_source(fp16_storage, providers, model)
             self._session = ort.InferenceSession(source, sess_options=options, providers=providers)
         except OnnxModelError:
