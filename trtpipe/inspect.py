@@ -127,10 +127,7 @@ class EngineReport:
         else:
             lines += [
                 f"  {side.built_by}",
-                f"  precision {side.precision_shown} ("
-                + (f"its own Q/DQ, built with --precision {side.precision}" if side.precision_shown != side.precision
-                   else side.precision_realised)
-                + f"); weights {side.weights}",
+                f"  precision {_precision_line(side)}; weights {side.weights}",
                 f"  from {side.onnx_path} (sha256 {side.onnx_sha256[:12]}), {side.build_seconds:.2f} s on {side.built_at}",
             ]
             if side.network_onnx_path:
@@ -220,6 +217,15 @@ def _load_and_describe(path: Path, sidecar: EngineSidecar | None, problem: str |
     layers = tuple(inspector.get_layer_information(i, trt.LayerInformationFormat.ONELINE)
                    for i in range(engine.num_layers))
     return EngineReport(path, sidecar, problem, loaded, None, layers)
+
+
+def _precision_line(side: EngineSidecar) -> str:
+    """``fp16 (strongly typed FP16 ONNX ...)``; for a model that came quantized, its own precision and the asked one."""
+    shown, realised = side.precision_shown, side.precision_realised
+    if shown == side.precision:
+        return f"{shown} ({realised})"
+    how = realised.replace(shown, "").strip(" ;()") if realised.startswith(shown) else realised
+    return f"{shown} ({how}; built with --precision {side.precision})"
 
 
 def _format_tensors(title: str, tensors) -> list[str]:

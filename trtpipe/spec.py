@@ -20,8 +20,6 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 PRECISIONS = ("fp32", "fp16", "int8")
-# how precision_realised ends for an engine built from a model that came quantized (its own Q/DQ, no calibration)
-QDQ_AS_GIVEN = " (Q/DQ as given, strongly typed)"
 RESIZE_MODES = ("resize_crop", "stretch", "letterbox")
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "area")
 TASKS = ("classification", "detection", "segmentation")
@@ -589,9 +587,11 @@ class EngineSidecar(_JsonFile):
     @property
     def precision_shown(self) -> str:
         """The precision to print: the asked one (``precision``), or for a model that came quantized, what its own
-        Q/DQ make it (``--precision fp32`` of an FP8 Q/DQ model builds an FP8 engine)."""
-        if self.precision_realised.endswith(QDQ_AS_GIVEN) and self.network_onnx_precision:
-            return self.network_onnx_precision
+        Q/DQ make it (``--precision fp32`` of an FP8 Q/DQ model builds an FP8 engine; ``fp16`` of it, "fp8 (E4M3)
+        weights and activations; fp16 elsewhere"). Classic BuilderFlag builds get their precision from the flags."""
+        named = self.network_onnx_precision
+        if named and named not in PRECISIONS and "BuilderFlag" not in self.precision_realised:
+            return named
         return self.precision
 
     @property

@@ -155,3 +155,14 @@ def test_a_plugin_node_is_named_and_the_hint_speaks_of_plugins(tmp_path):
         message = str(caught.value)
         assert "BatchedNMSDynamic_TRT" in message and "a TensorRT plugin op" in message.split("Hint:")[1]
         assert sorted(p.name for p in tmp_path.iterdir()) == ["plug.onnx", "plug.preprocess.json"]
+
+
+def test_fp16_of_an_fp8_model_is_named_by_both_and_inspect_says_so(tmp_path):
+    from trtpipe.inspect import inspect_engine
+
+    build_engine(fp8_model(tmp_path), tmp_path / "h.engine", FP16)
+    side = EngineSidecar.load(tmp_path / "h.engine.json")
+    assert side.network_onnx_precision == side.precision_shown == "fp8 (E4M3) weights and activations; fp16 elsewhere"
+    shown = inspect_engine(tmp_path / "h.engine").format()
+    assert "precision fp8 (E4M3) weights and activations; fp16 elsewhere (strongly typed FP16 ONNX" in shown
+    assert "built with --precision fp16)" in shown

@@ -26,7 +26,6 @@ from trtpipe.onnx.quantized import check_tensorrt_takes, scan_quantization
 from trtpipe.spec import (
     BuildConfig,
     EngineSidecar,
-    QDQ_AS_GIVEN,
     PreprocessSpec,
     ShapeRange,
     TensorInfo,
@@ -38,6 +37,7 @@ from trtpipe.builder.profiles import check_image_size, resolve_profile
 from trtpipe.runtime.onnxruntime_engine import model_precision
 
 log = logging.getLogger("trtpipe.builder")
+QDQ_AS_GIVEN = " (Q/DQ as given, strongly typed)"  # precision_realised's end for a model that came quantized
 
 
 @dataclass(frozen=True)
