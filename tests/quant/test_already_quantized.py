@@ -129,3 +129,20 @@ def test_a_plugin_node_is_refused_where_onnx_runtime_must_run_the_model(tmp_path
     with pytest.raises(OnnxModelError, match=said):
         OnnxRuntimeEngine(source)
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["plug.onnx", "plug.preprocess.json"]
+
+
+def test_a_calibrate_refused_after_calibrating_leaves_no_cache_nor_qdq_onnx(tmp_path, images, capsys, monkeypatch):
+    """Requirement 4: the cache is written as soon as the ranges exist; a later refusal takes it away again."""
+    from tests.quant.conftest import write_model
+    from trtpipe.cli.main import main
+    import trtpipe.quant.prepare as prepare
+
+    source = write_model(tmp_path / "m")
+
+    def placement_fails(*args, **kwargs):
+        raise OnnxModelError("tiny.int8.onnx: the Q/DQ placement failed", "stand-in for a late refusal")
+
+    monkeypatch.setattr(prepare, "build_qdq_model", placement_fails)
+    code = main(["calibrate", str(source), "--images", str(images), "--max-images", "16", "--fidelity-target", "none"])
+    assert code == 2 and "the Q/DQ placement failed" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["tiny.onnx", "tiny.preprocess.json"]
