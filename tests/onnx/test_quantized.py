@@ -121,3 +121,15 @@ def test_onnx_runtimes_contrib_qdq_is_a_quantization_tensorrt_refuses(tmp_path):
     assert quantization.precision == "int8 as quantized in the ONNX" and len(quantization.nodes) == 4
     with pytest.raises(OnnxModelError, match="QuantizeLinear 'x_q' is ONNX Runtime's contrib op .*UseQDQContribOps"):
         check_tensorrt_takes(quantization, "m.onnx", "build")
+
+
+def test_a_flavour_takes_the_qdq_types_its_datatype_has():
+    """FP4 arrived in TensorRT 10.8: a flavour whose DataType lacks FP4 refuses an FP4 model at the build."""
+    from types import SimpleNamespace
+
+    from trtpipe.flavors import Flavor
+
+    old = Flavor("tensorrt", "10.0.1", SimpleNamespace(DataType=SimpleNamespace(INT8=1, FP8=2, INT4=3)))
+    assert old.qdq_types == ("int8", "float8e4m3fn", "int4")
+    tensorrt_rtx = pytest.importorskip("tensorrt_rtx", reason="the recorded flavour is checked on the real module")
+    assert Flavor("tensorrt_rtx", "1.7", tensorrt_rtx).qdq_types == ("int8", "float8e4m3fn", "int4", "float4e2m1")

@@ -119,7 +119,7 @@ def build_engine(
     source_model = intake.model
     quantization = scan_quantization(source_model)
     if quantization:  # what TensorRT's parser refuses (asymmetric, E5M2, UINT4 ...), refused before any work
-        check_tensorrt_takes(quantization, onnx_path, "build")
+        check_tensorrt_takes(quantization, onnx_path, "build", flavor.qdq_types, f"{flavor.label}'s parser")
     _check_no_passthrough(onnx_path, source_model)
     check_no_empty_axes(onnx_path, source_model)
     source_sha = onnx_sha256(onnx_path)

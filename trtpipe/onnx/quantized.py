@@ -243,7 +243,8 @@ def _float_type(node, constants, declared) -> str | None:
     return _FLOAT_LABELS.get(elem)
 
 
-def check_tensorrt_takes(quantization: Quantization, path, verb: str) -> None:
+def check_tensorrt_takes(quantization: Quantization, path, verb: str, takes: tuple[str, ...] = TENSORRT_QDQ_TYPES,
+                         who: str = "TensorRT's parser") -> None:
     """Refuses, naming the node, Q/DQ that TensorRT's parser rejects: a nonzero zero point (TensorRT quantizes
     symmetrically) or a type outside :data:`TENSORRT_QDQ_TYPES` (E5M2, UINT4, INT16, int32 biases ...).
 
@@ -254,6 +255,8 @@ def check_tensorrt_takes(quantization: Quantization, path, verb: str) -> None:
         quantization: :func:`scan_quantization` of the model.
         path: the ONNX file, for the message.
         verb: what was asked (``build``, ``calibrate``, ``fidelity``), for the message.
+        takes: the Q/DQ types accepted (a build passes its flavour's, ``Flavor.qdq_types``).
+        who: what takes them, for the message ("TensorRT-RTX 1.7.1").
 
     Raises:
         OnnxModelError: naming the first node of each problem, what it has and what TensorRT takes.
@@ -278,7 +281,7 @@ def check_tensorrt_takes(quantization: Quantization, path, verb: str) -> None:
             "activation_type=QuantType.QInt8, extra_options={'ActivationSymmetric': True, 'WeightSymmetric': True}; "
             "or trtpipe calibrate on the float model)",
         )
-    unsupported = [n for n in quantization.nodes if n.dtype not in TENSORRT_QDQ_TYPES]
+    unsupported = [n for n in quantization.nodes if n.dtype not in takes]
     if unsupported:
         node = unsupported[0]
         kinds = sorted({n.dtype for n in unsupported})
@@ -286,8 +289,8 @@ def check_tensorrt_takes(quantization: Quantization, path, verb: str) -> None:
             if "int32" in kinds else ""
         raise OnnxModelError(
             f"{path}: {node.op_type} {node.name!r} quantizes to {node.dtype}{bias}"
-            f"{f' ({len(unsupported)} such nodes, types {kinds})' if len(unsupported) > 1 else ''}; TensorRT's parser "
-            f"takes Q/DQ of {', '.join(TENSORRT_QDQ_TYPES)} only, so {verb} refuses the model before any work",
+            f"{f' ({len(unsupported)} such nodes, types {kinds})' if len(unsupported) > 1 else ''}; {who} "
+            f"takes Q/DQ of {', '.join(takes)} only, so {verb} refuses the model before any work",
             "quantize the float model again to a type TensorRT takes (int8, or fp8 E4M3 for Hopper/Ada), "
             "or build the float model",
         )
