@@ -133,3 +133,20 @@ def test_a_flavour_takes_the_qdq_types_its_datatype_has():
     assert old.qdq_types == ("int8", "float8e4m3fn", "int4")
     tensorrt_rtx = pytest.importorskip("tensorrt_rtx", reason="the recorded flavour is checked on the real module")
     assert Flavor("tensorrt_rtx", "1.7", tensorrt_rtx).qdq_types == ("int8", "float8e4m3fn", "int4", "float4e2m1")
+
+
+def test_a_model_local_function_is_no_plugin_but_a_trt_domain_node_is(tmp_path):
+    """torch dynamo exports call functions of their own domain (ONNX Runtime inlines them): not plugin nodes."""
+    from tests.quantized_models import plain_model
+    from trtpipe.onnx.load import plugin_nodes
+
+    model = onnx.load(str(plain_model(tmp_path, "f")))
+    relu = next(n for n in model.graph.node if n.op_type == "Relu")
+    relu.op_type, relu.domain = "MyRelu", "pkg.local"
+    model.functions.append(helper.make_function("pkg.local", "MyRelu", ["X"], ["Y"],
+                                                [helper.make_node("Relu", ["X"], ["Y"])],
+                                                [helper.make_opsetid("", 17)]))
+    model.opset_import.append(helper.make_opsetid("pkg.local", 1))
+    assert plugin_nodes(model) == []
+    model.functions.pop()
+    assert [n.name for n in plugin_nodes(model)] == ["relu0"]

@@ -543,14 +543,14 @@ def _parser_hint(network_onnx: Path, flavor) -> str:
     only as a plugin, which no re-export or opset changes; anything else is an op or opset the parser lacks."""
     import onnx
 
-    from trtpipe.onnx.load import is_plugin_node, plugin_kind
+    from trtpipe.onnx.load import plugin_kind, plugin_nodes
 
     hint = "run `trtpipe inspect MODEL.onnx` to list unsupported ops; "
     try:
-        graph = onnx.load(str(network_onnx), load_external_data=False).graph
+        model = onnx.load(str(network_onnx), load_external_data=False)
     except Exception:  # noqa: BLE001 - the parser read it; this only picks the hint
-        graph = None
-    plugins = {n.op_type: n for n in (graph.node if graph is not None else ()) if is_plugin_node(n)}
+        model = None
+    plugins = {n.op_type: n for n in (plugin_nodes(model) if model is not None else ())}
     if not plugins:
         return hint + "rewrite them with onnx-graphsurgeon or re-export with another opset"
     where = ("TensorRT-RTX ships no plugin library, so register the plugin's creator from a library of your own"

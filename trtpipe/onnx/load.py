@@ -246,14 +246,21 @@ def _drop_repeated_outputs(model) -> tuple[tuple[str, int], ...]:
     return tuple((name, count) for name, count in counts.items() if count > 1)
 
 
-def is_plugin_node(node) -> bool:
-    """A TensorRT plugin op in an ONNX graph: TensorRT's naming (``EfficientNMS_TRT``, ``BatchedNMSDynamic_TRT``) or a
-    domain none of ONNX Runtime's own (``TRT``, ``trt.plugins``)."""
-    return node.op_type.endswith("_TRT") or node.domain not in ("", "ai.onnx", "ai.onnx.ml", "com.microsoft")
+def plugin_nodes(model) -> list:
+    """The nodes of ``model``'s graph that are TensorRT plugin ops or custom ops: TensorRT's naming (``EfficientNMS_TRT``,
+    ``BatchedNMSDynamic_TRT``) or a domain that is none of ONNX Runtime's own (``TRT``, ``trt.plugins``) and no function
+    the model defines itself (torch dynamo exports call model-local functions, which ONNX Runtime inlines)."""
+    local = {(function.domain, function.name) for function in model.functions}
+    return [
+        node for node in model.graph.node
+        if node.op_type.endswith("_TRT") or (
+            node.domain not in ("", "ai.onnx", "ai.onnx.ml", "com.microsoft") and (node.domain, node.op_type) not in local
+        )
+    ]
 
 
 def plugin_kind(node) -> str:
-    """What :func:`is_plugin_node` found, for a message: "a TensorRT plugin op" or "a custom op (domain 'x')"."""
+    """What :func:`plugin_nodes` found, for a message: "a TensorRT plugin op" or "a custom op (domain 'x')"."""
     if node.op_type.endswith("_TRT") or node.domain in ("TRT", "trt", "trt.plugins"):
         return "a TensorRT plugin op"
     return f"a custom op (domain {node.domain!r})"
@@ -266,7 +273,7 @@ def check_no_plugin_nodes(path: str | Path, model, needed_by: str) -> None:
     Raises:
         OnnxModelError: naming the node, its op and domain, and what needs ONNX Runtime.
     """
-    plugins = [node for node in model.graph.node if is_plugin_node(node)]
+    plugins = plugin_nodes(model)
     if plugins:
         node = plugins[0]
         raise OnnxModelError(

@@ -328,9 +328,9 @@ def _describe_onnx(path: Path, max_batch: int | None) -> NetworkModel:
 def _refuse_plugin_nodes(path: Path, model) -> None:
     """An ONNX repository is run by ONNX Runtime (Triton's onnxruntime backend, or the Python one), which has no
     TensorRT plugin ops: such a repository would fail when Triton loads it, so none is written."""
-    from trtpipe.onnx.load import is_plugin_node, plugin_kind
+    from trtpipe.onnx.load import plugin_kind, plugin_nodes
 
-    plugins = [node for node in model.graph.node if is_plugin_node(node)]
+    plugins = plugin_nodes(model)
     if plugins:
         node = plugins[0]
         more = f" (and {len(plugins) - 1} more such nodes)" if len(plugins) > 1 else ""
