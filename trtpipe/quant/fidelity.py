@@ -262,7 +262,9 @@ def measure_fidelity(
     ONNX an engine was built from nor its calibration cache, whatever ``work_dir`` is.
 
     Args:
-        onnx_path: the FP32 ONNX (its ``<stem>.preprocess.json`` beside it).
+        onnx_path: the FP32 ONNX (its ``<stem>.preprocess.json`` beside it), or one that came quantized: measured as
+            it is (its own reference; FP16 converts the float parts around its Q/DQ; int8 is not measured, as
+            calibration would quantize it twice).
         precisions: a subset of fp32, fp16, int8, in the order of the results.
         images: evaluation image folder. calib: calibration image folder (int8).
         feeds: image batch -> {input name: array} for a multi-input model (see ``trtpipe.quant.feeds``).
@@ -278,10 +280,14 @@ def measure_fidelity(
     Raises:
         ConfigError: unknown precisions, int8 without calibration images.
         InputError: a missing spec or image folder; a model images cannot feed (several inputs, a spec that
-            does not fit the input). OnnxModelError: ONNX Runtime cannot run the FP32 model itself.
+            does not fit the input). OnnxModelError: ONNX Runtime cannot run the FP32 model itself; an IR version the
+            installed onnx cannot read, an input axis of size 0, a plugin node, or Q/DQ that TensorRT refuses
+            (asymmetric, a type it lacks), each before any work.
     """
     import onnx
 
+    from trtpipe.onnx.load import check_ir_version, check_no_empty_axes, check_no_plugin_nodes
+    from trtpipe.onnx.quantized import check_tensorrt_takes, scan_quantization
     from trtpipe.quant.feeds import batch_indices, network_feeder
     from trtpipe.quant.images import find_images, load_images
     from trtpipe.quant.prepare import Int8Options, prepare_fp16, prepare_int8, require_spec, stem_of
@@ -294,9 +300,6 @@ def measure_fidelity(
         if calib is None:
             raise ConfigError("int8 fidelity needs calibration images", "add --calib calib_data/ (make calib-data fills it)")
         find_images(calib, 1)  # a missing or empty folder is said now, not after the FP32 and FP16 runs
-    from trtpipe.onnx.load import check_ir_version, check_no_empty_axes, check_no_plugin_nodes
-    from trtpipe.onnx.quantized import check_tensorrt_takes, scan_quantization
-
     graph_only = onnx.load(str(onnx_path), load_external_data=False)
     check_ir_version(onnx_path, graph_only, "fidelity")  # ONNX Runtime's own refusal cuts the reason off
     check_no_empty_axes(onnx_path, graph_only)

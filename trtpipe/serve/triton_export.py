@@ -282,6 +282,7 @@ def _describe_engine(path: Path, max_batch: int | None, force: bool) -> NetworkM
 
 def _describe_onnx(path: Path, max_batch: int | None) -> NetworkModel:
     from trtpipe.onnx.load import external_data_files, graph_io, read_onnx
+    from trtpipe.onnx.quantized import scan_quantization
 
     model = _with_inferred_shapes(read_onnx(path, check=False, load_weights=False).model)
     _refuse_plugin_nodes(path, model)
@@ -297,8 +298,6 @@ def _describe_onnx(path: Path, max_batch: int | None) -> NetworkModel:
     spec_path = preprocess_path_for(path)
     spec = PreprocessSpec.load(spec_path) if spec_path.is_file() else None
     extra = tuple(path.parent / name for name in external_data_files(path, model))
-    from trtpipe.onnx.quantized import scan_quantization
-
     quantization = scan_quantization(model)
     notes = (f"{path.name} came quantized: {quantization.precision}; the network model runs its Q/DQ as they are",) \
         if quantization else ()
