@@ -100,7 +100,8 @@ def read_onnx(path: str | Path, *, check: bool = True, load_weights: bool = True
 
     Graph inputs that are also initializers (``keep_initializers_as_inputs=True`` exports) are removed
     from ``model.graph.input`` for IR version 4 and newer (IR 3 requires them listed): they are weights,
-    and trtpipe's rewrites (FP16, Q/DQ) must not leave replaced weights behind as network inputs.
+    and trtpipe's rewrites (FP16, Q/DQ) must not leave replaced weights behind as network inputs. An output that
+    ``graph.output`` lists more than once is kept once (``repeated_outputs`` says so), as TensorRT's parser keeps it.
 
     Args:
         path: the .onnx file (external data files are found beside it).
