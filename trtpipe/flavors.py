@@ -67,6 +67,16 @@ class Flavor:
         return not self.strongly_typed_only
 
     @property
+    def qdq_types(self) -> tuple[str, ...]:
+        """The Q/DQ types this flavour builds (trtpipe.onnx.quantized's names): those of TENSORRT_QDQ_TYPES whose
+        DataType the module has (INT4 arrived in TensorRT 10.0, FP4 in 10.8)."""
+        from trtpipe.onnx.quantized import TENSORRT_QDQ_TYPES
+
+        data_types = {"int8": "INT8", "float8e4m3fn": "FP8", "int4": "INT4", "float4e2m1": "FP4"}
+        found = getattr(self.module, "DataType", None)
+        return tuple(t for t in TENSORRT_QDQ_TYPES if found is None or hasattr(found, data_types[t]))
+
+    @property
     def has_timing_cache(self) -> bool:
         # TensorRT-RTX compiles kernels on the target GPU; its timing cache calls are no-ops.
         return not self.is_rtx

@@ -31,9 +31,15 @@ class OnnxReport:
     op_histogram: dict[str, int]
     parser: ParserVerdict | None
     parser_missing: str | None = None  # why no parser verdict (no TensorRT installed)
+    precision: str = "fp32"  # what the ONNX computes in by itself (runtime.onnxruntime_engine.model_precision)
+    quantization: str | None = None  # a model that came quantized: its Q/DQ in one line (Quantization.summary)
+    refused: str | None = None  # why build, calibrate and fidelity refuse its Q/DQ (asymmetric, a type TensorRT lacks)
 
     def format(self) -> str:
         lines = [f"ONNX {self.path}  (opset {self.opset}, producer {self.producer or 'unknown'})"]
+        lines.append(f"  precision {self.quantization or self.precision}")
+        if self.refused:
+            lines.append(f"  TensorRT cannot build its Q/DQ: {self.refused}")
         lines += _format_tensors("inputs", self.inputs) + _format_tensors("outputs", self.outputs)
         total = sum(self.op_histogram.values())
         lines.append(f"  {total} nodes, {len(self.op_histogram)} op types:")
@@ -55,22 +61,34 @@ class OnnxReport:
 
 def inspect_onnx(path: str | Path, flavor_name: str | None = None) -> OnnxReport:
     """Describes an ONNX model and asks the installed TensorRT parser (if any) which nodes it rejects."""
+    from trtpipe.errors import OnnxModelError
+    from trtpipe.onnx.quantized import check_tensorrt_takes, scan_quantization
+    from trtpipe.runtime.onnxruntime_engine import model_precision
+
     path = check_onnx_path(path)
     model = load_onnx(path)
     inputs, outputs = graph_io(model)
     histogram = collections.Counter(node.op_type for node in model.graph.node)
+    quantization = scan_quantization(model)
+    refused = None
+    try:
+        check_tensorrt_takes(quantization, path.name, "build")
+    except OnnxModelError as exc:
+        refused = exc.message.split(": ", 1)[-1]
+    about = dict(precision=model_precision(model), quantization=quantization.summary() if quantization else None,
+                 refused=refused)
     try:
         from trtpipe.flavors import get_flavor
 
         flavor = get_flavor(flavor_name)
     except DependencyError as exc:
         return OnnxReport(path, opset_of(model), model.producer_name, inputs, outputs, dict(histogram), None,
-                          parser_missing=exc.message)
+                          parser_missing=exc.message, **about)
     from trtpipe.flavors import no_gc_inside_tensorrt
 
     with no_gc_inside_tensorrt():
         verdict = _ask_parser(flavor, path, model)
-    return OnnxReport(path, opset_of(model), model.producer_name, inputs, outputs, dict(histogram), verdict)
+    return OnnxReport(path, opset_of(model), model.producer_name, inputs, outputs, dict(histogram), verdict, **about)
 
 
 def _ask_parser(flavor, path: Path, model) -> ParserVerdict:
@@ -109,7 +127,7 @@ class EngineReport:
         else:
             lines += [
                 f"  {side.built_by}",
-                f"  precision {side.precision} ({side.precision_realised}); weights {side.weights}",
+                f"  precision {_precision_line(side)}; weights {side.weights}",
                 f"  from {side.onnx_path} (sha256 {side.onnx_sha256[:12]}), {side.build_seconds:.2f} s on {side.built_at}",
             ]
             if side.network_onnx_path:
@@ -221,6 +239,15 @@ def _travels(side: EngineSidecar) -> list[str]:
         lines.append(f"refittable; graph sha256 {(side.graph_sha256 or '?')[:12]}, weights sha256 "
                      f"{(side.weights_sha256 or '?')[:12]}" + (f" from {side.weights_onnx}" if side.weights_onnx else ""))
     return lines
+
+
+def _precision_line(side: EngineSidecar) -> str:
+    """``fp16 (strongly typed FP16 ONNX ...)``; for a model that came quantized, its own precision and the asked one."""
+    shown, realised = side.precision_shown, side.precision_realised
+    if shown == side.precision:
+        return f"{shown} ({realised})"
+    how = realised.replace(shown, "").strip(" ;()") if realised.startswith(shown) else realised
+    return f"{shown} ({how}; built with --precision {side.precision})"
 
 
 def _format_tensors(title: str, tensors) -> list[str]:

@@ -35,6 +35,40 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
+def removed_on_error(
+    folders: "tuple[str | Path, ...]", patterns: tuple[str, ...], *, keep_on: tuple[type[BaseException], ...] = ()
+) -> Iterator[None]:
+    """Removes the files matching ``patterns`` in ``folders`` that the block created, if the block raises.
+
+    For verbs that write intermediate files (a rewritten ``.fp16.onnx``/``.int8.onnx``, a calibration cache, a
+    fused ONNX) on the way to their output: a refusal after the rewrite leaves the folder as it was. Files that
+    existed before the block are never touched (a rebuild's own earlier files, the user's), whatever happens.
+
+    Args:
+        folders: where to look (missing ones are skipped).
+        patterns: glob patterns of the intermediate files, e.g. ``("mobilenetv2*.onnx",)``.
+        keep_on: exceptions after which the new files are kept (a documented partial result).
+    """
+    def matching() -> set[Path]:
+        found: set[Path] = set()
+        for folder in {Path(f) for f in folders}:
+            if folder.is_dir():
+                for pattern in patterns:
+                    found.update(p for p in folder.glob(pattern) if p.is_file())
+        return found
+
+    before = matching()
+    try:
+        yield
+    except keep_on:
+        raise
+    except BaseException:
+        for path in matching() - before:
+            path.unlink(missing_ok=True)
+        raise
+
+
 def atomic_write_bytes(path: str | Path, data: bytes | memoryview) -> Path:
     with atomic_output(path) as tmp:
         with open(tmp, "wb") as f:

@@ -769,7 +769,9 @@ class EngineSidecar(_JsonFile):
     # runs it for `--backend onnxruntime` on this engine, so the CPU fallback computes in the precision built.
     network_onnx_path: str | None = None  # as given to the parser (relative paths: to the working directory)
     network_onnx_sha256: str | None = None  # of that file and its external data, checked before it is run
-    network_onnx_precision: str | None = None  # fp32 | fp16 | int8: what the network ONNX itself computes in
+    # fp32 | fp16 | int8 for what trtpipe wrote; a model that came quantized: its own ("fp8 (E4M3) weights and
+    # activations", "int8 as quantized in the ONNX", see trtpipe.onnx.quantized)
+    network_onnx_precision: str | None = None
     # int8: the fidelity check of the Q/DQ ONNX (trtpipe.quant.search.SearchResult.to_json): target, figures on the
     # held-back images, image counts, layers kept and why; None when nothing was checked (fp32/fp16, given Q/DQ)
     fidelity: dict | None = None
@@ -804,6 +806,16 @@ class EngineSidecar(_JsonFile):
                 f"{source}: sidecar is incomplete or malformed ({exc})",
                 "rebuild the engine with trtpipe build ... --force",
             ) from None
+
+    @property
+    def precision_shown(self) -> str:
+        """The precision to print: the asked one (``precision``), or for a model that came quantized, what its own
+        Q/DQ make it (``--precision fp32`` of an FP8 Q/DQ model builds an FP8 engine; ``fp16`` of it, "fp8 (E4M3)
+        weights and activations; fp16 elsewhere"). Classic BuilderFlag builds get their precision from the flags."""
+        named = self.network_onnx_precision
+        if named and named not in PRECISIONS and "BuilderFlag" not in self.precision_realised:
+            return named
+        return self.precision
 
     @property
     def flavor_label(self) -> str:

@@ -252,3 +252,54 @@ def test_result_arrays_per_task():
     assert arrays["class_ids"].tolist() == [[1, 4]] and arrays["class_ids"].dtype == np.int32  # largest area first
     np.testing.assert_allclose(arrays["fractions"], [[20 / 30, 10 / 30]])
     assert arrays["labels"].tolist() == [[b"c1", b"c4"]]
+
+
+def test_a_batch_only_output_is_reshaped_so_triton_loads_it(tmp_path):
+    """R27's kind: an int64 ArgMax of shape [N] is dims [1] with reshape { shape: [] }; Triton's own message parses it."""
+    from tests.quantized_models import plain_model
+
+    export_repository(plain_model(tmp_path, "bo", batch_only_output=True, outputs_listed=3), tmp_path / "repo")
+    network = parse_config(tmp_path / "repo" / "bo" / "config.pbtxt")
+    outputs = {o["name"]: o for o in network["output"]}
+    assert [o["name"] for o in network["output"]] == ["logits", "class_id"]  # logits listed three times: once here
+    assert outputs["class_id"]["data_type"] == "TYPE_INT64" and outputs["class_id"]["dims"] == ["1"]
+    assert "reshape" in outputs["class_id"] and not outputs["class_id"]["reshape"].get("shape")
+    assert outputs["logits"]["dims"] == ["10"] and "reshape" not in outputs["logits"]
+
+
+def test_a_plugin_node_is_refused_for_onnx_runtime_backends(tmp_path):
+    """R26's kind: neither Triton's onnxruntime backend nor ONNX Runtime in the Python one has a TensorRT plugin op."""
+    from tests.quantized_models import plain_model
+
+    source = plain_model(tmp_path, "plug", plugin=True)
+    for runner in ("onnxruntime", "python"):
+        with pytest.raises(ConfigError) as caught:
+            export_repository(source, tmp_path / "repo", onnx_runner=runner, pipeline=False)
+        message = str(caught.value)
+        assert "node 'nms' is BatchedNMSDynamic_TRT (domain 'TRT'), a TensorRT plugin op" in message
+        assert "BatchedNMSDynamic_TRT plugin loaded" in message.split("Hint:")[1]
+    assert not (tmp_path / "repo").exists()
+
+
+def test_string_and_bool_outputs_get_triton_types(tmp_path):
+    """A classifier exported with its post-processing: a bool mask [N, 10] and class names [N] (LabelEncoder)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from tests.quantized_models import plain_model
+
+    path = plain_model(tmp_path, "post", batch_only_output=True)
+    model = onnx.load(str(path))
+    model.graph.node.extend([
+        helper.make_node("LabelEncoder", ["class_id"], ["label"], name="names", domain="ai.onnx.ml",
+                         keys_int64s=list(range(10)), values_strings=[f"class {i}" for i in range(10)]),
+        helper.make_node("Greater", ["logits", "zero"], ["positive"], name="gt0")])
+    model.graph.initializer.append(onnx.numpy_helper.from_array(np.array(0.0, np.float32), "zero"))
+    model.graph.output.extend([helper.make_tensor_value_info("label", TensorProto.STRING, ["N"]),
+                               helper.make_tensor_value_info("positive", TensorProto.BOOL, ["N", 10])])
+    model.opset_import.append(helper.make_opsetid("ai.onnx.ml", 2))
+    onnx.save(model, str(path))
+    export_repository(path, tmp_path / "repo", pipeline=False)
+    outputs = {o["name"]: o for o in parse_config(tmp_path / "repo" / "post" / "config.pbtxt")["output"]}
+    assert outputs["label"]["data_type"] == "TYPE_STRING" and "reshape" in outputs["label"]
+    assert outputs["positive"]["data_type"] == "TYPE_BOOL" and outputs["positive"]["dims"] == ["10"]

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from trtpipe.errors import ConfigError, InputError
+from trtpipe.onnx.quantized import precision_key
 from trtpipe.runtime.base import Engine
 from trtpipe.spec import PreprocessSpec, preprocess_path_for
 
@@ -172,7 +173,7 @@ def _open_onnxruntime(path: Path, precision: str | None, name: str | None, threa
     engine = load_engine(path, backend="onnxruntime", threads=threads, contexts=contexts)
     device = "gpu" if engine.backend.endswith("cuda") else "cpu"
     notes = []
-    dequantized = found == "int8" and device == "cpu"
+    dequantized = precision_key(found) not in ("fp32", "fp16") and device == "cpu"  # any Q/DQ model
     if dequantized:
         # trtpipe places Q/DQ where TensorRT fuses them (inputs only); ONNX Runtime's CPU integer kernels
         # need Q/DQ around outputs too, so it dequantizes and runs float convolutions.
@@ -258,7 +259,7 @@ def _backend_block(engine: Engine, *, device: str, simulated: bool = False, cuda
 
 
 def onnx_precision(path: Path) -> str:
-    """int8 when the graph has Q/DQ nodes, fp16 when its weights or values are float16, else fp32 (the runtime's rule)."""
+    """The Q/DQ model's quantization (int8 for trtpipe's own, see ``model_precision``), fp16 when its weights or values are float16, else fp32 (the runtime's rule)."""
     from trtpipe.runtime.onnxruntime_engine import onnx_precision as precision_of
 
     return precision_of(path)
@@ -277,7 +278,7 @@ def find_spec(onnx_path: Path) -> PreprocessSpec | None:
 
 
 def _check_precision(path: Path, found: str, asked: str | None) -> None:
-    if asked is not None and asked != found:
+    if asked is not None and asked != precision_key(found):  # "int8 as quantized in the ONNX" is int8
         raise ConfigError(
             f"{path} is {found}, and --precision {asked} was asked for",
             f"drop --precision (files carry their precision), or give the {asked} file",
@@ -285,7 +286,8 @@ def _check_precision(path: Path, found: str, asked: str | None) -> None:
 
 
 def _realised(precision: str) -> str:
-    return {"int8": "Q/DQ ONNX", "fp16": "FP16 ONNX", "fp32": "fp32"}[precision]
+    # a model that came quantized is named by its own Q/DQ: "fp8 (E4M3) weights and activations" says it already
+    return {"int8": "Q/DQ ONNX", "fp16": "FP16 ONNX", "fp32": "fp32"}.get(precision, f"Q/DQ ONNX ({precision})")
 
 
 def _stem(path: Path) -> str:

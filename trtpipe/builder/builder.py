@@ -21,8 +21,9 @@ from pathlib import Path
 import trtpipe
 from trtpipe.errors import BuildError, ConfigError
 from trtpipe.flavors import Flavor, get_flavor, make_logger, no_gc_inside_tensorrt
-from trtpipe.io import atomic_output, atomic_write_bytes, ensure_writable_dir, sha256_bytes, sha256_file
-from trtpipe.onnx.load import check_onnx_path, graph_io, onnx_sha256, read_onnx
+from trtpipe.io import atomic_output, atomic_write_bytes, ensure_writable_dir, removed_on_error, sha256_bytes, sha256_file
+from trtpipe.onnx.load import check_no_empty_axes, check_onnx_path, graph_io, onnx_sha256, read_onnx
+from trtpipe.onnx.quantized import check_tensorrt_takes, scan_quantization
 from trtpipe.spec import (
     BuildConfig,
     EngineSidecar,
@@ -37,6 +38,7 @@ from trtpipe.builder.profiles import check_image_size, resolve_profiles
 from trtpipe.runtime.onnxruntime_engine import model_precision
 
 log = logging.getLogger("trtpipe.builder")
+QDQ_AS_GIVEN = " (Q/DQ as given, strongly typed)"  # precision_realised's end for a model that came quantized
 
 
 @dataclass(frozen=True)
@@ -61,13 +63,14 @@ class BuildResult:
             from trtpipe.quant.search import fidelity_clause
 
             fidelity = f"; {fidelity_clause(side.fidelity)}"
+        precision = side.precision_shown  # a model that came quantized: "fp8 (E4M3) weights and activations", not fp32
         if self.skipped:
             return (
-                f"{self.engine_path} is up to date ({side.precision}, {size_mb:.1f} MB, {side.built_by}){fidelity}; "
+                f"{self.engine_path} is up to date ({precision}, {size_mb:.1f} MB, {side.built_by}){fidelity}; "
                 "nothing to do (--force rebuilds)"
             )
         return (
-            f"built {self.engine_path} ({side.precision}, {size_mb:.1f} MB) in {side.build_seconds:.1f} s "
+            f"built {self.engine_path} ({precision}, {size_mb:.1f} MB) in {side.build_seconds:.1f} s "
             f"with {side.flavor_label}, for {side.target_description}{fidelity}"
         )
 
@@ -116,6 +119,11 @@ def build_engine(
 
     intake = read_onnx(onnx_path)
     source_model = intake.model
+    quantization = scan_quantization(source_model)
+    if quantization:  # what TensorRT's parser refuses (asymmetric, E5M2, UINT4 ...), refused before any work
+        check_tensorrt_takes(quantization, onnx_path, "build", flavor.qdq_types, f"{flavor.label}'s parser")
+    _check_no_passthrough(onnx_path, source_model)
+    check_no_empty_axes(onnx_path, source_model)
     source_sha = onnx_sha256(onnx_path)
     weight_inputs = frozenset(name for name, _ in intake.weight_like_inputs)
     # The profile and the spec are checked on the source before the long work (calibration, FP16 range pass):
@@ -133,90 +141,108 @@ def build_engine(
         )
     network_inputs = _fused_inputs(source_inputs, config.fuse_preprocess) if config.fuse_preprocess else source_inputs
     profile_ranges, profile_notes = resolve_profiles(network_inputs, config, weight_inputs=weight_inputs)
-    network_onnx, realised, notes, calib_sha, fidelity = _prepare_network_onnx(
-        onnx_path, source_model, config, spec, output
-    )
-    # trtpipe wrote the network ONNX itself (FP16, Q/DQ): the parser judges it, the checker's findings on the
-    # source were already recorded.
-    network_model = source_model if network_onnx == onnx_path else read_onnx(network_onnx, check=False).model
-    inputs, outputs = graph_io(network_model)
-    _check_rewritten_inputs(network_onnx, inputs, source_inputs)  # FP16/Q/DQ never turn a weight into an input
-    if config.fuse_preprocess is not None:
-        # Fused after the precision rewrite (and its calibration, which feeds preprocessed float tensors).
-        network_onnx, spec, fuse_notes = _fuse_preprocess(network_onnx, spec, config, output)
-        notes = list(notes) + fuse_notes
-        network_model = read_onnx(network_onnx, check=False).model
-        inputs, outputs = graph_io(network_model)
-        _check_rewritten_inputs(network_onnx, inputs, network_inputs)
-    elif spec is not None and spec.fused_preprocess is not None:  # an ONNX fused at export: the same notes as above
-        from trtpipe.onnx.fuse_preprocess import fused_notes
-
-        notes = list(notes) + fused_notes(spec)
-    if config.fuse_postprocess is not None:
-        # Appended last: the head reads the network's outputs in whatever precision they come (calibration and the
-        # FP16 range pass saw the network without it).
-        network_onnx, spec, post_notes = _fuse_postprocess(network_onnx, spec, config, output, flavor)
-        notes = list(notes) + post_notes
-        network_model = read_onnx(network_onnx, check=False).model
-        inputs, outputs = graph_io(network_model)
-    for index, ranges in enumerate(profile_ranges):
-        size_warning = check_image_size(ranges, inputs, spec)
-        if size_warning:
-            profile_notes.append(size_warning if len(profile_ranges) == 1 else f"profile {index}: {size_warning}")
-    target = _target(flavor, config)
-    network_sha = onnx_sha256(network_onnx)
-    fingerprint = {**config.fingerprint(), "network_onnx_sha256": network_sha}
-
-    profiles = tuple({r.name: r.to_dict() for r in ranges} for ranges in profile_ranges)
-    current = _up_to_date_sidecar(output, source_sha, fingerprint, flavor, target, profiles)
-    if current is not None and not force:
-        return BuildResult(output, current, skipped=True, seconds=time.perf_counter() - started)
-
-    log.info("building %s from %s with %s (%s) ...", output.name, network_onnx, flavor.label, realised)
-    build_started = time.perf_counter()
-    with no_gc_inside_tensorrt(), _ctrl_c_deferred() as interrupted:
-        serialized, build_notes = _build_serialized(
-            flavor, network_onnx, profile_ranges, config, spec, output, interrupted, intake.checker_findings
+    # A refusal after the precision rewrite leaves nothing beside the engine: no <stem>.fp16.onnx, .int8.onnx,
+    # .fused.onnx or .postprocess.onnx, no calibration cache (a missed INT8 fidelity target keeps the cache on
+    # purpose: a retry is quick).
+    with _rewrites_removed_on_error(onnx_path, output):
+        network_onnx, realised, notes, calib_sha, fidelity = _prepare_network_onnx(
+            onnx_path, source_model, config, spec, output, quantization
         )
-    build_seconds = time.perf_counter() - build_started
-    refit = _refit_record(config, network_model)
+        # trtpipe wrote the network ONNX itself (FP16, Q/DQ): the parser judges it, the checker's findings on the
+        # source were already recorded.
+        network_model = source_model if network_onnx == onnx_path else read_onnx(network_onnx, check=False).model
+        inputs, outputs = graph_io(network_model)
+        _check_rewritten_inputs(network_onnx, inputs, source_inputs)  # FP16/Q/DQ never turn a weight into an input
+        if config.fuse_preprocess is not None:
+            # Fused after the precision rewrite (and its calibration, which feeds preprocessed float tensors).
+            network_onnx, spec, fuse_notes = _fuse_preprocess(network_onnx, spec, config, output)
+            notes = list(notes) + fuse_notes
+            network_model = read_onnx(network_onnx, check=False).model
+            inputs, outputs = graph_io(network_model)
+            _check_rewritten_inputs(network_onnx, inputs, network_inputs)
+        elif spec is not None and spec.fused_preprocess is not None:  # an ONNX fused at export: the same notes as above
+            from trtpipe.onnx.fuse_preprocess import fused_notes
 
-    sidecar = EngineSidecar(
-        engine_file=output.name,
-        engine_sha256=sha256_bytes(serialized),
-        engine_bytes=len(serialized),
-        onnx_path=str(onnx_path),
-        onnx_sha256=source_sha,
-        precision=config.precision,
-        precision_realised=realised,
-        profiles=profiles,
-        inputs=inputs,
-        outputs=outputs,
-        trt_flavor=flavor.name,
-        trt_version=flavor.version,
-        target=target,
-        build_config=fingerprint,
-        build_seconds=round(build_seconds, 3),
-        built_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        trtpipe_version=trtpipe.__version__,
-        weights=spec.weights if spec else "unknown",
-        preprocess=spec.to_dict() if spec else None,
-        calibration_cache_sha256=calib_sha,
-        notes=intake.notes + tuple(profile_notes) + tuple(notes) + tuple(build_notes) + _weights_notes(spec)
-        + _assumed_notes(spec),
-        network_onnx_path=str(network_onnx),
-        network_onnx_sha256=network_sha,
-        network_onnx_precision=model_precision(network_model),
-        fidelity=fidelity,
-        **refit,
-    )
-    # Engine first, sidecar last: a sidecar only ever describes a complete engine beside it.
-    atomic_write_bytes(output, serialized)
-    sidecar.save(sidecar_path_for(output))
-    return BuildResult(output, sidecar, skipped=False, seconds=time.perf_counter() - started)
+            notes = list(notes) + fused_notes(spec)
+        if config.fuse_postprocess is not None:
+            # Appended last: the head reads the network's outputs in whatever precision they come (calibration and the
+            # FP16 range pass saw the network without it).
+            network_onnx, spec, post_notes = _fuse_postprocess(network_onnx, spec, config, output, flavor)
+            notes = list(notes) + post_notes
+            network_model = read_onnx(network_onnx, check=False).model
+            inputs, outputs = graph_io(network_model)
+        for index, ranges in enumerate(profile_ranges):
+            size_warning = check_image_size(ranges, inputs, spec)
+            if size_warning:
+                profile_notes.append(size_warning if len(profile_ranges) == 1 else f"profile {index}: {size_warning}")
+        target = _target(flavor, config)
+        network_sha = onnx_sha256(network_onnx)
+        fingerprint = {**config.fingerprint(), "network_onnx_sha256": network_sha}
+
+        profiles = tuple({r.name: r.to_dict() for r in ranges} for ranges in profile_ranges)
+        current = _up_to_date_sidecar(output, source_sha, fingerprint, flavor, target, profiles)
+        if current is not None and not force:
+            return BuildResult(output, current, skipped=True, seconds=time.perf_counter() - started)
+
+        log.info("building %s from %s with %s (%s) ...", output.name, network_onnx, flavor.label, realised)
+        build_started = time.perf_counter()
+        with no_gc_inside_tensorrt(), _ctrl_c_deferred() as interrupted:
+            serialized, build_notes, network_dtypes = _build_serialized(
+                flavor, network_onnx, profile_ranges, config, spec, output, interrupted, intake.checker_findings
+            )
+        build_seconds = time.perf_counter() - build_started
+        refit = _refit_record(config, network_model)
+        # The engine's bindings have the types TensorRT's network gave them (no float64 in TensorRT: a DOUBLE input is
+        # FLOAT), which is what the runtime and a tensorrt_plan's Triton config must feed
+        inputs, outputs, dtype_notes = _network_dtypes(inputs, outputs, network_dtypes)
+        notes = list(notes) + dtype_notes
+
+        sidecar = EngineSidecar(
+            engine_file=output.name,
+            engine_sha256=sha256_bytes(serialized),
+            engine_bytes=len(serialized),
+            onnx_path=str(onnx_path),
+            onnx_sha256=source_sha,
+            precision=config.precision,
+            precision_realised=realised,
+            profiles=profiles,
+            inputs=inputs,
+            outputs=outputs,
+            trt_flavor=flavor.name,
+            trt_version=flavor.version,
+            target=target,
+            build_config=fingerprint,
+            build_seconds=round(build_seconds, 3),
+            built_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            trtpipe_version=trtpipe.__version__,
+            weights=spec.weights if spec else "unknown",
+            preprocess=spec.to_dict() if spec else None,
+            calibration_cache_sha256=calib_sha,
+            notes=intake.notes + tuple(profile_notes) + tuple(notes) + tuple(build_notes) + _weights_notes(spec)
+            + _assumed_notes(spec),
+            network_onnx_path=str(network_onnx),
+            network_onnx_sha256=network_sha,
+            network_onnx_precision=model_precision(network_model),  # a model that came quantized: by its own Q/DQ
+            fidelity=fidelity,
+            **refit,
+        )
+        # Engine first, sidecar last: a sidecar only ever describes a complete engine beside it.
+        atomic_write_bytes(output, serialized)
+        sidecar.save(sidecar_path_for(output))
+        return BuildResult(output, sidecar, skipped=False, seconds=time.perf_counter() - started)
 
 
 # ---------------------------------------------------------------------------------------------
+
+
+def _rewrites_removed_on_error(onnx_path: Path, output: Path):
+    """:func:`trtpipe.io.removed_on_error` over the files a build's rewrites write beside the engine and the ONNX."""
+    from trtpipe.quant.search import FidelityTargetError
+
+    stems = sorted({onnx_path.name.split(".")[0], output.name.split(".")[0]})
+    suffixes = (".onnx", ".calib.json", ".calib.cache", ".preprocess.json")
+    return removed_on_error((output.parent, onnx_path.parent), tuple(f"{s}*{x}" for s in stems for x in suffixes),
+                            keep_on=(FidelityTargetError,))
 
 
 def _check_precision_mode(flavor: Flavor, config: BuildConfig) -> None:
@@ -232,19 +258,26 @@ def _check_precision_mode(flavor: Flavor, config: BuildConfig) -> None:
         )
 
 
-def _prepare_network_onnx(onnx_path, source_model, config, spec, output):
-    """Returns (ONNX to parse, how the precision is realised, notes, calibration cache sha256, INT8 fidelity check)."""
-    has_qdq = any(node.op_type in ("QuantizeLinear", "DequantizeLinear") for node in source_model.graph.node)
-    if config.precision == "fp32":
-        if has_qdq:
-            return onnx_path, "Q/DQ nodes in the given ONNX (strongly typed: they run in INT8)", [
-                "the ONNX already has Q/DQ nodes, so this 'fp32' engine runs them in INT8"
-            ], None, None
-        return onnx_path, "fp32", [], None, None
-    if config.precision == "int8" and has_qdq:
-        return onnx_path, "Q/DQ ONNX as given (no calibration)", [
-            "INT8 fidelity unchecked: the Q/DQ ONNX was given, trtpipe did not compare it with FP32"
+def _prepare_network_onnx(onnx_path, source_model, config, spec, output, quantization=None):
+    """Returns (ONNX to parse, how the precision is realised, notes, calibration cache sha256, INT8 fidelity check).
+
+    A model that came quantized is built with its own Q/DQ, named by them (``trtpipe.onnx.quantized``): fp32 and int8
+    parse it as given (calibrating it again would quantize it twice), fp16 converts what is float around the Q/DQ."""
+    if quantization and config.precision == "int8" and quantization.key != "int8":
+        raise ConfigError(
+            f"--precision int8 asks for an INT8 engine, but {onnx_path} came quantized as {quantization.precision} "
+            f"(Q/DQ nodes {quantization.names()}); trtpipe does not quantize a quantized model again",
+            f"build it without --precision (trtpipe build {onnx_path}: its own Q/DQ decide), or calibrate the float "
+            "model it was quantized from (trtpipe build FLOAT.onnx --precision int8 --images DIR)",
+        )
+    if quantization and config.precision in ("fp32", "int8"):
+        asked = "" if config.precision == "fp32" else "--precision int8 uses the model's own Q/DQ, nothing calibrated; "
+        return onnx_path, f"{quantization.precision}{QDQ_AS_GIVEN}", [
+            f"{asked}the ONNX came quantized, {quantization.summary()}; the engine runs its Q/DQ as they are",
+            "fidelity against the float model unchecked: trtpipe was given the quantized ONNX only",
         ], None, None
+    if config.precision == "fp32":
+        return onnx_path, "fp32", [], None, None
     if config.precision == "int8" and spec is not None and spec.fused_preprocess is not None:
         raise ConfigError(
             f"{onnx_path} takes uint8 frames (its preprocessing is fused in, {spec.fused_preprocess}); INT8 calibration "
@@ -519,7 +552,8 @@ def _build_serialized(
     interrupted: threading.Event,
     checker_findings: tuple[str, ...] = (),
 ):
-    """Parses and builds; returns the serialized engine and notes from the build (classic calibration).
+    """Parses and builds; returns the serialized engine, notes from the build (classic calibration) and the TensorRT
+    network's DataType name of each input and output.
 
     ``checker_findings`` (the ONNX checker's, on the source) are named in a parser rejection: the parser's
     error names the node, the checker's finding may say why.
@@ -550,8 +584,9 @@ def _build_with(flavor, logger, errors: list[str], network_onnx: Path, profile_r
     if not parsed:
         also = f" (the ONNX checker also reports: {'; '.join(checker_findings)})" if checker_findings else ""
         raise BuildError(f"{network_onnx}: the TensorRT ONNX parser rejected the model: {describe_parser_errors(parser)}{also}",
-                         "run `trtpipe inspect MODEL.onnx` to list unsupported ops; rewrite them with "
-                         "onnx-graphsurgeon or re-export with another opset")
+                         _parser_hint(network_onnx, flavor))
+    network_dtypes = {network.get_input(i).name: network.get_input(i).dtype.name for i in range(network.num_inputs)}
+    network_dtypes.update({network.get_output(i).name: network.get_output(i).dtype.name for i in range(network.num_outputs)})
 
     builder_config = builder.create_builder_config()
     made = []
@@ -621,7 +656,71 @@ def _build_with(flavor, logger, errors: list[str], network_onnx: Path, profile_r
         cache = builder_config.get_timing_cache()
         if cache is not None:
             atomic_write_bytes(timing_cache_path, memoryview(cache.serialize()))
-    return memoryview(serialized).tobytes(), notes
+    return memoryview(serialized).tobytes(), notes, network_dtypes
+
+
+# TensorRT DataType name -> the dtype names the sidecar uses (trtpipe.onnx.load's)
+_TENSORRT_DTYPES = {
+    "FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16", "INT8": "int8", "UINT8": "uint8", "INT32": "int32",
+    "INT64": "int64", "BOOL": "bool", "FP8": "float8e4m3fn", "INT4": "int4", "FP4": "float4e2m1",
+}
+
+
+def _network_dtypes(inputs, outputs, network_dtypes: dict[str, str]):
+    """The sidecar's inputs and outputs with the dtypes of TensorRT's network (by name), and a note per change."""
+    import dataclasses
+
+    notes = []
+
+    def retyped(tensor):
+        found = _TENSORRT_DTYPES.get(network_dtypes.get(tensor.name, ""))
+        if found is None or found == tensor.dtype:
+            return tensor
+        notes.append(f"{tensor.name!r} is {tensor.dtype} in the ONNX and {found} in TensorRT's network "
+                     f"(DataType.{network_dtypes[tensor.name]}): the engine binds {found}")
+        return dataclasses.replace(tensor, dtype=found)
+
+    return tuple(map(retyped, inputs)), tuple(map(retyped, outputs)), notes
+
+
+def _check_no_passthrough(onnx_path: Path, model) -> None:
+    """Refuses a graph input that is also a graph output: TensorRT cannot bind one tensor as both (its parser renames
+    the input, so the profile, the sidecar and the runtime would name another tensor than the ONNX's)."""
+    from trtpipe.errors import OnnxModelError
+    from trtpipe.onnx.load import passthrough_outputs
+
+    both = passthrough_outputs(model)
+    if both:
+        name = both[0]
+        raise OnnxModelError(
+            f"{onnx_path}: graph input {name!r} is also a graph output, with no node between"
+            f"{f' (also {list(both[1:])})' if len(both) > 1 else ''}; a TensorRT engine cannot bind one tensor "
+            "as both input and output",
+            f"drop {name!r} from the graph outputs (the caller already holds it), e.g. with onnx-graphsurgeon: "
+            f"graph.outputs = [t for t in graph.outputs if t.name != {name!r}]; or export with an Identity between",
+        )
+
+
+def _parser_hint(network_onnx: Path, flavor) -> str:
+    """The Hint of a parser rejection: an op outside ONNX (EfficientNMS_TRT, a custom domain) is built by TensorRT
+    only as a plugin, which no re-export or opset changes; anything else is an op or opset the parser lacks."""
+    import onnx
+
+    from trtpipe.onnx.load import plugin_kind, plugin_nodes
+
+    hint = "run `trtpipe inspect MODEL.onnx` to list unsupported ops; "
+    try:
+        model = onnx.load(str(network_onnx), load_external_data=False)
+    except Exception:  # noqa: BLE001 - the parser read it; this only picks the hint
+        model = None
+    plugins = {n.op_type: n for n in (plugin_nodes(model) if model is not None else ())}
+    if not plugins:
+        return hint + "rewrite them with onnx-graphsurgeon or re-export with another opset"
+    where = ("TensorRT-RTX ships no plugin library, so register the plugin's creator from a library of your own"
+             if flavor.is_rtx else "load its plugin library first (trt.init_libnvinfer_plugins, or trtexec --staticPlugins)")
+    what = "; ".join(f"{op} is {plugin_kind(node)}" for op, node in sorted(plugins.items()))
+    return (f"{hint}{what}: TensorRT builds it only as a plugin: {where}, or export the model without the plugin node "
+            "(e.g. end at the raw boxes and scores and run the NMS after the engine)")
 
 
 @contextlib.contextmanager

@@ -24,8 +24,9 @@ def run(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
+    from trtpipe.io import check_outputs, removed_on_error
     from trtpipe.quant.prepare import Int8Options, prepare_int8, stem_of
-    from trtpipe.io import check_outputs
+    from trtpipe.quant.search import FidelityTargetError
     from trtpipe.spec import BuildConfig
 
     start = time.perf_counter()
@@ -38,7 +39,12 @@ def run(args: argparse.Namespace) -> int:
         fidelity_target=args.fidelity_target, keep_precision=args.keep_precision, max_fp_share=args.max_fp_share,
     )
     options = dataclasses.replace(Int8Options.from_config(config), cache=Path(args.cache) if args.cache else None)
-    prepared = prepare_int8(onnx_path, options, spec_from_args(args, onnx_path), output)
+    # a refusal after the work began leaves neither a Q/DQ ONNX nor a new calibration cache (a missed fidelity target
+    # keeps the cache on purpose: ranges are the slow part of a retry with other options)
+    stem = stem_of(onnx_path)
+    with removed_on_error((output.parent, onnx_path.parent), (output.name, f"{stem}*.calib.json"),
+                          keep_on=(FidelityTargetError,)):
+        prepared = prepare_int8(onnx_path, options, spec_from_args(args, onnx_path), output)
     for note in prepared.notes:
         print(f"note: {note}")
     size = output.stat().st_size / 1e6

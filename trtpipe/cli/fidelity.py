@@ -30,9 +30,9 @@ def run(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from trtpipe.io import check_outputs
+    from trtpipe.io import check_outputs, removed_on_error
     from trtpipe.quant.fidelity import format_table, measure_fidelity, summary_line, write_json
-    from trtpipe.quant.prepare import require_spec
+    from trtpipe.quant.prepare import require_spec, stem_of
 
     start = time.perf_counter()
     onnx_path = Path(args.onnx)
@@ -41,11 +41,14 @@ def run(args: argparse.Namespace) -> int:
     if spec.random_weights:
         print(f"note: {onnx_path.name} has random weights (its preprocess spec says weights=random): these figures "
               "measure an untrained network, not the model you would deploy")
-    results, overlap = measure_fidelity(
-        onnx_path, args.precisions, args.images, args.calib, Path(args.work_dir or onnx_path.parent),
-        args.calib_method, args.max_images, args.eval_images, tuple(args.keep_fp), args.auto_keep,
-        bias_correction=args.bias_correction, spec=spec,
-    )
+    work_dir = Path(args.work_dir or onnx_path.parent)
+    # a refusal part-way leaves none of the measured ONNX files or the fidelity calibration cache it wrote
+    with removed_on_error((work_dir,), (f"{stem_of(onnx_path)}.fidelity.*",)):
+        results, overlap = measure_fidelity(
+            onnx_path, args.precisions, args.images, args.calib, work_dir,
+            args.calib_method, args.max_images, args.eval_images, tuple(args.keep_fp), args.auto_keep,
+            bias_correction=args.bias_correction, spec=spec,
+        )
     print(format_table(results))
     if "int8" in args.precisions:
         print(f"{overlap} of {results[0].images} evaluation images are also calibration images")

@@ -252,7 +252,10 @@ def convert_to_fp16(
     source.CopyFrom(model)
     name_nodes(source)
     range_kept, out_of_range = range_kept_nodes(source, ranges or {})
-    block_ops = sorted(set(DEFAULT_OP_BLOCK_LIST) | set(keep_ops))
+    # Q/DQ stay FP32 (their scales too): QuantizeLinear/DequantizeLinear below opset 19 take float32 only, so a
+    # float16 input or scale there is invalid ONNX that TensorRT may build and ONNX Runtime refuses; at opset 19 the
+    # model's own FP32 scales are its quantization, which converting them would round
+    block_ops = sorted(set(DEFAULT_OP_BLOCK_LIST) | set(keep_ops) | {"QuantizeLinear", "DequantizeLinear"})
     block_nodes = list(dict.fromkeys(list(keep_nodes) + list(range_kept)))
     kept = tuple(n.name for n in source.graph.node if n.op_type in block_ops or n.name in block_nodes)
     converted = convert_float_to_float16(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +16,7 @@ log = logging.getLogger("trtpipe.onnx")
 # ONNX TensorProto element types -> numpy dtype names (the ones vision models use).
 _ONNX_DTYPES = {
     1: "float32", 2: "uint8", 3: "int8", 5: "int16", 6: "int32", 7: "int64",
-    9: "bool", 10: "float16", 11: "float64", 12: "uint32", 13: "uint64", 16: "bfloat16",
+    8: "string", 9: "bool", 10: "float16", 11: "float64", 12: "uint32", 13: "uint64", 16: "bfloat16",
 }
 
 
@@ -53,6 +54,8 @@ class OnnxIntake:
     constant_inputs: tuple[str, ...] = ()  # graph inputs that are also initializers: treated as constants
     # (input name, "Conv 'node'"): graph inputs with no initializer that feed a weight operand
     weight_like_inputs: tuple[tuple[str, str], ...] = ()
+    # (output name, times listed): outputs graph.output lists more than once, kept once (as TensorRT's parser does)
+    repeated_outputs: tuple[tuple[str, int], ...] = ()
 
     @property
     def warnings(self) -> tuple[str, ...]:
@@ -73,10 +76,15 @@ class OnnxIntake:
 
     @property
     def notes(self) -> tuple[str, ...]:
-        """One line per finding (the warnings, then the constant inputs), for the engine's sidecar."""
+        """One line per finding (the warnings, then the repeated outputs and constant inputs), for the sidecar."""
+        repeated = tuple(
+            f"output {name!r} is listed {count} times in the ONNX's graph outputs; kept once (TensorRT's parser marks "
+            "a tensor as a network output once)"
+            for name, count in self.repeated_outputs
+        )
         if not self.constant_inputs:
-            return self.warnings
-        return self.warnings + (
+            return self.warnings + repeated
+        return self.warnings + repeated + (
             f"{len(self.constant_inputs)} graph input(s) are also initializers (as keep_initializers_as_inputs=True "
             f"exports list them): {_names(self.constant_inputs)}; treated as constant weights, not network inputs",
         )
@@ -92,7 +100,8 @@ def read_onnx(path: str | Path, *, check: bool = True, load_weights: bool = True
 
     Graph inputs that are also initializers (``keep_initializers_as_inputs=True`` exports) are removed
     from ``model.graph.input`` for IR version 4 and newer (IR 3 requires them listed): they are weights,
-    and trtpipe's rewrites (FP16, Q/DQ) must not leave replaced weights behind as network inputs.
+    and trtpipe's rewrites (FP16, Q/DQ) must not leave replaced weights behind as network inputs. An output that
+    ``graph.output`` lists more than once is kept once (``repeated_outputs`` says so), as TensorRT's parser keeps it.
 
     Args:
         path: the .onnx file (external data files are found beside it).
@@ -137,7 +146,8 @@ def read_onnx(path: str | Path, *, check: bool = True, load_weights: bool = True
                 "keep the .onnx and its external data files together in one folder, as the exporter wrote them",
             ) from None
     constant_inputs = _drop_constant_inputs(model)
-    return OnnxIntake(path, model, findings, constant_inputs, weight_like_inputs(model))
+    repeated = _drop_repeated_outputs(model)
+    return OnnxIntake(path, model, findings, constant_inputs, weight_like_inputs(model), repeated)
 
 
 def load_onnx(path: str | Path, *, check: bool = True, load_weights: bool = True):
@@ -214,6 +224,73 @@ def _drop_constant_inputs(model) -> tuple[str, ...]:
     del model.graph.input[:]
     model.graph.input.extend(kept)
     return tuple(value.name for value in constant)
+
+
+def _drop_repeated_outputs(model) -> tuple[tuple[str, int], ...]:
+    """Keeps each graph output once (the first listing); returns (name, times listed) of those listed more often.
+
+    ONNX lets graph.output name a tensor twice; TensorRT's parser marks it once (and logs an API usage error for the
+    rest) and trtpipe's rewrites (FP16 casts per listed output) would clash, so every path sees it once."""
+    counts: dict[str, int] = {}
+    for value in model.graph.output:
+        counts[value.name] = counts.get(value.name, 0) + 1
+    if all(count == 1 for count in counts.values()):
+        return ()
+    seen: set[str] = set()
+    kept = []
+    for value in model.graph.output:
+        if value.name not in seen:
+            seen.add(value.name)
+            kept.append(value)
+    del model.graph.output[:]
+    model.graph.output.extend(kept)
+    return tuple((name, count) for name, count in counts.items() if count > 1)
+
+
+def plugin_nodes(model) -> list:
+    """The nodes of ``model``'s graph that are TensorRT plugin ops or custom ops: TensorRT's naming (``EfficientNMS_TRT``,
+    ``BatchedNMSDynamic_TRT``) or a domain that is none of ONNX Runtime's own (``TRT``, ``trt.plugins``) and no function
+    the model defines itself (torch dynamo exports call model-local functions, which ONNX Runtime inlines)."""
+    local = {(function.domain, function.name) for function in model.functions}
+    return [
+        node for node in model.graph.node
+        if node.op_type.endswith("_TRT") or (
+            node.domain not in ("", "ai.onnx", "ai.onnx.ml", "com.microsoft") and (node.domain, node.op_type) not in local
+        )
+    ]
+
+
+def plugin_kind(node) -> str:
+    """What :func:`plugin_nodes` found, for a message: "a TensorRT plugin op" or "a custom op (domain 'x')"."""
+    if node.op_type.endswith("_TRT") or node.domain in ("TRT", "trt", "trt.plugins"):
+        return "a TensorRT plugin op"
+    return f"a custom op (domain {node.domain!r})"
+
+
+def check_no_plugin_nodes(path: str | Path, model, needed_by: str) -> None:
+    """Refuses a model with a TensorRT plugin or custom-domain node where ONNX Runtime must run it (calibration,
+    fidelity, ONNX Runtime engines): ONNX Runtime has no such kernel ("is not a registered function/op").
+
+    Raises:
+        OnnxModelError: naming the node, its op and domain, and what needs ONNX Runtime.
+    """
+    plugins = plugin_nodes(model)
+    if plugins:
+        node = plugins[0]
+        raise OnnxModelError(
+            f"{path}: node {node.name or '(unnamed)'!r} is {node.op_type} (domain {node.domain!r}), {plugin_kind(node)}"
+            f"{f' (and {len(plugins) - 1} more)' if len(plugins) > 1 else ''}, which ONNX Runtime has no kernel for, "
+            f"and {needed_by} runs the model in ONNX Runtime",
+            "TensorRT builds it with the plugin loaded (trtpipe build, fp32 or fp16); to calibrate or measure it on the "
+            "CPU, export the model without the plugin node (end at the raw outputs) and run that step after the engine",
+        )
+
+
+def passthrough_outputs(model) -> tuple[str, ...]:
+    """Graph inputs that are also graph outputs with no node between (torch dynamo exports drop the Identity)."""
+    outputs = {value.name for value in model.graph.output}
+    initializers = {init.name for init in model.graph.initializer}
+    return tuple(v.name for v in model.graph.input if v.name in outputs and v.name not in initializers)
 
 
 def _check_external_data(path: Path, model) -> None:
@@ -302,7 +379,10 @@ def graph_io(model) -> tuple[tuple[TensorInfo, ...], tuple[TensorInfo, ...]]:
         return TensorInfo(value_info.name, dims, _ONNX_DTYPES.get(tensor_type.elem_type, f"onnx:{tensor_type.elem_type}"))
 
     inputs = tuple(describe(v) for v in model.graph.input if v.name not in initializers)
-    outputs = tuple(describe(v) for v in model.graph.output)
+    listed: dict[str, object] = {}
+    for value in model.graph.output:  # an output listed twice is one tensor (see _drop_repeated_outputs)
+        listed.setdefault(value.name, value)
+    outputs = tuple(describe(v) for v in listed.values())
     return inputs, outputs
 
 
@@ -320,3 +400,92 @@ def _names(names: tuple[str, ...], shown: int = 6) -> str:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0][:300]
+
+
+# ONNX Runtime's messages start with the C++ place that raised them ("/onnxruntime_src/.../model.cc:181
+# onnxruntime::Model::Model(ModelProto&&, const PathString&, ...) Unsupported model IR version: 11, ..."): the reason
+# comes after the signature, and cutting the message to a length would keep the signature and drop the reason.
+_ORT_PLACE = re.compile(r"\S+\.(?:cc|cpp|h):\d+ [\w:~<>]+\(.*?\) (?=[A-Z\[])")
+_ORT_NO_KERNEL = re.compile(r"Could not find an implementation for (\w+)\(\d+\) node with name '([^']*)'")
+
+
+def onnxruntime_reason(exc: BaseException, model=None, limit: int = 300) -> str:
+    """ONNX Runtime's reason for an error, on one line, without the C++ function signature it starts with.
+
+    Args:
+        exc: what ONNX Runtime raised.
+        model: the onnx.ModelProto it was given, if at hand: a "no implementation" error of a node that computes in
+            bfloat16 then says so (ONNX Runtime's CPU provider has no bfloat16 MatMul, Conv, Gemm ... kernels).
+        limit: characters kept, from the reason's start.
+    """
+    text = _ORT_PLACE.sub("", " ".join(str(exc).split()))
+    missing = _ORT_NO_KERNEL.search(text)
+    if missing and model is not None:
+        typed = _node_types(model, missing.group(2))
+        if "bfloat16" in typed:
+            return (f"ONNX Runtime's CPU execution provider has no bfloat16 kernel for {missing.group(1)} "
+                    f"{missing.group(2)!r} (its inputs are {', '.join(typed)}): {text}")[:limit]
+    return text[:limit]
+
+
+def _node_types(model, node_name: str) -> list[str]:
+    """The element types of the named node's inputs (initializers and inferred values), as dtype names."""
+    import onnx
+
+    node = next((n for n in model.graph.node if n.name == node_name), None)
+    if node is None:
+        return []
+    types = {init.name: init.data_type for init in model.graph.initializer}
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model).graph
+    except Exception:  # noqa: BLE001 - inference is a help for the message only
+        inferred = model.graph
+    for value in (*inferred.input, *inferred.value_info, *inferred.output):
+        types.setdefault(value.name, value.type.tensor_type.elem_type)
+    return sorted({_ONNX_DTYPES.get(types[name], str(types[name])) for name in node.input if name in types})
+
+
+def check_no_empty_axes(path: str | Path, model) -> None:
+    """Refuses a graph input with an axis of fixed size 0 (``dim_value: 0``, which some exporters write for "unknown").
+
+    ONNX Runtime and TensorRT take it literally (ONNX Runtime: "Got: 1 Expected: 0"; TensorRT: static dimensions that
+    no profile matches), so no image batch can be fed; trtpipe would otherwise read it as dynamic.
+
+    Raises:
+        OnnxModelError: naming the input, its shape and the axis.
+    """
+    initializers = {init.name for init in model.graph.initializer}
+    for value in model.graph.input:
+        if value.name in initializers:
+            continue
+        dims = value.type.tensor_type.shape.dim
+        empty = [i for i, d in enumerate(dims) if d.HasField("dim_value") and d.dim_value == 0]
+        if empty:
+            shape = [d.dim_param or d.dim_value if (d.HasField("dim_param") or d.HasField("dim_value")) else "?" for d in dims]
+            axis = "its batch axis" if empty[0] == 0 else f"axis {empty[0]}"
+            raise OnnxModelError(
+                f"{path}: input {value.name!r} has shape {shape}: {axis} has fixed size 0, which ONNX Runtime and "
+                "TensorRT take literally (no batch of images fits it), not as a dynamic axis",
+                f"make axis {empty[0]} dynamic (input.type.tensor_type.shape.dim[{empty[0]}].dim_param = 'N'; onnx.save) "
+                "or give it a size of 1 or more, e.g. export again with dynamic_axes",
+            )
+
+
+def check_ir_version(path: str | Path, model, needed_by: str) -> None:
+    """Refuses a model whose IR version is newer than the installed onnx reads (ONNX Runtime reads no newer).
+
+    Called where onnx or ONNX Runtime must read the model (FP16 conversion, calibration, fidelity, ONNX Runtime
+    engines); TensorRT's parser reads newer IR versions and judges FP32 builds itself.
+
+    Raises:
+        OnnxModelError: naming the model's IR version, the newest the installed onnx reads, and who needs it.
+    """
+    import onnx
+
+    if model.ir_version > onnx.IR_VERSION:
+        raise OnnxModelError(
+            f"{path}: IR version {model.ir_version}, newer than the installed onnx {onnx.__version__} reads (IR version "
+            f"up to {onnx.IR_VERSION}; ONNX Runtime reads no newer), and {needed_by} reads the model with them",
+            f"upgrade onnx and onnxruntime (pip install -U onnx onnxruntime), or write the model with IR version "
+            f"{onnx.IR_VERSION} or older (model.ir_version = {onnx.IR_VERSION}; onnx.save), as its opsets allow",
+        )

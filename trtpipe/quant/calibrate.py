@@ -216,15 +216,31 @@ def augmented_session(model, tensors: Sequence[str], threads: int | None = None)
     augmented = onnx.ModelProto()
     augmented.CopyFrom(model)
     existing = {o.name for o in augmented.graph.output}
+    types = _element_types(model) if any(name not in existing for name in tensors) else {}
     for name in tensors:
         if name not in existing:
-            augmented.graph.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, None))
+            # declared with the tensor's own type: a bfloat16 or float16 activation declared FLOAT is a type error
+            # ONNX Runtime blames on the node that makes it
+            elem_type = types.get(name) or TensorProto.FLOAT
+            augmented.graph.output.append(helper.make_tensor_value_info(name, elem_type, None))
     options = ort.SessionOptions()
     options.log_severity_level = 3
     if threads:
         options.intra_op_num_threads = threads
     session = ort.InferenceSession(augmented.SerializeToString(), options, providers=["CPUExecutionProvider"])
     return session, [o.name for o in session.get_outputs()]
+
+
+def _element_types(model) -> dict[str, int]:
+    """Tensor name -> ONNX element type, from shape inference (empty where inference fails)."""
+    import onnx
+
+    try:
+        graph = onnx.shape_inference.infer_shapes(model).graph
+    except Exception:  # noqa: BLE001 - the types only refine the declared outputs
+        return {}
+    return {v.name: v.type.tensor_type.elem_type for v in (*graph.value_info, *graph.output, *graph.input)
+            if v.type.tensor_type.elem_type}
 
 
 def collect_histograms(
@@ -248,7 +264,7 @@ def collect_histograms(
 
     start = time.perf_counter()
     input_name = image_input_name(model)
-    with onnxruntime_errors(f"model {model.graph.name!r}", "calibrate it"):
+    with onnxruntime_errors(f"model {model.graph.name!r}", "calibrate it", model):
         session, names = augmented_session(model, tensors)
         wanted = [(i, name) for i, name in enumerate(names) if name in set(tensors)]
         histograms = {name: AbsHistogram() for name in tensors}

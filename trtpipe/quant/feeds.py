@@ -117,19 +117,24 @@ def is_onnxruntime_error(exc: BaseException) -> bool:
 
 
 @contextlib.contextmanager
-def onnxruntime_errors(source: str, doing: str) -> Iterator[None]:
-    """Turns an ONNX Runtime error inside the block into an OnnxModelError naming ``source`` and ONNX Runtime's reason."""
+def onnxruntime_errors(source: str, doing: str, model=None) -> Iterator[None]:
+    """Turns an ONNX Runtime error inside the block into an OnnxModelError naming ``source`` and ONNX Runtime's reason
+    (``model``, when given, lets a missing bfloat16 kernel be named as such)."""
+    from trtpipe.onnx.load import onnxruntime_reason
+
     try:
         yield
     except Exception as exc:
         if not is_onnxruntime_error(exc):
             raise
-        reason = " ".join(str(exc).split())[:300]
-        raise OnnxModelError(
-            f"{source}: ONNX Runtime {_version('onnxruntime')} cannot {doing}: {reason}",
-            "calibration, sensitivity and fidelity run the model in ONNX Runtime on the CPU; check that "
-            "onnxruntime.InferenceSession loads and runs it (an op or opset it lacks, a type it has no CPU kernel for)",
-        ) from None
+        reason = onnxruntime_reason(exc, model)
+        hint = ("calibration, sensitivity and fidelity run the model in ONNX Runtime on the CPU; check that "
+                "onnxruntime.InferenceSession loads and runs it (an op or opset it lacks, a type it has no CPU kernel for)")
+        if "no bfloat16 kernel" in reason:
+            hint = ("TensorRT builds bfloat16 layers (trtpipe build MODEL.onnx, --precision fp32 or fp16), but calibration "
+                    "and fidelity run the model in ONNX Runtime on the CPU, which cannot: export that part in float32 to "
+                    "calibrate or measure it")
+        raise OnnxModelError(f"{source}: ONNX Runtime {_version('onnxruntime')} cannot {doing}: {reason}", hint) from None
 
 
 def _version(package: str) -> str:

@@ -200,8 +200,8 @@ def first_output(
     path = Path(path)
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    with onnxruntime_errors(path.name, "run it"):
-        graph_only = onnx.load(str(path), load_external_data=False)
+    graph_only = onnx.load(str(path), load_external_data=False)
+    with onnxruntime_errors(path.name, "run it", graph_only):  # the graph names a kernel it lacks (bfloat16)
         input_name = image_input_name(graph_only)
         source: str | bytes = str(path)
         if fp16_storage and has_fp16(graph_only):
@@ -264,7 +264,9 @@ def measure_fidelity(
     ONNX an engine was built from nor its calibration cache, whatever ``work_dir`` is.
 
     Args:
-        onnx_path: the FP32 ONNX (its ``<stem>.preprocess.json`` beside it).
+        onnx_path: the FP32 ONNX (its ``<stem>.preprocess.json`` beside it), or one that came quantized: measured as
+            it is (its own reference; FP16 converts the float parts around its Q/DQ; int8 is not measured, as
+            calibration would quantize it twice).
         precisions: a subset of fp32, fp16, int8, in the order of the results.
         images: evaluation image folder. calib: calibration image folder (int8).
         feeds: image batch -> {input name: array} for a multi-input model (see ``trtpipe.quant.feeds``).
@@ -281,10 +283,14 @@ def measure_fidelity(
     Raises:
         ConfigError: unknown precisions, int8 without calibration images.
         InputError: a missing spec or image folder; a model images cannot feed (several inputs, a spec that
-            does not fit the input). OnnxModelError: ONNX Runtime cannot run the FP32 model itself.
+            does not fit the input). OnnxModelError: ONNX Runtime cannot run the FP32 model itself; an IR version the
+            installed onnx cannot read, an input axis of size 0, a plugin node, or Q/DQ that TensorRT refuses
+            (asymmetric, a type it lacks), each before any work.
     """
     import onnx
 
+    from trtpipe.onnx.load import check_ir_version, check_no_empty_axes, check_no_plugin_nodes
+    from trtpipe.onnx.quantized import check_tensorrt_takes, scan_quantization
     from trtpipe.quant.feeds import batch_indices, network_feeder
     from trtpipe.quant.images import find_images, load_images
     from trtpipe.quant.prepare import Int8Options, prepare_fp16, prepare_int8, require_spec, stem_of
@@ -297,8 +303,15 @@ def measure_fidelity(
         if calib is None:
             raise ConfigError("int8 fidelity needs calibration images", "add --calib calib_data/ (make calib-data fills it)")
         find_images(calib, 1)  # a missing or empty folder is said now, not after the FP32 and FP16 runs
+    graph_only = onnx.load(str(onnx_path), load_external_data=False)
+    check_ir_version(onnx_path, graph_only, "fidelity")  # ONNX Runtime's own refusal cuts the reason off
+    check_no_empty_axes(onnx_path, graph_only)
+    check_no_plugin_nodes(onnx_path, graph_only, "fidelity")
+    quantization = scan_quantization(graph_only)
+    if quantization:  # measured as it is; what TensorRT cannot build is refused as build and calibrate refuse it
+        check_tensorrt_takes(quantization, onnx_path, "fidelity")
     spec = require_spec(onnx_path, spec)
-    feeder = network_feeder(onnx.load(str(onnx_path), load_external_data=False), spec, onnx_path, feeds)
+    feeder = network_feeder(graph_only, spec, onnx_path, feeds)
     evaluation = load_images(images, spec, eval_images, purpose="evaluation", progress=progress).for_network(feeder)
     indices = np.arange(len(evaluation))
     batch = feeder.batch_size(EVALUATION_BATCH)
@@ -314,7 +327,9 @@ def measure_fidelity(
         reference = runner.run(onnx_path, "fidelity fp32" if progress else None)
         for precision in precisions:
             if precision == "fp32":
-                results.append(compare("fp32", reference, reference, "the reference", weights=weights))
+                what = "the reference" if not quantization else (
+                    f"{_GIVEN_REFERENCE}, {quantization.precision} (there is no float model here)")
+                results.append(compare("fp32", reference, reference, what, weights=weights))
                 continue
             try:
                 if precision == "fp16":
@@ -391,6 +406,9 @@ def format_table(results: Sequence[FidelityResult]) -> str:
     return "\n".join(lines)
 
 
+_GIVEN_REFERENCE = "the reference: the model as given"  # the fp32 row's note for a model that came quantized
+
+
 def summary_line(results: Sequence[FidelityResult], seconds: float, json_path: str | Path | None = None) -> str:
     """One line: each precision's headline figure (or why it has none), the image count, the time, the JSON."""
     parts = []
@@ -410,7 +428,10 @@ def summary_line(results: Sequence[FidelityResult], seconds: float, json_path: s
     measured = ", ".join(parts) if parts else "fp32 only (nothing compared)"
     where = f"; wrote {json_path}" if json_path else ""
     random = " (random weights)" if any(r.weights == "random" for r in results) else ""
-    return f"fidelity vs FP32 on {images} images{random}: {measured} in {seconds:.1f} s{where}"
+    # a model that came quantized is its own reference (see measure_fidelity): say so, not "vs FP32"
+    given = any(r.precision == "fp32" and (r.note or "").startswith(_GIVEN_REFERENCE) for r in results)
+    against = "the model as given" if given else "FP32"
+    return f"fidelity vs {against} on {images} images{random}: {measured} in {seconds:.1f} s{where}"
 
 
 def write_json(path: str | Path, results: Sequence[FidelityResult]) -> Path:

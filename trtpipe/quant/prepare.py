@@ -126,8 +126,11 @@ def prepare_fp16(
         feeds: image batch -> feed dict, for a multi-input model (see ``quant/feeds.py``).
     """
     from trtpipe.onnx.fp16 import RANGE_BATCH, RANGE_IMAGES, write_fp16_onnx
+    from trtpipe.onnx.load import check_ir_version, load_onnx
 
     start = time.perf_counter()
+    # the converter and its checker are onnx's: a newer IR version is refused here, naming it, not in their traceback
+    check_ir_version(onnx_path, load_onnx(onnx_path, check=False, load_weights=False), "the FP16 conversion")
     range_batches = None
     if images is not None:
         from trtpipe.quant.feeds import network_feeder
@@ -341,7 +344,8 @@ def calibrate_model(onnx_path: Path, model, spec: PreprocessSpec, options: Int8O
     Raises:
         ConfigError: unknown --keep-fp names; too few images to hold some back.
         InputError: a bad image folder, a cache from another model, a model images cannot feed.
-        OnnxModelError: an opset below 13, nothing to quantize, ONNX Runtime cannot run the model.
+        OnnxModelError: a model that came quantized (see :func:`refuse_requantizing`), an IR version onnx cannot
+            read, an opset below 13, nothing to quantize, ONNX Runtime cannot run the model.
     """
     from trtpipe.presets import warn_assumed_calibration
 
@@ -356,6 +360,7 @@ def calibrate_model(onnx_path: Path, model, spec: PreprocessSpec, options: Int8O
     from trtpipe.quant.qdq import default_opset, plan_qdq
     from trtpipe.quant.search import HELD_BACK, MIN_HELD_BACK
 
+    refuse_requantizing(onnx_path, model, "calibration")
     if default_opset(model) < 13:
         raise OnnxModelError(
             f"{onnx_path}: opset {default_opset(model)}, but per-channel Q/DQ needs opset 13 or newer",
@@ -438,6 +443,27 @@ def calibrate_model(onnx_path: Path, model, spec: PreprocessSpec, options: Int8O
         kept += [name for name in calibration.ranking() if name not in kept][: options.auto_keep]
     calibration.kept = tuple(kept)
     return calibration
+
+
+def refuse_requantizing(onnx_path: Path, model, verb: str) -> None:
+    """Refuses, before any work, a model calibration must not touch: an IR version the installed onnx cannot read,
+    an input axis of fixed size 0, a TensorRT plugin node ONNX Runtime cannot run, or a model that came quantized (Q/DQ of its own): calibrating it again would quantize it twice (Q -> DQ -> Q -> DQ,
+    or a DequantizeLinear of FP8/INT4 weights left dangling), and what TensorRT cannot build (an asymmetric zero point,
+    a Q/DQ type it lacks) is said as the build says it.
+
+    Raises:
+        OnnxModelError: naming the IR version, or the Q/DQ nodes and the model's precision.
+    """
+    from trtpipe.onnx.load import check_ir_version, check_no_empty_axes, check_no_plugin_nodes
+    from trtpipe.onnx.quantized import already_quantized_error, check_tensorrt_takes, scan_quantization
+
+    check_ir_version(onnx_path, model, verb)
+    check_no_empty_axes(onnx_path, model)
+    check_no_plugin_nodes(onnx_path, model, verb)
+    quantization = scan_quantization(model)
+    if quantization:
+        check_tensorrt_takes(quantization, onnx_path, verb)
+        raise already_quantized_error(quantization, onnx_path, verb)
 
 
 def _check_fidelity(onnx_path: Path, model, spec: PreprocessSpec, options: Int8Options, calibration: Calibration, target):

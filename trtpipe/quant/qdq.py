@@ -111,6 +111,7 @@ def plan_qdq(model) -> QdqPlan:
     for output in graph.output:
         consumer_count[output.name] += 1
 
+    not_float = _non_float32_tensors(model)
     layers = []
     for index, node in enumerate(graph.node):
         if node.op_type in QUANTIZED_OPS:
@@ -119,9 +120,30 @@ def plan_qdq(model) -> QdqPlan:
             inputs = _residual_inputs(node, initializers, producers, consumer_count)
         else:
             continue
+        if any(item.tensor in not_float for item in inputs):
+            continue  # a layer computed in bfloat16/float16 by the model itself: its Q/DQ would need opset 19 types
         if inputs:
             layers.append(Layer(layer_name(node, index), node.op_type, index, tuple(inputs)))
     return QdqPlan(tuple(layers))
+
+
+def _non_float32_tensors(model) -> set[str]:
+    """Tensors whose element type is known and not float32 (a bfloat16 MatMul, an FP16 island), from the initializers
+    and shape inference; empty when inference fails (every layer is then taken as FP32, as before)."""
+    import onnx
+
+    found = {init.name for init in model.graph.initializer if init.data_type != onnx.TensorProto.FLOAT}
+    if not any(node.op_type == "Cast" for node in model.graph.node) and not found:
+        return found  # an FP32 graph without Casts: nothing to infer (large models skip the inference)
+    try:
+        graph = onnx.shape_inference.infer_shapes(model).graph
+    except Exception:  # noqa: BLE001 - the types only narrow the plan
+        return found
+    for value in (*graph.input, *graph.value_info):
+        elem_type = value.type.tensor_type.elem_type
+        if elem_type and elem_type != onnx.TensorProto.FLOAT:
+            found.add(value.name)
+    return found
 
 
 def _matmul_like_inputs(node, initializers) -> list[QuantizedInput]:
@@ -247,7 +269,21 @@ def insert_qdq(model, plan: QdqPlan, amax: Mapping[str, float], fp16_layers: Ite
     graph.node.extend(half.drop_unread_casts(nodes, {o.name for o in graph.output}))
     graph.initializer.extend(new_initializers + half.initializers)
     _drop_unused_initializers(graph)
+    _mark_as_trtpipes(model)
     return model
+
+
+def _mark_as_trtpipes(model) -> None:
+    """Records in ``metadata_props`` that these Q/DQ are trtpipe's calibration: such a model is named "int8" (what
+    ``--precision int8`` asked for), one that came quantized by its own Q/DQ (``trtpipe.onnx.quantized``)."""
+    from trtpipe.onnx.quantized import TRTPIPE_QDQ_KEY
+
+    for entry in model.metadata_props:
+        if entry.key == TRTPIPE_QDQ_KEY:
+            entry.value = "int8 calibration"
+            return
+    entry = model.metadata_props.add()
+    entry.key, entry.value = TRTPIPE_QDQ_KEY, "int8 calibration"
 
 
 class _Fp16Writer:

@@ -42,7 +42,7 @@ def run_model(model, batches: Sequence) -> np.ndarray:
     name = image_input_name(model)
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    with onnxruntime_errors(f"model {model.graph.name!r}", "run it"):
+    with onnxruntime_errors(f"model {model.graph.name!r}", "run it", model):
         session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
         return np.concatenate([session.run(None, as_feed(batch, name))[0] for batch in batches])
 

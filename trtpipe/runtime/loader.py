@@ -119,8 +119,9 @@ class NetworkOnnx:
 
     @property
     def differs(self) -> bool:
-        """True when ONNX Runtime cannot run the engine's precision (classic BuilderFlag builds)."""
-        return self.precision != self.engine_precision
+        """True when ONNX Runtime cannot run the engine's precision (classic BuilderFlag builds). An engine built from
+        a model that came quantized ("fp32" asked, Q/DQ as given) parses that very ONNX: nothing differs."""
+        return self.precision != self.engine_precision and "BuilderFlag" in self.realised
 
 
 def network_onnx(engine_path: str | Path) -> NetworkOnnx:

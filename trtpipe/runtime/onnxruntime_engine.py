@@ -36,6 +36,8 @@ _ORT_DTYPES = {
     "tensor(int8)": "int8",
     "tensor(uint8)": "uint8",
     "tensor(bool)": "bool",
+    "tensor(string)": "string",
+    "tensor(bfloat16)": "bfloat16",
 }
 
 
@@ -45,18 +47,36 @@ def _tensor_info(arg) -> TensorInfo:
 
 
 def model_precision(model) -> str:
-    """The precision an ONNX model computes in by itself: "int8" with Q/DQ nodes, "fp16" with float16 weights
-    or values, else "fp32". (A classic-mode TensorRT build gets FP16/INT8 from builder flags instead.)"""
+    """The precision an ONNX model computes in by itself: with Q/DQ nodes, "int8" for trtpipe's own Q/DQ ONNX and the
+    model's own quantization for one that came quantized ("int8 as quantized in the ONNX", "fp8 (E4M3) weights and
+    activations", "int4 weights, fp16 activations", see ``trtpipe.onnx.quantized``); "fp16" with float16 weights or
+    values, else "fp32". (A classic-mode TensorRT build gets FP16/INT8 from builder flags instead.)"""
     import onnx
 
+    from trtpipe.onnx.quantized import model_quantization_label
+
     graph = model.graph
-    if any(node.op_type in ("QuantizeLinear", "DequantizeLinear") for node in graph.node):
-        return "int8"
     fp16 = onnx.TensorProto.FLOAT16
     values = (*graph.input, *graph.value_info, *graph.output)
-    if any(t.data_type == fp16 for t in graph.initializer) or any(v.type.tensor_type.elem_type == fp16 for v in values):
-        return "fp16"
-    return "fp32"
+    half = any(t.data_type == fp16 for t in graph.initializer) or any(v.type.tensor_type.elem_type == fp16 for v in values)
+    quantized = model_quantization_label(model)
+    if quantized:
+        # an FP16 build of a Q/DQ model: its Q/DQ as they came, the float layers around them in FP16
+        return quantized + ("; fp16 elsewhere" if half and "fp16" not in quantized else "")
+    return "fp16" if half else "fp32"
+
+
+def onnx_graph(path: str | Path):
+    """The onnx.ModelProto of ``path`` without its weights (external data stays on disk)."""
+    import onnx
+
+    try:
+        return onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 - protobuf's DecodeError and onnx's own, for a file that is not ONNX
+        raise OnnxModelError(
+            f"{path}: not a readable ONNX model ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})",
+            "the file is truncated, corrupt or not ONNX; export it again or check the download",
+        ) from None
 
 
 def onnx_precision(path: str | Path) -> str:
@@ -125,19 +145,31 @@ class OnnxRuntimeEngine(Engine):
         if threads:
             options.intra_op_num_threads = threads
         providers = list(providers)
+        from trtpipe.onnx.load import check_ir_version, check_no_empty_axes, check_no_plugin_nodes, onnxruntime_reason
+
+        model = None
         try:
-            source, self.fp16_storage, model = self._model_source(fp16_storage, providers)
+            model = onnx_graph(self.path)
+            check_ir_version(self.path, model, "running it in ONNX Runtime")  # its own refusal starts with a C++ signature
+            check_no_empty_axes(self.path, model)  # ONNX Runtime loads it, then refuses every batch
+            check_no_plugin_nodes(self.path, model, "running it here")  # ONNX Runtime: "not a registered function/op"
+            source, self.fp16_storage, model = self._model_source(fp16_storage, providers, model)
             self._session = ort.InferenceSession(source, sess_options=options, providers=providers)
+        except OnnxModelError:
+            raise
         except Exception as exc:  # noqa: BLE001 - ORT raises its own untyped errors for bad models
             raise OnnxModelError(
-                f"ONNX Runtime cannot load {self.path}: {str(exc).splitlines()[0][:300]}",
-                "check the file with trtpipe inspect; re-export it if it is truncated",
+                f"ONNX Runtime cannot load {self.path}: {onnxruntime_reason(exc, model)}",
+                "check the file with trtpipe inspect (a truncated file, an op or type ONNX Runtime lacks on this "
+                "execution provider); run it where that kernel exists, or export it without that op",
             ) from None
         used = self._session.get_providers()[0]
         self.backend = "onnxruntime-cuda" if used == "CUDAExecutionProvider" else "onnxruntime-cpu"
         self._inputs = tuple(_tensor_info(a) for a in self._session.get_inputs())
         declared = [o.name for o in model.graph.output]  # the model's own outputs, not the FP16 storage routing's
-        self._outputs = tuple(_tensor_info(a) for a in self._session.get_outputs() if a.name in declared)
+        # each once: ONNX lets graph.output list a tensor twice, and ONNX Runtime then returns it twice
+        listed = {a.name: a for a in reversed(self._session.get_outputs()) if a.name in declared}
+        self._outputs = tuple(_tensor_info(listed[name]) for name in dict.fromkeys(declared) if name in listed)
         self._output_names = [o.name for o in self._outputs]
         self.precision = precision or model_precision(model)
         self._slots = threading.BoundedSemaphore(contexts)
@@ -146,14 +178,13 @@ class OnnxRuntimeEngine(Engine):
         # what the engine would (a batch above its max, a frame size outside a dynamic fused engine's range).
         self._limits = {name: (tuple(low), tuple(high)) for name, (low, high) in (limits or {}).items()}
 
-    def _model_source(self, fp16_storage: bool, providers: list[str]):
+    def _model_source(self, fp16_storage: bool, providers: list[str], model):
         """(what InferenceSession loads: the path, or the FP16-storage copy's bytes; the ``fp16_storage`` attribute;
-        the model without its weights)."""
+        ``model``, the graph without its weights)."""
         import onnx
 
         from trtpipe.runtime.fp16_storage import has_fp16, keep_fp16_rounding
 
-        model = onnx.load(str(self.path), load_external_data=False)  # the graph, not its weights
         if not has_fp16(model):
             return str(self.path), None, model
         if not fp16_storage:

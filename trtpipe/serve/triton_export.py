@@ -40,7 +40,7 @@ TRITON_DTYPES = {
     "bool": "TYPE_BOOL", "uint8": "TYPE_UINT8", "uint16": "TYPE_UINT16", "uint32": "TYPE_UINT32",
     "uint64": "TYPE_UINT64", "int8": "TYPE_INT8", "int16": "TYPE_INT16", "int32": "TYPE_INT32",
     "int64": "TYPE_INT64", "float16": "TYPE_FP16", "bfloat16": "TYPE_BF16", "float32": "TYPE_FP32",
-    "float64": "TYPE_FP64",
+    "float64": "TYPE_FP64", "string": "TYPE_STRING",
 }
 ONNX_RUNNERS = ("onnxruntime", "python")  # Triton's onnxruntime backend, or ONNX Runtime inside the Python backend
 DEFAULT_ONNX_MAX_BATCH = 8
@@ -242,6 +242,8 @@ def _describe_engine(path: Path, max_batch: int | None, force: bool) -> NetworkM
         f"the engine was built with {sidecar.trt_flavor} {sidecar.trt_version}: Triton's TensorRT backend must run the "
         "same TensorRT version (pick the Triton container release that ships it)"
     ]
+    if sidecar.precision_shown != sidecar.precision:  # built from a model that came quantized
+        notes.append(f"the engine computes {sidecar.precision_shown}: the Q/DQ of the ONNX it was built from")
     if sidecar.trt_flavor == "tensorrt_rtx":
         if not force:
             raise ConfigError(
@@ -322,8 +324,10 @@ def _span(numbers: list[int]) -> str:
 
 def _describe_onnx(path: Path, max_batch: int | None) -> NetworkModel:
     from trtpipe.onnx.load import external_data_files, graph_io, read_onnx
+    from trtpipe.onnx.quantized import scan_quantization
 
     model = _with_inferred_shapes(read_onnx(path, check=False, load_weights=False).model)
+    _refuse_plugin_nodes(path, model)
     inputs, outputs = graph_io(model)
     shapeless = [t.name for t in outputs if not t.shape]
     if shapeless:
@@ -336,6 +340,9 @@ def _describe_onnx(path: Path, max_batch: int | None) -> NetworkModel:
     spec_path = preprocess_path_for(path)
     spec = PreprocessSpec.load(spec_path) if spec_path.is_file() else None
     extra = tuple(path.parent / name for name in external_data_files(path, model))
+    quantization = scan_quantization(model)
+    notes = (f"{path.name} came quantized: {quantization.precision}; the network model runs its Q/DQ as they are",) \
+        if quantization else ()
     batched = all(t.shape and t.shape[0] == -1 for t in inputs)
     if not batched:
         if max_batch is not None:
@@ -343,7 +350,7 @@ def _describe_onnx(path: Path, max_batch: int | None) -> NetworkModel:
                 f"ONNX {path} has a fixed batch dimension {[t.shape for t in inputs]}, --max-batch {max_batch} was asked",
                 "re-export the ONNX with a dynamic batch dimension (trtpipe export does)",
             )
-        return NetworkModel("onnx", path, inputs, outputs, 0, (), spec, extra)
+        return NetworkModel("onnx", path, inputs, outputs, 0, (), spec, extra, notes)
     # The batch axis is the one the inputs name: an output whose first axis is fixed, or named otherwise
     # (NonZero's [4, num_kept], a detection count), has no batch axis.
     batch_names = {_first_axis_name(value) for value in model.graph.input if value.name in {t.name for t in inputs}}
@@ -353,9 +360,29 @@ def _describe_onnx(path: Path, max_batch: int | None) -> NetworkModel:
     )
     if unbatched:
         return _not_batched_by_triton("onnx", path, inputs, outputs, unbatched, max_batch, DEFAULT_ONNX_MAX_BATCH,
-                                      spec, extra, ())
+                                      spec, extra, notes)
     limit = max_batch or DEFAULT_ONNX_MAX_BATCH
-    return NetworkModel("onnx", path, _without_batch(inputs), _without_batch(outputs), limit, (limit,) if limit > 1 else (), spec, extra)
+    return NetworkModel("onnx", path, _without_batch(inputs), _without_batch(outputs), limit, (limit,) if limit > 1 else (),
+                        spec, extra, notes)
+
+
+def _refuse_plugin_nodes(path: Path, model) -> None:
+    """An ONNX repository is run by ONNX Runtime (Triton's onnxruntime backend, or the Python one), which has no
+    TensorRT plugin ops: such a repository would fail when Triton loads it, so none is written."""
+    from trtpipe.onnx.load import plugin_kind, plugin_nodes
+
+    plugins = plugin_nodes(model)
+    if plugins:
+        node = plugins[0]
+        more = f" (and {len(plugins) - 1} more such nodes)" if len(plugins) > 1 else ""
+        raise ConfigError(
+            f"{path}: node {node.name or '(unnamed)'!r} is {node.op_type} (domain {node.domain!r}), {plugin_kind(node)}"
+            f"{more}; Triton's onnxruntime backend runs ONNX Runtime, which has no {node.op_type}, so it cannot load "
+            "this model",
+            f"build a TensorRT engine with the {node.op_type} plugin loaded and export that engine (tensorrt_plan "
+            "backend), or export the ONNX without the plugin node (end at the raw boxes and scores; run NMS in the "
+            "pipeline)",
+        )
 
 
 def _not_batched_by_triton(kind, path, inputs, outputs, unbatched, max_batch, batch_limit, spec, extra, notes) -> NetworkModel:
@@ -519,7 +546,11 @@ def _tensor_config(tensor: TensorInfo) -> dict[str, Any]:
             f"tensor {tensor.name!r} has dtype {tensor.dtype}, which Triton has no type for",
             f"use one of {', '.join(sorted(TRITON_DTYPES))} at the model's boundary",
         )
-    return {"name": tensor.name, "data_type": Enum(dtype), "dims": list(tensor.shape) or [1]}
+    if not tensor.shape:
+        # one value per request (an ONNX [N] output, batch axis taken off): Triton refuses empty dims, and dims [1]
+        # alone would promise [N, 1]; reshape says the model's tensor has no axis beyond the batch
+        return {"name": tensor.name, "data_type": Enum(dtype), "dims": [1], "reshape": {"shape": []}}
+    return {"name": tensor.name, "data_type": Enum(dtype), "dims": list(tensor.shape)}
 
 
 def _parameter(key: str, value: str) -> dict[str, Any]:
