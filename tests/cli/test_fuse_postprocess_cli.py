@@ -109,3 +109,12 @@ def test_a_nonmaxsuppression_head_is_refused_by_tensorrt_rtx_before_any_work(tmp
     err = capsys.readouterr().err
     assert code == 2 and "no runner for" in err and "Hint: export it with --fuse-postprocess --nms loop" in err
     assert not (tmp_path / "d_nms.engine").exists()
+
+
+def test_an_engine_named_like_its_onnx_leaves_the_users_spec_as_it_was(tmp_path, capsys):
+    model = tiny_detector_model(tmp_path / "det.onnx")
+    before = (tmp_path / "det.preprocess.json").read_bytes()
+    build(capsys, model, tmp_path / "det.engine", "--fuse-postprocess")  # det.postprocess.onnx: its spec would be det's
+    assert (tmp_path / "det.preprocess.json").read_bytes() == before
+    with Pipeline.from_engine(tmp_path / "det.engine") as pipe:  # the sidecar carries the fused spec
+        assert pipe.spec.fused_postprocess is not None and len(pipe(photos(1)[0])) == 2  # both of its boxes

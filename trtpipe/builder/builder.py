@@ -167,7 +167,8 @@ def build_engine(
         if config.fuse_postprocess is not None:
             # Appended last: the head reads the network's outputs in whatever precision they come (calibration and the
             # FP16 range pass saw the network without it).
-            network_onnx, spec, post_notes = _fuse_postprocess(network_onnx, spec, config, output, flavor)
+            network_onnx, spec, post_notes = _fuse_postprocess(network_onnx, spec, config, output, flavor,
+                                                               preprocess_path_for(onnx_path))
             notes = list(notes) + post_notes
             network_model = read_onnx(network_onnx, check=False).model
             inputs, outputs = graph_io(network_model)
@@ -366,7 +367,8 @@ def _check_fused_nms(onnx_path: Path, spec: PreprocessSpec | None, flavor) -> No
         )
 
 
-def _fuse_postprocess(network_onnx: Path, spec: PreprocessSpec | None, config: BuildConfig, output: Path, flavor):
+def _fuse_postprocess(network_onnx: Path, spec: PreprocessSpec | None, config: BuildConfig, output: Path, flavor,
+                      source_spec: Path | None = None):
     """``--fuse-postprocess``: the network ONNX with the task head appended, written beside the engine as
     ``<engine stem>.postprocess.onnx`` (+ its spec); returns it, the spec with ``fused_postprocess`` and notes."""
     from trtpipe.onnx.fuse_postprocess import write_fused_postprocess_onnx
@@ -384,7 +386,7 @@ def _fuse_postprocess(network_onnx: Path, spec: PreprocessSpec | None, config: B
     # suppresses in an ONNX Loop instead.
     nms = "loop" if flavor.is_rtx else "onnx"
     destination = output.with_name(output.name.split(".")[0] + ".postprocess.onnx")
-    fused = write_fused_postprocess_onnx(network_onnx, spec, destination, nms=nms,
+    fused = write_fused_postprocess_onnx(network_onnx, spec, destination, nms=nms, keep_spec=source_spec,
                                          **parse_postprocess_options(config.fuse_postprocess))
     return destination, fused.spec, [fused.note]
 

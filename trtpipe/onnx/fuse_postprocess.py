@@ -109,8 +109,10 @@ def fuse_postprocess(
     return FusedModel(model, new_spec, tuple(name for name, *_ in outputs))
 
 
-def write_fused_postprocess_onnx(source, spec: PreprocessSpec, destination, **options) -> FusedModel:
-    """:func:`fuse_postprocess` of the ONNX file ``source``, saved (atomically) to ``destination`` with its spec beside it."""
+def write_fused_postprocess_onnx(source, spec: PreprocessSpec, destination, *, keep_spec=None, **options) -> FusedModel:
+    """:func:`fuse_postprocess` of the ONNX file ``source``, saved (atomically) to ``destination`` with its spec beside
+    it, unless that spec file is ``keep_spec`` (the user's own spec of the source model, which is never overwritten:
+    the engine's sidecar carries the fused spec then)."""
     from pathlib import Path
 
     from trtpipe.io import atomic_write_bytes
@@ -119,7 +121,9 @@ def write_fused_postprocess_onnx(source, spec: PreprocessSpec, destination, **op
     fused = fuse_postprocess(onnx.load(str(source)), spec, **options)
     destination = Path(destination)
     atomic_write_bytes(destination, fused.model.SerializeToString())
-    fused.spec.save(preprocess_path_for(destination))
+    spec_path = preprocess_path_for(destination)
+    if keep_spec is None or spec_path.resolve() != Path(keep_spec).resolve():
+        fused.spec.save(spec_path)
     return fused
 
 
