@@ -109,6 +109,7 @@ def build_engine(
     flavor = get_flavor(config.flavor)
     _check_precision_mode(flavor, config)
     _check_compute_capabilities(flavor, config)
+    config = _fp8_targets(flavor, config)  # before any work: FP8 needs FP8 tensor cores (SM89+)
     if spec is None and preprocess_path_for(onnx_path).exists():
         spec = PreprocessSpec.load(preprocess_path_for(onnx_path))
 
@@ -233,13 +234,13 @@ def _prepare_network_onnx(onnx_path, source_model, config, spec, output):
                 "the ONNX already has Q/DQ nodes, so this 'fp32' engine runs them in INT8"
             ], None, None
         return onnx_path, "fp32", [], None, None
-    if config.precision == "int8" and has_qdq:
+    if config.precision in ("int8", "fp8") and has_qdq:
         return onnx_path, "Q/DQ ONNX as given (no calibration)", [
             "INT8 fidelity unchecked: the Q/DQ ONNX was given, trtpipe did not compare it with FP32"
         ], None, None
-    if config.precision == "int8" and spec is not None and spec.fused_preprocess is not None:
+    if config.precision in ("int8", "fp8") and spec is not None and spec.fused_preprocess is not None:
         raise ConfigError(
-            f"{onnx_path} takes uint8 frames (its preprocessing is fused in, {spec.fused_preprocess}); INT8 calibration "
+            f"{onnx_path} takes uint8 frames (its preprocessing is fused in, {spec.fused_preprocess}); calibration "
             "feeds preprocessed float tensors",
             "build INT8 from the unfused ONNX with --fuse-preprocess: calibration runs first, then the preprocessing is fused",
         )
@@ -383,6 +384,57 @@ def _check_compute_capabilities(flavor: Flavor, config: BuildConfig) -> None:
             f"pick from {', '.join(valid)}; for a GPU without an RTX target (e.g. Hopper, SM90) build with TensorRT "
             "10/11 on that GPU: --flavor tensorrt",
         )
+
+
+FP8_MIN_CAPABILITY = (8, 9)  # Ada (SM89), Hopper (SM90), Blackwell (SM100/SM120): FP8 tensor cores
+
+
+def _fp8_targets(flavor: Flavor, config: BuildConfig) -> BuildConfig:
+    """``--precision fp8`` on targets that have FP8 tensor cores, or a refusal before any work.
+
+    TensorRT-RTX: without ``--compute-capability`` its default targets include SM80/SM86, which have no FP8 (its
+    compiler refuses them: "Cannot compile for target(s) sm80, because the model contains HW-specific datatypes:
+    fp8_e4m3"), so an FP8 build targets the flavour's SM89+ capabilities and says so; named targets below SM89 are
+    refused. TensorRT 10/11 build for the GPU they run on: one below SM89 is refused.
+
+    Raises:
+        ConfigError: a target (or the GPU) without FP8 tensor cores.
+    """
+    import dataclasses
+
+    if config.precision != "fp8":
+        return config
+    if flavor.is_rtx:
+        capable = [cc for cc in flavor.default_compute_capabilities if _sm(cc) >= FP8_MIN_CAPABILITY]
+        if not config.compute_capabilities:
+            log.info("FP8: building for %s (the SM89+ targets of %s; SM80/SM86 have no FP8 tensor cores)",
+                     ", ".join(capable), flavor.label)
+            return dataclasses.replace(config, compute_capabilities=tuple(capable))
+        below = [cc for cc in config.compute_capabilities if _sm(cc) < FP8_MIN_CAPABILITY]
+        if below:
+            raise ConfigError(
+                f"--precision fp8 with --compute-capability {','.join(below)}: FP8 needs FP8 tensor cores (SM89 and "
+                "newer: Ada, Hopper, Blackwell)",
+                f"target {','.join(capable)} (or leave --compute-capability out), or build --precision int8 / fp16 for "
+                f"{','.join(below)}",
+            )
+        return config
+    from trtpipe.cuda import device_info
+
+    device = device_info()
+    if tuple(int(x) for x in str(device.compute_capability).split(".")[:2]) < FP8_MIN_CAPABILITY:
+        raise ConfigError(
+            f"--precision fp8 on {device.name} (compute capability {device.compute_capability}): FP8 needs FP8 tensor "
+            "cores (SM89 and newer: Ada, Hopper, Blackwell)",
+            "build --precision int8 or fp16 for this GPU, or build FP8 on the GPU it will run on",
+        )
+    return config
+
+
+def _sm(name: str) -> tuple[int, int]:
+    """``SM89`` -> (8, 9), ``SM120`` -> (12, 0)."""
+    digits = name.upper().removeprefix("SM")
+    return int(digits[:-1]), int(digits[-1])
 
 
 def _target(flavor: Flavor, config: BuildConfig) -> dict:
