@@ -90,3 +90,18 @@ def test_fp8_for_a_target_without_fp8_tensor_cores_is_refused_before_any_work(ti
     err = capsys.readouterr().err
     assert code == 2 and "FP8 needs FP8 tensor cores" in err and "--compute-capability SM86" in err and "Hint:" in err
     assert not list(tmp_path.glob("tiny_fp8*")) and not list(tiny_with_spec.parent.glob("*.fp8.*"))
+
+
+def test_calibrate_and_fidelity_take_fp8(tiny_with_spec, image_dir, tmp_path, capsys):
+    code = main(["calibrate", str(tiny_with_spec), "--images", str(image_dir), "--precision", "fp8",
+                 "--fidelity-target", "none"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert tiny_with_spec.with_name("tiny.fp8.onnx").is_file() and "FP8 (E4M3)" in out.out
+    code = main(["fidelity", str(tiny_with_spec), "--precisions", "fp32,int8,fp8", "--images", str(image_dir),
+                 "--calib", str(image_dir), "--work-dir", str(tmp_path / "fid")])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    rows = [line.split()[0] for line in out.out.splitlines() if line.split()[:1] in (["fp32"], ["int8"], ["fp8"])]
+    assert rows == ["fp32", "int8", "fp8"]
+    assert (tmp_path / "fid" / "tiny.fidelity.fp8.onnx").is_file()
