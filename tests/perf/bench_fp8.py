@@ -40,7 +40,8 @@ def main() -> None:
         wall, cpu = make(work, "engine", MODEL=MODEL, PRECISION=precision, FORCE="1")
         engine = work / "engines" / f"{MODEL}_{precision}.engine"
         sidecar = json.loads(Path(f"{engine}.json").read_text())
-        result, reference = evaluate(work, Path(sidecar["network_onnx_path"]), args.eval, reference)
+        network = Path(sidecar["network_onnx_path"])
+        result, reference = evaluate(work, network if network.is_absolute() else work / network, args.eval, reference)
         fidelity = sidecar.get("fidelity") or {}
         rows.append((precision, result, len(fidelity.get("kept", [])), fidelity.get("quantizable_layers"),
                      engine.stat().st_size, wall, cpu, sidecar["target"].get("compute_capabilities")))
