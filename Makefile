@@ -38,8 +38,8 @@ ENGINE_STEM := $(basename $(notdir $(SOURCE_ONNX)))
 ENGINE      := engines/$(ENGINE_STEM)_$(PRECISION).engine
 BUILD_FLAGS := --precision $(PRECISION) $(if $(BATCH),--batch $(BATCH)) $(if $(MIN_SHAPES),--minShapes $(MIN_SHAPES)) $(if $(OPT_SHAPES),--optShapes $(OPT_SHAPES)) \
                $(if $(MAX_SHAPES),--maxShapes $(MAX_SHAPES)) $(if $(SHAPES),--shapes $(SHAPES)) \
-               $(if $(filter fp16 int8,$(PRECISION)),--images $(CALIB)) \
-               $(if $(filter int8,$(PRECISION)),--calib-method $(CALIB_METHOD) --auto-keep $(AUTO_KEEP) \
+               $(if $(filter fp16 int8 fp8,$(PRECISION)),--images $(CALIB)) \
+               $(if $(filter int8 fp8,$(PRECISION)),--calib-method $(CALIB_METHOD) --auto-keep $(AUTO_KEEP) \
                  --fidelity-target $(FIDELITY_TARGET) --keep-precision $(KEEP_PRECISION)) $(if $(FORCE),--force)
 
 BENCH_BATCH    ?= 1,8,32
@@ -67,7 +67,7 @@ venv: $(BIN)/.installed  ## create .venv with trtpipe and its extras ($(EXTRAS))
 onnx: $(BIN)/.installed  ## export MODEL to engines/MODEL.onnx (skipped when up to date)
 	$(if $(ONNX),@echo "using $(ONNX)",$(TRTPIPE) export $(MODEL) -o $(SOURCE_ONNX))
 
-engine: onnx $(if $(filter fp16 int8,$(PRECISION)),calib-data)  ## build engines/MODEL_PRECISION.engine (MODEL=, ONNX=, PRECISION=, BATCH=, MIN_SHAPES=/OPT_SHAPES=/MAX_SHAPES=, FORCE=1; int8: CALIB_METHOD=, AUTO_KEEP=, FIDELITY_TARGET=, KEEP_PRECISION=)
+engine: onnx $(if $(filter fp16 int8 fp8,$(PRECISION)),calib-data)  ## build engines/MODEL_PRECISION.engine (MODEL=, ONNX=, PRECISION=, BATCH=, MIN_SHAPES=/OPT_SHAPES=/MAX_SHAPES=, FORCE=1; int8: CALIB_METHOD=, AUTO_KEEP=, FIDELITY_TARGET=, KEEP_PRECISION=)
 	$(TRTPIPE) build $(SOURCE_ONNX) -o $(ENGINE) $(BUILD_FLAGS)
 
 bench: onnx calib-data  ## time MODEL: TensorRT fp32/fp16/int8 (with a GPU), ONNX Runtime fp32 + int8 Q/DQ, PyTorch eager -> reports/MODEL.md

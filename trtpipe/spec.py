@@ -19,7 +19,7 @@ from trtpipe.io import atomic_write_text
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "int8", "fp8")
 RESIZE_MODES = ("resize_crop", "stretch", "letterbox")
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "area")
 TASKS = ("classification", "detection", "segmentation")
@@ -683,7 +683,7 @@ class BuildConfig:
             "optimization_level": self.optimization_level,
             "compute_capabilities": list(self.compute_capabilities),
         }
-        if self.precision == "int8":
+        if self.precision in ("int8", "fp8"):
             data.update(
                 int8_mode=self.int8_mode,
                 calib_method=self.calib_method,

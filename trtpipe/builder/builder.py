@@ -114,6 +114,7 @@ def build_engine(
     _check_precision_mode(flavor, config)
     _check_compute_capabilities(flavor, config)
     config = _resolve_compatibility(flavor, config)
+    config = _fp8_targets(flavor, config)  # before any work: FP8 needs FP8 tensor cores (SM89+)
     if spec is None and preprocess_path_for(onnx_path).exists():
         spec = PreprocessSpec.load(preprocess_path_for(onnx_path))
 
@@ -264,6 +265,13 @@ def _prepare_network_onnx(onnx_path, source_model, config, spec, output, quantiz
 
     A model that came quantized is built with its own Q/DQ, named by them (``trtpipe.onnx.quantized``): fp32 and int8
     parse it as given (calibrating it again would quantize it twice), fp16 converts what is float around the Q/DQ."""
+    if quantization and config.precision == "fp8" and quantization.key != "fp8":
+        raise ConfigError(
+            f"--precision fp8 asks for an FP8 engine, but {onnx_path} came quantized as {quantization.precision} "
+            f"(Q/DQ nodes {quantization.names()}); trtpipe does not quantize a quantized model again",
+            f"build it without --precision (trtpipe build {onnx_path}: its own Q/DQ decide), or calibrate the float "
+            "model it was quantized from (trtpipe build FLOAT.onnx --precision fp8 --images DIR)",
+        )
     if quantization and config.precision == "int8" and quantization.key != "int8":
         raise ConfigError(
             f"--precision int8 asks for an INT8 engine, but {onnx_path} came quantized as {quantization.precision} "
@@ -271,17 +279,18 @@ def _prepare_network_onnx(onnx_path, source_model, config, spec, output, quantiz
             f"build it without --precision (trtpipe build {onnx_path}: its own Q/DQ decide), or calibrate the float "
             "model it was quantized from (trtpipe build FLOAT.onnx --precision int8 --images DIR)",
         )
-    if quantization and config.precision in ("fp32", "int8"):
-        asked = "" if config.precision == "fp32" else "--precision int8 uses the model's own Q/DQ, nothing calibrated; "
+    if quantization and config.precision in ("fp32", "int8", "fp8"):
+        asked = "" if config.precision == "fp32" else (f"--precision {config.precision} uses the model's own Q/DQ, "
+                                                        "nothing calibrated; ")
         return onnx_path, f"{quantization.precision}{QDQ_AS_GIVEN}", [
             f"{asked}the ONNX came quantized, {quantization.summary()}; the engine runs its Q/DQ as they are",
             "fidelity against the float model unchecked: trtpipe was given the quantized ONNX only",
         ], None, None
     if config.precision == "fp32":
         return onnx_path, "fp32", [], None, None
-    if config.precision == "int8" and spec is not None and spec.fused_preprocess is not None:
+    if config.precision in ("int8", "fp8") and spec is not None and spec.fused_preprocess is not None:
         raise ConfigError(
-            f"{onnx_path} takes uint8 frames (its preprocessing is fused in, {spec.fused_preprocess}); INT8 calibration "
+            f"{onnx_path} takes uint8 frames (its preprocessing is fused in, {spec.fused_preprocess}); calibration "
             "feeds preprocessed float tensors",
             "build INT8 from the unfused ONNX with --fuse-preprocess: calibration runs first, then the preprocessing is fused",
         )
@@ -479,6 +488,57 @@ def _resolve_compatibility(flavor: Flavor, config: BuildConfig) -> BuildConfig:
             "--hardwareCompatibilityLevel to build for Turing",
         )
     return dataclasses.replace(config, compute_capabilities=config.compute_capabilities or ampere)
+
+
+FP8_MIN_CAPABILITY = (8, 9)  # Ada (SM89), Hopper (SM90), Blackwell (SM100/SM120): FP8 tensor cores
+
+
+def _fp8_targets(flavor: Flavor, config: BuildConfig) -> BuildConfig:
+    """``--precision fp8`` on targets that have FP8 tensor cores, or a refusal before any work.
+
+    TensorRT-RTX: without ``--compute-capability`` its default targets include SM80/SM86, which have no FP8 (its
+    compiler refuses them: "Cannot compile for target(s) sm80, because the model contains HW-specific datatypes:
+    fp8_e4m3"), so an FP8 build targets the flavour's SM89+ capabilities and says so; named targets below SM89 are
+    refused. TensorRT 10/11 build for the GPU they run on: one below SM89 is refused.
+
+    Raises:
+        ConfigError: a target (or the GPU) without FP8 tensor cores.
+    """
+    import dataclasses
+
+    if config.precision != "fp8":
+        return config
+    if flavor.is_rtx:
+        capable = [cc for cc in flavor.default_compute_capabilities if _sm(cc) >= FP8_MIN_CAPABILITY]
+        if not config.compute_capabilities:
+            log.info("FP8: building for %s (the SM89+ targets of %s; SM80/SM86 have no FP8 tensor cores)",
+                     ", ".join(capable), flavor.label)
+            return dataclasses.replace(config, compute_capabilities=tuple(capable))
+        below = [cc for cc in config.compute_capabilities if _sm(cc) < FP8_MIN_CAPABILITY]
+        if below:
+            raise ConfigError(
+                f"--precision fp8 with --compute-capability {','.join(below)}: FP8 needs FP8 tensor cores (SM89 and "
+                "newer: Ada, Hopper, Blackwell)",
+                f"target {','.join(capable)} (or leave --compute-capability out), or build --precision int8 / fp16 for "
+                f"{','.join(below)}",
+            )
+        return config
+    from trtpipe.cuda import device_info
+
+    device = device_info()
+    if tuple(int(x) for x in str(device.compute_capability).split(".")[:2]) < FP8_MIN_CAPABILITY:
+        raise ConfigError(
+            f"--precision fp8 on {device.name} (compute capability {device.compute_capability}): FP8 needs FP8 tensor "
+            "cores (SM89 and newer: Ada, Hopper, Blackwell)",
+            "build --precision int8 or fp16 for this GPU, or build FP8 on the GPU it will run on",
+        )
+    return config
+
+
+def _sm(name: str) -> tuple[int, int]:
+    """``SM89`` -> (8, 9), ``SM120`` -> (12, 0)."""
+    digits = name.upper().removeprefix("SM")
+    return int(digits[:-1]), int(digits[-1])
 
 
 def _target(flavor: Flavor, config: BuildConfig) -> dict:

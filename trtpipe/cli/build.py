@@ -23,7 +23,9 @@ HELP = "build a TensorRT engine (FP32/FP16/INT8) and its sidecar from an ONNX fi
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("onnx", help="the ONNX model (FP32, or already Q/DQ)")
     parser.add_argument("-o", "--output", help="engine path (default: beside the ONNX, <stem>_<precision>.engine)")
-    parser.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32", help="default: fp32")
+    parser.add_argument("--precision", choices=("fp32", "fp16", "int8", "fp8"), default="fp32",
+                        help="default: fp32; fp8: E4M3 Q/DQ (opset 19) with the same calibration, fidelity target and "
+                             "search as int8, for GPUs with FP8 tensor cores (SM89+: Ada, Hopper, Blackwell)")
     parser.add_argument("--batch", action=_ProfileOption,
                         help="batch profile MIN:OPT:MAX or N (default for a dynamic batch: 1:1:1); after --profile=N, "
                              "profile N's")

@@ -15,7 +15,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", required=True, metavar="DIR", help="calibration images (make calib-data fills calib_data/)")
     add_int8_arguments(parser, target=True)
     parser.add_argument("--cache", metavar="FILE", help="calibration cache to reuse (must be this model's)")
-    parser.add_argument("-o", "--output", help="Q/DQ ONNX path (default: <stem>.int8.onnx beside the ONNX)")
+    parser.add_argument("--precision", choices=("int8", "fp8"), default="int8",
+                        help="int8 (default) or fp8: E4M3 Q/DQ at opset 19 for GPUs with FP8 tensor cores (SM89+)")
+    parser.add_argument("-o", "--output", help="Q/DQ ONNX path (default: <stem>.<precision>.onnx beside the ONNX)")
     add_spec_arguments(parser)
 
 
@@ -31,10 +33,10 @@ def run(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     onnx_path = Path(args.onnx)
-    output = Path(args.output) if args.output else onnx_path.with_name(f"{stem_of(onnx_path)}.int8.onnx")
+    output = Path(args.output) if args.output else onnx_path.with_name(f"{stem_of(onnx_path)}.{args.precision}.onnx")
     check_outputs(files={"-o": output})  # the calibration cache goes beside it
     config = BuildConfig(  # checks every option before any work, as build does
-        precision="int8", calib_images=args.images, calib_method=args.calib_method, calib_max_images=args.max_images,
+        precision=args.precision, calib_images=args.images, calib_method=args.calib_method, calib_max_images=args.max_images,
         keep_fp=tuple(args.keep_fp), auto_keep=args.auto_keep, bias_correction=args.bias_correction,
         fidelity_target=args.fidelity_target, keep_precision=args.keep_precision, max_fp_share=args.max_fp_share,
     )

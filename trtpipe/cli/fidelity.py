@@ -12,7 +12,9 @@ HELP = "measure FP16/INT8 fidelity against FP32 (top-1/top-5 agreement, cosine, 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("onnx", help="the FP32 ONNX model (its preprocessing: <stem>.preprocess.json beside it, the flags below, or derived)")
-    parser.add_argument("--precisions", type=csv_list, default=("fp32", "fp16", "int8"), help="default: fp32,fp16,int8")
+    parser.add_argument("--precisions", type=csv_list, default=("fp32", "fp16", "int8"),
+                        help="default: fp32,fp16,int8; fp8 too (E4M3 Q/DQ, dequantized on the CPU: it checks the model, "
+                             "not FP8 speed)")
     parser.add_argument("--images", required=True, metavar="DIR", help="evaluation images")
     parser.add_argument("--calib", default="calib_data", metavar="DIR", help="calibration images for int8 (default calib_data/)")
     add_int8_arguments(parser)
@@ -50,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
             bias_correction=args.bias_correction, spec=spec,
         )
     print(format_table(results))
-    if "int8" in args.precisions:
+    if "int8" in args.precisions or "fp8" in args.precisions:
         print(f"{overlap} of {results[0].images} evaluation images are also calibration images")
     written = write_json(args.json, results) if args.json else None
     print(summary_line(results, time.perf_counter() - start, written))

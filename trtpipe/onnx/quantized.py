@@ -116,13 +116,13 @@ class Quantization:
 
 
 def model_quantization_label(model) -> str | None:
-    """The precision of a Q/DQ model as trtpipe names it everywhere: "int8" for the Q/DQ ONNX trtpipe's calibration
-    wrote (the ``--precision int8`` it was asked for), else :attr:`Quantization.precision`; None without Q/DQ."""
+    """The precision of a Q/DQ model as trtpipe names it everywhere: "int8" / "fp8" for the Q/DQ ONNX trtpipe's
+    calibration wrote (the ``--precision`` it was asked for), else :attr:`Quantization.precision`; None without Q/DQ."""
     quantization = scan_quantization(model)
     if not quantization:
         return None
-    if any(p.key == TRTPIPE_QDQ_KEY for p in model.metadata_props) and quantization.key == "int8":
-        return "int8"
+    if any(p.key == TRTPIPE_QDQ_KEY for p in model.metadata_props) and quantization.key in ("int8", "fp8"):
+        return quantization.key  # what --precision int8 / fp8 asked for
     return quantization.precision
 
 

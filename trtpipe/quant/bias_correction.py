@@ -29,7 +29,7 @@ from typing import Callable, Iterable, Mapping
 
 import numpy as np
 
-from trtpipe.quant.qdq import INT8_MAX, QdqPlan, quantize_weight
+from trtpipe.quant.qdq import INT8, QdqPlan, QuantFormat, quantize_weight
 
 log = logging.getLogger("trtpipe")
 
@@ -47,10 +47,13 @@ class _Target:
     axis: int | None  # per-channel axis of the weight's quantization (as placed by qdq.py)
 
 
-def fake_quantize(values: np.ndarray, amax: float) -> np.ndarray:
-    """QuantizeLinear then DequantizeLinear, symmetric INT8 with scale amax / 127 (ties to even, saturating)."""
-    scale = np.float32(max(amax, _MIN_AMAX) / INT8_MAX)
-    return np.clip(np.rint(values / scale), -128, 127).astype(np.float32) * scale
+def fake_quantize(values: np.ndarray, amax: float, fmt: QuantFormat = INT8) -> np.ndarray:
+    """QuantizeLinear then DequantizeLinear in ``fmt``, symmetric with scale amax / max_value (saturating; INT8
+    rounds ties to even, FP8 E4M3 to the nearest representable value)."""
+    scale = np.float32(max(amax, _MIN_AMAX) / fmt.max_value)
+    if fmt.name == "int8":  # QuantizeLinear saturates activations to -128..127 (weights are kept to +-127)
+        return np.clip(np.rint(values / scale), -128, 127).astype(np.float32) * scale
+    return fmt.cast(values / scale).astype(np.float32) * scale
 
 
 def correction_targets(model, plan: QdqPlan) -> list[_Target]:
@@ -95,8 +98,10 @@ def measure_bias_shifts(
     ranges: Mapping[str, float],
     batches: Iterable[np.ndarray],
     progress: Callable[[int], None] | None = None,
+    fmt: QuantFormat = INT8,
 ) -> BiasShifts:
-    """Runs the FP32 ``model`` over ``batches`` once and computes every quantized layer's mean output shift.
+    """Runs the FP32 ``model`` over ``batches`` once and computes every quantized layer's mean output shift
+    (``fmt``: the type the layers are quantized to, INT8 or FP8 E4M3).
 
     Args:
         model: FP32 onnx.ModelProto (the model ``plan`` was made for).
@@ -130,7 +135,7 @@ def measure_bias_shifts(
                 axes = (0,) + tuple(range(2, values.ndim))  # all but the channel axis (NCHW; Gemm input is N x K)
                 count = values.size / values.shape[1]
                 sums[name] = sums[name] + values.sum(axis=axes, dtype=np.float64) / count * size
-                quantized = fake_quantize(values, float(ranges[name]))
+                quantized = fake_quantize(values, float(ranges[name]), fmt)
                 quantized_sums[name] = quantized_sums[name] + quantized.sum(axis=axes, dtype=np.float64) / count * size
             images += size
             if progress is not None:
@@ -140,7 +145,7 @@ def measure_bias_shifts(
     for target in targets:
         node = model.graph.node[target.node_index]
         weight = numpy_helper.to_array(initializers[target.weight]).astype(np.float32)
-        values, scale = quantize_weight(weight, target.axis)
+        values, scale = quantize_weight(weight, target.axis, fmt)
         shape = [1] * weight.ndim
         if target.axis is not None:
             shape[target.axis] = -1

@@ -48,9 +48,10 @@ def spec_sha256(spec: PreprocessSpec) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
-def default_cache_path(work_dir: str | Path, stem: str, tag: str | None = None) -> Path:
-    """``<stem>.int8.calib.json`` (the build's), or ``<stem>.<tag>.int8.calib.json`` (a measuring verb's own)."""
-    return Path(work_dir) / (f"{stem}.{tag}.int8.calib.json" if tag else f"{stem}.int8.calib.json")
+def default_cache_path(work_dir: str | Path, stem: str, tag: str | None = None, precision: str = "int8") -> Path:
+    """``<stem>.int8.calib.json`` (the build's), or ``<stem>.<tag>.int8.calib.json`` (a measuring verb's own);
+    ``precision`` fp8 writes ``.fp8.calib.json`` (its ranges are the same, its bias shifts and ranking are not)."""
+    return Path(work_dir) / (f"{stem}.{tag}.{precision}.calib.json" if tag else f"{stem}.{precision}.calib.json")
 
 
 def load_cache(path: str | Path, key: CacheKey, explicit: bool = False) -> dict[str, Any] | None:

@@ -296,12 +296,13 @@ def measure_fidelity(
     from trtpipe.quant.prepare import Int8Options, prepare_fp16, prepare_int8, require_spec, stem_of
 
     onnx_path, work_dir = Path(onnx_path), Path(work_dir)
-    unknown = [p for p in precisions if p not in ("fp32", "fp16", "int8")]
+    unknown = [p for p in precisions if p not in ("fp32", "fp16", "int8", "fp8")]
     if unknown or not precisions:
-        raise ConfigError(f"--precisions {','.join(precisions)}: unknown {unknown}", "use a subset of fp32,fp16,int8")
-    if "int8" in precisions:
+        raise ConfigError(f"--precisions {','.join(precisions)}: unknown {unknown}", "use a subset of fp32,fp16,int8,fp8")
+    if "int8" in precisions or "fp8" in precisions:
         if calib is None:
-            raise ConfigError("int8 fidelity needs calibration images", "add --calib calib_data/ (make calib-data fills it)")
+            raise ConfigError("int8/fp8 fidelity needs calibration images",
+                              "add --calib calib_data/ (make calib-data fills it)")
         find_images(calib, 1)  # a missing or empty folder is said now, not after the FP32 and FP16 runs
     graph_only = onnx.load(str(onnx_path), load_external_data=False)
     check_ir_version(onnx_path, graph_only, "fidelity")  # ONNX Runtime's own refusal cuts the reason off
@@ -338,8 +339,9 @@ def measure_fidelity(
                     options = Int8Options(
                         Path(calib), method, max_images, keep_fp, auto_keep, bias_correction=bias_correction,
                         feeds=feeds, cache_tag="fidelity", fidelity_target=fidelity_target, enforce_target=False,
+                        quant_format=precision,  # int8 | fp8: FP8 is dequantized on the CPU, it checks the model
                     )
-                    prepared = prepare_int8(onnx_path, options, spec, work_dir / f"{stem}.fidelity.int8.onnx")
+                    prepared = prepare_int8(onnx_path, options, spec, work_dir / f"{stem}.fidelity.{precision}.onnx")
                     overlap = _overlap(evaluation.paths, Path(calib))
                 output = runner.run(prepared.path, f"fidelity {precision}" if progress else None)
             except OnnxModelError as exc:

@@ -65,6 +65,7 @@ class Int8Options:
     max_fp_share: float = 0.25  # the search keeps at most this share of the quantizable layers in floating point
     # False: measure against the target and report, but neither search nor fail (the fidelity verb measures)
     enforce_target: bool = True
+    quant_format: str = "int8"  # int8 | fp8 (E4M3 Q/DQ at opset 19: Ada, Hopper, Blackwell), see qdq.QUANT_FORMATS
 
     @classmethod
     def from_config(cls, config: BuildConfig) -> "Int8Options":
@@ -77,6 +78,7 @@ class Int8Options:
             Path(config.calib_images), config.calib_method, config.calib_max_images, config.keep_fp, config.auto_keep,
             bias_correction=config.bias_correction, fidelity_target=config.fidelity_target,
             keep_precision=config.keep_precision, max_fp_share=config.max_fp_share,
+            quant_format="fp8" if config.precision == "fp8" else "int8",
         )
 
 
@@ -102,8 +104,8 @@ def prepare_precision_onnx(
     if config.precision == "fp16":
         images = Path(config.calib_images) if config.calib_images else None
         return prepare_fp16(onnx_path, work_dir / f"{name}.fp16.onnx", config.keep_fp, images, spec)
-    if config.precision == "int8":
-        return prepare_int8(onnx_path, Int8Options.from_config(config), spec, work_dir / f"{name}.int8.onnx")
+    if config.precision in ("int8", "fp8"):
+        return prepare_int8(onnx_path, Int8Options.from_config(config), spec, work_dir / f"{name}.{config.precision}.onnx")
     raise ConfigError(
         f"precision {config.precision!r} has no FP16/INT8 ONNX to prepare", "build fp32 from the ONNX as it is"
     )
@@ -190,10 +192,14 @@ def prepare_int8(onnx_path: Path, options: Int8Options, spec: PreprocessSpec | N
     from trtpipe.quant.qdq import count_qdq
     from trtpipe.quant.search import MIN_HELD_BACK, FidelityTargetError
 
+    from trtpipe.quant.qdq import QUANT_FORMATS
+
     start = time.perf_counter()
+    fmt = QUANT_FORMATS[options.quant_format]
     spec = require_spec(onnx_path, spec)
     target = resolve_fidelity_target(options.fidelity_target, spec.task)
     model = load_onnx(onnx_path, check=False)  # initializers listed as graph inputs are dropped there
+    model, upgraded = _at_least_opset(onnx_path, model, fmt)
     calibration = calibrate_model(onnx_path, model, spec, options, output.parent)
     if target is None:
         check = _unchecked(calibration, options, "--fidelity-target none")
@@ -208,13 +214,13 @@ def prepare_int8(onnx_path: Path, options: Int8Options, spec: PreprocessSpec | N
     calibration.save()
     if check.enforced and not check.met:
         raise FidelityTargetError(
-            f"{onnx_path.name}: INT8 misses the fidelity target {check.target} on {check.held_back_images} held-back "
+            f"{onnx_path.name}: {fmt.label} misses the fidelity target {check.target} on {check.held_back_images} held-back "
             f"images: at best {check.figures_text()} with {len(check.kept)} of {check.quantizable_layers} layers in "
             f"floating point (the cap is {check.cap}, --max-fp-share {options.max_fp_share:g}); nothing was written",
             # more kept layers helps only where the search stopped at the cap, not where keeping more stopped helping
             (f"allow more kept layers (--max-fp-share {max(0.5, min(1.0, 2 * options.max_fp_share)):g}), "
              if len(check.kept) >= check.cap and options.max_fp_share < 1.0 else "") + "lower the target (--fidelity-target cosine=0.995), build --precision fp16, or --fidelity-target "
-            "none to build the INT8 engine unchecked",
+            f"none to build the {fmt.label} engine unchecked",
         )
     qdq_model = build_qdq_model(model, calibration, kept, keep_precision, fp32_layers)
     counts = count_qdq(qdq_model)
@@ -225,10 +231,10 @@ def prepare_int8(onnx_path: Path, options: Int8Options, spec: PreprocessSpec | N
         )
     written = _save_if_changed(qdq_model, output)
     corrected = calibration.shifts is not None and bool(calibration.shifts.shifts)
-    notes = [calibration.note, f"Q/DQ placement: {counts.summary()}"]
+    notes = [calibration.note, f"Q/DQ placement ({fmt.label}): {counts.summary()}"] + ([upgraded] if upgraded else [])
     if corrected:
         notes.append(
-            f"bias correction: biases of the INT8 layers adjusted for their mean rounding shift "
+            f"bias correction: biases of the {fmt.label} layers adjusted for their mean rounding shift "
             f"(measured on {calibration.shifts.images} calibration images)"
         )
     if kept:
@@ -237,10 +243,11 @@ def prepare_int8(onnx_path: Path, options: Int8Options, spec: PreprocessSpec | N
     if check.note:
         notes.append(check.note)
     seconds = time.perf_counter() - start
-    log.info("%s %s (Q/DQ INT8, %s) in %.1f s", "wrote" if written else "unchanged:", output, counts.summary(), seconds)
+    log.info("%s %s (Q/DQ %s, %s) in %.1f s", "wrote" if written else "unchanged:", output, fmt.label, counts.summary(),
+             seconds)
     realised = (
         f"Q/DQ ONNX ({options.method} calibration{', bias-corrected' if corrected else ''}, "
-        f"{counts.quantized_layers}/{counts.total_layers} Conv/Gemm/MatMul INT8"
+        f"{counts.quantized_layers}/{counts.total_layers} Conv/Gemm/MatMul {fmt.label}"
         + (f", {len(kept)} layers {keep_precision.upper()}" if kept else "")
         + ")"
     )
@@ -261,6 +268,33 @@ def _unchecked(calibration: "Calibration", options: Int8Options, why: str):
         quantizable_layers=len(calibration.plan.layers), cap=0,
         note=f"INT8 fidelity unchecked ({why}): this model was not compared with FP32",
     )
+
+
+def _at_least_opset(onnx_path: Path, model, fmt):
+    """``model`` converted to ``fmt.min_opset`` when it is below (FP8 Q/DQ need opset 19), and a note saying so.
+
+    The conversion is ``onnx.version_converter``'s; the converted graph is what is planned, calibrated and measured,
+    so every figure belongs to it.
+
+    Raises:
+        OnnxModelError: the converter fails (naming its message).
+    """
+    import onnx
+
+    from trtpipe.quant.qdq import default_opset
+
+    have = default_opset(model)
+    if have >= fmt.min_opset or have < 13:  # below 13 calibrate_model refuses with its own Hint
+        return model, ""
+    try:
+        converted = onnx.version_converter.convert_version(model, fmt.min_opset)
+    except Exception as exc:  # noqa: BLE001 - the converter raises untyped errors naming the op
+        raise OnnxModelError(
+            f"{onnx_path}: {fmt.label} Q/DQ needs opset {fmt.min_opset}; onnx.version_converter could not convert it from "
+            f"opset {have}: {str(exc).splitlines()[0][:200]}",
+            f"export the model at opset {fmt.min_opset} or later (trtpipe export --opset {fmt.min_opset})",
+        ) from None
+    return converted, f"converted from opset {have} to {fmt.min_opset} (onnx.version_converter): {fmt.label} Q/DQ need it"
 
 
 def _save_if_changed(model, output: Path) -> bool:
@@ -286,7 +320,7 @@ def build_qdq_model(model, calibration: "Calibration", kept, keep_precision: str
     if calibration.shifts is not None and calibration.shifts.shifts:
         source = apply_bias_shifts(model, plan, calibration.shifts)
     half = [name for name in kept if name not in set(fp32_layers)] if keep_precision == "fp16" else []
-    return insert_qdq(source, plan, calibration.ranges, calibration.plan.only(half).layers)
+    return insert_qdq(source, plan, calibration.ranges, calibration.plan.only(half).layers, fmt=calibration.fmt)
 
 
 @dataclass
@@ -307,6 +341,7 @@ class Calibration:
     entries: dict | None = None  # the cache's entries besides the ranges (bias_correction, sensitivity, ...)
     changed: bool = False  # entries differ from the cache file: save() writes it
     ranker: Callable | None = None  # () -> sensitivity entries, worst first (computes and caches the ranking)
+    fmt: object = None  # the QuantFormat (qdq.INT8, qdq.FP8_E4M3) every Q/DQ model of this calibration is written in
 
     def ranking(self) -> list[str]:
         """Every layer, most INT8-sensitive first (ranked on calibration images once, then cached)."""
@@ -357,7 +392,7 @@ def calibrate_model(onnx_path: Path, model, spec: PreprocessSpec, options: Int8O
     from trtpipe.quant.calibrate import collect_histograms
     from trtpipe.quant.feeds import network_feeder
     from trtpipe.quant.images import load_images
-    from trtpipe.quant.qdq import default_opset, plan_qdq
+    from trtpipe.quant.qdq import QUANT_FORMATS, default_opset, plan_qdq
     from trtpipe.quant.search import HELD_BACK, MIN_HELD_BACK
 
     refuse_requantizing(onnx_path, model, "calibration")
@@ -396,7 +431,8 @@ def calibrate_model(onnx_path: Path, model, spec: PreprocessSpec, options: Int8O
     )
     # the images the ranges were made on: a cache made on all images is not one made on three quarters
     held_back = {"share": HELD_BACK, "images": int(len(held))} if hold_back else None
-    cache_path = options.cache or default_cache_path(work_dir, stem_of(onnx_path), options.cache_tag)
+    fmt = QUANT_FORMATS[options.quant_format]
+    cache_path = options.cache or default_cache_path(work_dir, stem_of(onnx_path), options.cache_tag, fmt.name)
     cached = load_cache(cache_path, key, explicit=options.cache is not None)
     hit = cached is not None and set(plan.activations) <= set(cached["ranges"]) and cached.get("held_back") == held_back
     used = len(calibrate_on)
@@ -420,7 +456,7 @@ def calibrate_model(onnx_path: Path, model, spec: PreprocessSpec, options: Int8O
     if options.bias_correction:
         shifts = _cached_shifts(model, plan, extra.get("bias_correction"))
         if shifts is None:
-            shifts = _measure_shifts(model, plan, ranges, images, batch, calibrate_on)
+            shifts = _measure_shifts(model, plan, ranges, images, batch, calibrate_on, fmt)
             extra["bias_correction"] = shifts.to_json()
             for stale in ("sensitivity", "fidelity_search"):  # made with other biases
                 extra.pop(stale, None)
@@ -430,10 +466,10 @@ def calibrate_model(onnx_path: Path, model, spec: PreprocessSpec, options: Int8O
         extra.pop("sensitivity", None)  # a ranking made with(out) bias correction does not rank the other way
 
     def ranker() -> list[dict]:
-        return _rank(model, plan, ranges, images, batch, shifts, calibrate_on)
+        return _rank(model, plan, ranges, images, batch, shifts, calibrate_on, fmt)
 
     calibration = Calibration(
-        plan, ranges, (), cache_path, note, shifts, images, calibrate_on, held, batch, key, extra, changed, ranker
+        plan, ranges, (), cache_path, note, shifts, images, calibrate_on, held, batch, key, extra, changed, ranker, fmt
     )
     if changed:
         save_cache(cache_path, key, ranges, **extra)  # ranges are the expensive part: keep them even if later steps fail
@@ -611,21 +647,23 @@ def _spread(indices, count: int):
     return indices[np.unique(np.linspace(0, len(indices) - 1, min(len(indices), count)).round().astype(int))]
 
 
-def _measure_shifts(model, plan, ranges, images, batch, indices):
-    """Every quantized layer's mean INT8 output shift, on up to BIAS_CORRECTION_IMAGES spread over ``indices``."""
+def _measure_shifts(model, plan, ranges, images, batch, indices, fmt=None):
+    """Every quantized layer's mean output shift in ``fmt`` (INT8 by default), on up to BIAS_CORRECTION_IMAGES spread
+    over ``indices``."""
     from trtpipe.quant.bias_correction import measure_bias_shifts
+    from trtpipe.quant.qdq import INT8
 
     chosen = _spread(indices, BIAS_CORRECTION_IMAGES)
     batches = images.batches(batch, chosen)
-    return measure_bias_shifts(model, plan, ranges, batches, _progress(len(chosen), "bias correction"))
+    return measure_bias_shifts(model, plan, ranges, batches, _progress(len(chosen), "bias correction"), fmt or INT8)
 
 
-def _rank(model, plan, ranges, images, batch, shifts, indices) -> list[dict]:
+def _rank(model, plan, ranges, images, batch, shifts, indices, fmt=None) -> list[dict]:
     """Sensitivity of every layer on SENSITIVITY_IMAGES of ``indices`` (calibration images, not held-back ones)."""
     from trtpipe.quant.sensitivity import rank_layers
 
     batches = list(images.batches(batch * 2, _spread(indices, SENSITIVITY_IMAGES)))
-    ranking = rank_layers(model, plan, ranges, batches, _progress(len(plan.layers), "ranking layers"), shifts)
+    ranking = rank_layers(model, plan, ranges, batches, _progress(len(plan.layers), "ranking layers"), shifts, fmt)
     return [{"name": r.name, "op_type": r.op_type, "error": r.error} for r in ranking]
 
 

@@ -33,6 +33,32 @@ _MIN_AMAX = 1e-8  # a tensor that is all zeros still needs a positive scale
 
 
 @dataclass(frozen=True)
+class QuantFormat:
+    """What Q/DQ quantizes to: INT8 (symmetric, zero point 0) or FP8 E4M3 (zero point 0), scale = amax / max_value."""
+
+    name: str  # int8 | fp8: the --precision that writes it
+    label: str  # for people: "INT8", "FP8 (E4M3)"
+    max_value: float  # the largest magnitude the type holds: 127, or 448 for E4M3 (OCP FP8 spec; ONNX FLOAT8E4M3FN)
+    onnx_type: int  # TensorProto.INT8 (3) | TensorProto.FLOAT8E4M3FN (17)
+    min_opset: int  # 13: per-channel DequantizeLinear; 19: Q/DQ with float8 types
+
+    def cast(self, scaled: np.ndarray) -> np.ndarray:
+        """``scaled`` (values / scale, float32) rounded to the type as QuantizeLinear rounds (saturating): INT8 ties
+        to even; E4M3 to the nearest representable value, ties to even (ml_dtypes, which onnx itself depends on)."""
+        clipped = np.clip(scaled, -self.max_value, self.max_value)
+        if self.name == "int8":
+            return np.rint(clipped).astype(np.int8)
+        import ml_dtypes
+
+        return clipped.astype(ml_dtypes.float8_e4m3fn)
+
+
+INT8 = QuantFormat("int8", "INT8", INT8_MAX, 3, 13)
+FP8_E4M3 = QuantFormat("fp8", "FP8 (E4M3)", 448.0, 17, 19)
+QUANT_FORMATS = {f.name: f for f in (INT8, FP8_E4M3)}
+
+
+@dataclass(frozen=True)
 class QuantizedInput:
     """One input of a layer that gets Q/DQ: an activation (calibrated) or a constant weight."""
 
@@ -197,23 +223,22 @@ def _residual_inputs(node, initializers, producers, consumer_count) -> list[Quan
 # ----------------------------------------------------------------------------------------------
 
 
-def quantize_weight(weight: np.ndarray, axis: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric INT8 weights: returns (int8 values, float32 scale per channel, or a scalar scale)."""
+def quantize_weight(weight: np.ndarray, axis: int | None, fmt: QuantFormat = INT8) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric weights in ``fmt``: returns (int8 or float8_e4m3fn values, float32 scale per channel, or a scalar)."""
     weight = weight.astype(np.float32)
     if axis is None:
         amax = np.float32(max(float(np.abs(weight).max(initial=0.0)), _MIN_AMAX))
-        scale = np.float32(amax / INT8_MAX)
-        return np.clip(np.rint(weight / scale), -INT8_MAX, INT8_MAX).astype(np.int8), np.asarray(scale)
+        scale = np.float32(amax / fmt.max_value)
+        return fmt.cast(weight / scale), np.asarray(scale)
     reduce_axes = tuple(i for i in range(weight.ndim) if i != axis)
     amax = np.maximum(np.abs(weight).max(axis=reduce_axes), _MIN_AMAX).astype(np.float32)
-    scale = (amax / INT8_MAX).astype(np.float32)
+    scale = (amax / fmt.max_value).astype(np.float32)
     shape = [1] * weight.ndim
     shape[axis] = -1
-    quantized = np.clip(np.rint(weight / scale.reshape(shape)), -INT8_MAX, INT8_MAX).astype(np.int8)
-    return quantized, scale
+    return fmt.cast(weight / scale.reshape(shape)), scale
 
 
-def insert_qdq(model, plan: QdqPlan, amax: Mapping[str, float], fp16_layers: Iterable[Layer] = ()):
+def insert_qdq(model, plan: QdqPlan, amax: Mapping[str, float], fp16_layers: Iterable[Layer] = (), fmt: QuantFormat = INT8):
     """Returns a copy of ``model`` with Q/DQ written as ``plan`` says.
 
     Args:
@@ -224,13 +249,17 @@ def insert_qdq(model, plan: QdqPlan, amax: Mapping[str, float], fp16_layers: Ite
             FP16 Casts before their activation inputs (one per tensor, shared), FP16 copies of their constant
             inputs, and an FP32 Cast after each output that an FP32 op or the graph output reads. A kept layer
             that reads another's output reads its FP16 value directly. Indexes as in ``plan_qdq(model)``.
+        fmt: INT8 (default) or FP8_E4M3 (per-tensor E4M3 activations, per-channel E4M3 weights).
 
     Raises:
         KeyError: an activation of the plan has no range (a bug: calibrate the plan's activations).
-
-    The model's default-domain opset must be >= 13 (per-channel DequantizeLinear); see :func:`default_opset`.
+        ValueError: the model's opset is below ``fmt.min_opset`` (13 for INT8's per-channel DequantizeLinear, 19 for
+            FP8; the callers convert first, see ``trtpipe.quant.prepare``).
     """
     from onnx import numpy_helper
+
+    if default_opset(model) < fmt.min_opset:
+        raise ValueError(f"{fmt.label} Q/DQ needs opset {fmt.min_opset}, the model is at {default_opset(model)}")
 
     model = _copy_model(model)
     graph = model.graph
@@ -245,9 +274,9 @@ def insert_qdq(model, plan: QdqPlan, amax: Mapping[str, float], fp16_layers: Ite
         for item in layer.inputs:
             if item.tensor not in dequantized:
                 if item.is_weight:
-                    nodes, inits = _weight_dq(item, numpy_helper.to_array(initializers[item.tensor]))
+                    nodes, inits = _weight_dq(item, numpy_helper.to_array(initializers[item.tensor]), fmt)
                 else:
-                    nodes, inits = _activation_qdq(item.tensor, float(amax[item.tensor]))
+                    nodes, inits = _activation_qdq(item.tensor, float(amax[item.tensor]), fmt)
                 dequantized[item.tensor] = nodes[-1].output[0]
                 pending[item.tensor] = nodes
                 new_initializers += inits
@@ -269,21 +298,21 @@ def insert_qdq(model, plan: QdqPlan, amax: Mapping[str, float], fp16_layers: Ite
     graph.node.extend(half.drop_unread_casts(nodes, {o.name for o in graph.output}))
     graph.initializer.extend(new_initializers + half.initializers)
     _drop_unused_initializers(graph)
-    _mark_as_trtpipes(model)
+    _mark_as_trtpipes(model, fmt)
     return model
 
 
-def _mark_as_trtpipes(model) -> None:
-    """Records in ``metadata_props`` that these Q/DQ are trtpipe's calibration: such a model is named "int8" (what
-    ``--precision int8`` asked for), one that came quantized by its own Q/DQ (``trtpipe.onnx.quantized``)."""
+def _mark_as_trtpipes(model, fmt: QuantFormat = INT8) -> None:
+    """Records in ``metadata_props`` that these Q/DQ are trtpipe's calibration: such a model is named "int8" / "fp8"
+    (what ``--precision`` asked for), one that came quantized by its own Q/DQ (``trtpipe.onnx.quantized``)."""
     from trtpipe.onnx.quantized import TRTPIPE_QDQ_KEY
 
     for entry in model.metadata_props:
         if entry.key == TRTPIPE_QDQ_KEY:
-            entry.value = "int8 calibration"
+            entry.value = f"{fmt.name} calibration"
             return
     entry = model.metadata_props.add()
-    entry.key, entry.value = TRTPIPE_QDQ_KEY, "int8 calibration"
+    entry.key, entry.value = TRTPIPE_QDQ_KEY, f"{fmt.name} calibration"
 
 
 class _Fp16Writer:
@@ -333,14 +362,14 @@ class _Fp16Writer:
         return [n for n in nodes if n.name not in self.cast_backs or n.output[0] in read]
 
 
-def _activation_qdq(tensor: str, amax: float):
+def _activation_qdq(tensor: str, amax: float, fmt: QuantFormat = INT8):
     from onnx import TensorProto, helper
 
-    scale = np.float32(max(amax, _MIN_AMAX) / INT8_MAX)
+    scale = np.float32(max(amax, _MIN_AMAX) / fmt.max_value)
     scale_name, zero_name = f"{tensor}_qdq_scale", f"{tensor}_qdq_zero_point"
     inits = [
         helper.make_tensor(scale_name, TensorProto.FLOAT, [], [float(scale)]),
-        helper.make_tensor(zero_name, TensorProto.INT8, [], [0]),
+        helper.make_tensor(zero_name, fmt.onnx_type, [], [0]),  # the zero point's type is the quantized type
     ]
     quantized, dequantized = f"{tensor}_quantized", f"{tensor}_dequantized"
     nodes = [
@@ -352,12 +381,12 @@ def _activation_qdq(tensor: str, amax: float):
     return nodes, inits
 
 
-def _weight_dq(item: QuantizedInput, weight: np.ndarray):
+def _weight_dq(item: QuantizedInput, weight: np.ndarray, fmt: QuantFormat = INT8):
     from onnx import helper, numpy_helper
 
-    values, scale = quantize_weight(weight, item.axis)
+    values, scale = quantize_weight(weight, item.axis, fmt)
     base = item.tensor
-    zero = np.zeros(scale.shape, np.int8)
+    zero = np.zeros(scale.shape, values.dtype)
     inits = [
         numpy_helper.from_array(values, f"{base}_quantized"),
         numpy_helper.from_array(scale, f"{base}_scale"),
@@ -435,7 +464,8 @@ def count_qdq(model) -> QdqCounts:
         for name in node.input:
             consumers[name].append(node)
     graph_outputs = {o.name for o in graph.output}
-    int8_constants = {init.name for init in graph.initializer if init.data_type == 3}  # TensorProto.INT8
+    # quantized constants a DequantizeLinear may read directly: INT8 (3) and FP8 E4M3 (17) weights
+    int8_constants = {init.name for init in graph.initializer if init.data_type in (3, 17)}
 
     quantized = total = 0
     for node in graph.node:

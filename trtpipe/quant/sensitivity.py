@@ -14,7 +14,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from trtpipe.quant.qdq import QdqPlan, insert_qdq
+from trtpipe.quant.qdq import INT8, QdqPlan, insert_qdq
 
 log = logging.getLogger("trtpipe")
 
@@ -73,6 +73,7 @@ def rank_layers(
     batches: Sequence[np.ndarray],
     progress: Callable[[int], None] | None = None,
     shifts=None,
+    fmt=None,
 ) -> list[LayerSensitivity]:
     """Ranks the layers of ``plan`` by the error each causes alone, worst first.
 
@@ -83,6 +84,7 @@ def rank_layers(
         batches: preprocessed held-back images (a few dozen are enough to rank).
         progress: called with 1 after each layer.
         shifts: BiasShifts (``bias_correction.py``): rank each layer with its bias corrected, as it will be built.
+        fmt: the QuantFormat layers are quantized to. Defaults to INT8.
     """
     from trtpipe.quant.bias_correction import apply_bias_shifts
 
@@ -92,7 +94,7 @@ def rank_layers(
     for layer in plan.layers:
         alone = plan.only([layer.name])
         source = model if shifts is None else apply_bias_shifts(model, alone, shifts)
-        output = run_model(insert_qdq(source, alone, ranges), batches)
+        output = run_model(insert_qdq(source, alone, ranges, fmt=fmt or INT8), batches)
         error = float(np.mean(1.0 - cosine_rows(reference, output)))
         agreement = (
             float(np.mean(output.argmax(1) == reference.argmax(1))) if reference.ndim == 2 else float("nan")
