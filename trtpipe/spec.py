@@ -556,6 +556,9 @@ class EngineSidecar(_JsonFile):
     # int8: the fidelity check of the Q/DQ ONNX (trtpipe.quant.search.SearchResult.to_json): target, figures on the
     # held-back images, image counts, layers kept and why; None when nothing was checked (fp32/fp16, given Q/DQ)
     fidelity: dict | None = None
+    # What was done to the given ONNX before TensorRT parsed it, in order: {"step": "opset_conversion", "from", "to",
+    # "max_abs_error", ...} or {"step": "specialise_and_fold" | "fold_constants", "inputs", "onnx", "onnx_sha256", ...}
+    onnx_rewrites: tuple[dict, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

@@ -33,6 +33,7 @@ from trtpipe.spec import (
     sidecar_path_for,
 )
 from trtpipe.builder.profiles import check_image_size, resolve_profile
+from trtpipe.onnx.specialise import dims_fixed_by_profile
 from trtpipe.runtime.onnxruntime_engine import model_precision
 
 log = logging.getLogger("trtpipe.builder")
@@ -123,12 +124,110 @@ def build_engine(
     _check_spec_fits(onnx_path, source_inputs, spec, weight_inputs)
     network_inputs = _fused_inputs(source_inputs, config.fuse_preprocess) if config.fuse_preprocess else source_inputs
     ranges, profile_notes = resolve_profile(network_inputs, config, weight_inputs=weight_inputs)
-    network_onnx, realised, notes, calib_sha, fidelity = _prepare_network_onnx(
-        onnx_path, source_model, config, spec, output
+    # Where the profile fixes dimensions the ONNX leaves dynamic, TensorRT parses the ONNX specialised to them, its
+    # shape arithmetic folded; where TensorRT refuses a model on shape grounds anyway, constants are folded and the
+    # build tried once more (TensorRT's first refusal stays in the error if that fails too).
+    fixed = dims_fixed_by_profile(source_inputs, ranges)
+    source = _specialised_source(onnx_path, source_model, fixed, output) if fixed else _Source(onnx_path, source_model)
+    request = _Request(onnx_path, source_sha, intake, network_inputs, tuple(ranges), tuple(profile_notes), config, spec,
+                       output, flavor, force, started)
+    try:
+        with source.removed_on_failure():
+            return _build_from(source, request)
+    except BuildError as refused:
+        if source.specialisation is not None or not _refused_on_shapes(refused.message):
+            raise
+        log.warning("%s; folding constants and building again", refused.message)
+        folded = _specialised_source(onnx_path, source_model, {}, output)
+        try:
+            with folded.removed_on_failure():
+                return _build_from(folded, request)
+        except BuildError as again:
+            raise BuildError(
+                f"{again.message} (after {folded.specialisation.summary()}; before, TensorRT said: {refused.message})",
+                "give a profile that fixes the dynamic image dimensions (--minShapes = --optShapes = --maxShapes "
+                "apart from the batch, e.g. the size the model was trained at), so trtpipe specialises the ONNX to "
+                "them; run with -v for TensorRT's full log",
+            ) from None
+
+
+@dataclass(frozen=True)
+class _Request:
+    """What build_engine resolved before the precision step: the same for a second try on a folded ONNX."""
+
+    onnx_path: Path  # as given
+    source_sha: str
+    intake: object  # OnnxIntake of the given ONNX
+    network_inputs: tuple[TensorInfo, ...]  # the inputs the profile was resolved for
+    ranges: tuple[ShapeRange, ...]
+    profile_notes: tuple[str, ...]
+    config: BuildConfig
+    spec: PreprocessSpec | None
+    output: Path
+    flavor: Flavor
+    force: bool
+    started: float  # perf_counter at the start of build_engine
+
+
+@dataclass(frozen=True)
+class _Source:
+    """The ONNX the precision step and the parser start from: the given one, or its specialised, folded copy."""
+
+    path: Path
+    model: object  # onnx.ModelProto
+    specialisation: object = None  # trtpipe.onnx.specialise.Specialisation; None: the ONNX as given
+    written: bool = False  # this build wrote ``path`` (new, or other bytes than before)
+
+    @contextlib.contextmanager
+    def removed_on_failure(self):
+        """Removes the specialised ONNX this build wrote when the build fails: no engine refers to it."""
+        try:
+            yield
+        except BaseException:
+            if self.written:
+                self.path.unlink(missing_ok=True)
+            raise
+
+
+def _specialised_source(onnx_path: Path, model, fixed: dict, output: Path) -> _Source:
+    """Specialises ``fixed`` input shapes and folds constants (Polygraphy), written beside the engine as
+    ``<engine stem>.specialised.onnx`` (unless it holds these bytes already)."""
+    from trtpipe.onnx.specialise import specialise_and_fold
+    from trtpipe.quant.prepare import _save_if_changed
+
+    folded, done = specialise_and_fold(model, fixed)
+    path = output.with_name(output.name.split(".")[0] + ".specialised.onnx")
+    written = _save_if_changed(folded, path)
+    log.info("%s: %s -> %s", onnx_path, done.summary(), path)
+    return _Source(path, folded, done, written)
+
+
+# Substrings of TensorRT's build errors that blame shapes (dimension names, profiles, shape inference): a model
+# refused for these may build once its dimensions are fixed and its shape arithmetic folded.
+SHAPE_REFUSALS = ("dimension", "shape", "kmin", "kmax", "ioptimizationprofile")
+
+
+def _refused_on_shapes(message: str) -> bool:
+    return any(word in message.lower() for word in SHAPE_REFUSALS)
+
+
+def _build_from(source: _Source, request: _Request) -> BuildResult:
+    """Precision step, parse, build and sidecar for the ONNX ``source`` (see :func:`build_engine`)."""
+    onnx_path, config, spec, output, flavor = request.onnx_path, request.config, request.spec, request.output, request.flavor
+    intake, network_inputs, ranges = request.intake, request.network_inputs, list(request.ranges)
+    source_inputs = graph_io(source.model)[0]
+    rewrites = ()
+    profile_notes = list(request.profile_notes)
+    if source.specialisation is not None:
+        rewrites = ({**source.specialisation.to_json(), "onnx": str(source.path), "onnx_sha256": onnx_sha256(source.path)},)
+        profile_notes.append(source.specialisation.summary() + f": TensorRT parses {source.path}")
+    network_onnx, realised, notes, calib_sha, fidelity, precision_rewrites = _prepare_network_onnx(
+        source.path, source.model, config, spec, output, onnx_path
     )
+    rewrites += precision_rewrites
     # trtpipe wrote the network ONNX itself (FP16, Q/DQ): the parser judges it, the checker's findings on the
     # source were already recorded.
-    network_model = source_model if network_onnx == onnx_path else read_onnx(network_onnx, check=False).model
+    network_model = source.model if network_onnx == source.path else read_onnx(network_onnx, check=False).model
     inputs, outputs = graph_io(network_model)
     _check_rewritten_inputs(network_onnx, inputs, source_inputs)  # FP16/Q/DQ never turn a weight into an input
     if config.fuse_preprocess is not None:
@@ -142,7 +241,7 @@ def build_engine(
         from trtpipe.onnx.fuse_preprocess import fused_notes
 
         notes = list(notes) + fused_notes(spec)
-    size_warning = check_image_size(ranges, inputs, spec)
+    size_warning = check_image_size(ranges, network_inputs, spec)  # the dims as given, not as specialised
     if size_warning:
         profile_notes.append(size_warning)
     target = _target(flavor, config)
@@ -150,9 +249,9 @@ def build_engine(
     fingerprint = {**config.fingerprint(), "network_onnx_sha256": network_sha}
 
     profiles = ({r.name: r.to_dict() for r in ranges},)
-    current = _up_to_date_sidecar(output, source_sha, fingerprint, flavor, target, profiles)
-    if current is not None and not force:
-        return BuildResult(output, current, skipped=True, seconds=time.perf_counter() - started)
+    current = _up_to_date_sidecar(output, request.source_sha, fingerprint, flavor, target, profiles)
+    if current is not None and not request.force:
+        return BuildResult(output, current, skipped=True, seconds=time.perf_counter() - request.started)
 
     log.info("building %s from %s with %s (%s) ...", output.name, network_onnx, flavor.label, realised)
     build_started = time.perf_counter()
@@ -167,7 +266,7 @@ def build_engine(
         engine_sha256=sha256_bytes(serialized),
         engine_bytes=len(serialized),
         onnx_path=str(onnx_path),
-        onnx_sha256=source_sha,
+        onnx_sha256=request.source_sha,
         precision=config.precision,
         precision_realised=realised,
         profiles=profiles,
@@ -188,11 +287,12 @@ def build_engine(
         network_onnx_sha256=network_sha,
         network_onnx_precision=model_precision(network_model),
         fidelity=fidelity,
+        onnx_rewrites=rewrites,
     )
     # Engine first, sidecar last: a sidecar only ever describes a complete engine beside it.
     atomic_write_bytes(output, serialized)
     sidecar.save(sidecar_path_for(output))
-    return BuildResult(output, sidecar, skipped=False, seconds=time.perf_counter() - started)
+    return BuildResult(output, sidecar, skipped=False, seconds=time.perf_counter() - request.started)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -211,19 +311,25 @@ def _check_precision_mode(flavor: Flavor, config: BuildConfig) -> None:
         )
 
 
-def _prepare_network_onnx(onnx_path, source_model, config, spec, output):
-    """Returns (ONNX to parse, how the precision is realised, notes, calibration cache sha256, INT8 fidelity check)."""
+def _prepare_network_onnx(onnx_path, source_model, config, spec, output, given_onnx=None):
+    """Returns (ONNX to parse, how the precision is realised, notes, calibration cache sha256, INT8 fidelity check,
+    rewrites of the ONNX on the way: the opset conversion, as sidecar ``onnx_rewrites`` entries).
+
+    ``onnx_path`` is the ONNX to start from (the given one, or its specialised copy), ``given_onnx`` the one given
+    to the builder, which names the default network ONNX (``<stem>.int8.onnx``). Defaults to ``onnx_path``.
+    """
+    given_onnx = given_onnx or onnx_path
     has_qdq = any(node.op_type in ("QuantizeLinear", "DequantizeLinear") for node in source_model.graph.node)
     if config.precision == "fp32":
         if has_qdq:
             return onnx_path, "Q/DQ nodes in the given ONNX (strongly typed: they run in INT8)", [
                 "the ONNX already has Q/DQ nodes, so this 'fp32' engine runs them in INT8"
-            ], None, None
-        return onnx_path, "fp32", [], None, None
+            ], None, None, ()
+        return onnx_path, "fp32", [], None, None, ()
     if config.precision == "int8" and has_qdq:
         return onnx_path, "Q/DQ ONNX as given (no calibration)", [
             "INT8 fidelity unchecked: the Q/DQ ONNX was given, trtpipe did not compare it with FP32"
-        ], None, None
+        ], None, None, ()
     if config.precision == "int8" and spec is not None and spec.fused_preprocess is not None:
         raise ConfigError(
             f"{onnx_path} takes uint8 frames (its preprocessing is fused in, {spec.fused_preprocess}); INT8 calibration "
@@ -235,19 +341,22 @@ def _prepare_network_onnx(onnx_path, source_model, config, spec, output):
     ):
         realised = "BuilderFlag.INT8 + IInt8EntropyCalibrator2" if config.precision == "int8" else "BuilderFlag.FP16"
         unchecked = ["INT8 fidelity unchecked: in implicit mode TensorRT chooses each layer's precision on the GPU"]
-        return onnx_path, realised, unchecked if config.precision == "int8" else [], None, None
+        return onnx_path, realised, unchecked if config.precision == "int8" else [], None, None, ()
     from trtpipe.quant.prepare import prepare_precision_onnx
 
     # The engine's own network ONNX, which its CPU fallback runs: the default engine keeps the familiar
     # <stem>.int8.onnx / <stem>.fp16.onnx; an engine of another name gets <engine stem>.<precision>.onnx, so two
     # engines built from one ONNX with other options never share (and overwrite) the file.
-    name = None if output == default_engine_path(onnx_path, config.precision) else output.stem
+    from trtpipe.quant.prepare import stem_of
+
+    name = stem_of(given_onnx) if output == default_engine_path(given_onnx, config.precision) else output.stem
     prepared = prepare_precision_onnx(onnx_path, config, spec, output.parent, name)
     fidelity = None
     if prepared.fidelity is not None:
         fidelity = {**prepared.fidelity, "prepare_seconds": round(prepared.seconds, 1)}
     return (
-        Path(prepared.path), prepared.precision_realised, list(prepared.notes), prepared.calibration_cache_sha256, fidelity
+        Path(prepared.path), prepared.precision_realised, list(prepared.notes), prepared.calibration_cache_sha256, fidelity,
+        prepared.rewrites,
     )
 
 

@@ -41,6 +41,7 @@ class PreparedOnnx:
     fidelity: dict | None = None  # int8: SearchResult.to_json() (target, figures, image counts, layers kept)
     summary: str = ""  # one clause for the closing line (int8: the fidelity check; fp16: the range check)
     seconds: float = 0.0  # preparing it: calibration, fidelity check and search, or the FP16 conversion
+    rewrites: tuple[dict, ...] = ()  # done to the model first (an opset conversion), as EngineSidecar.onnx_rewrites
 
 
 @dataclass(frozen=True)
