@@ -28,6 +28,7 @@ CALIBRATION_BATCH = 8  # measured fastest on two cores: bigger batches spill the
 SENSITIVITY_IMAGES = 16  # enough to order layers for the search (which measures each it keeps); one pass per layer
 BIAS_CORRECTION_IMAGES = 128  # per-channel means settle well before this; one FP32 pass over them
 CHECK_BATCH = 16  # held-back images per ONNX Runtime call in the fidelity check
+QDQ_MIN_OPSET = 13  # per-channel QuantizeLinear/DequantizeLinear (the axis attribute)
 
 
 @dataclass(frozen=True)
@@ -189,6 +190,7 @@ def prepare_int8(onnx_path: Path, options: Int8Options, spec: PreprocessSpec | N
     target = resolve_fidelity_target(options.fidelity_target, spec.task)
     model = load_onnx(onnx_path, check=False)  # initializers listed as graph inputs are dropped there
     calibration = calibrate_model(onnx_path, model, spec, options, output.parent)
+    model = calibration.model  # converted to opset 13+ where it was older
     if target is None:
         check = _unchecked(calibration, options, "--fidelity-target none")
     elif len(calibration.held_back_indices) == 0:  # only when not enforced, see calibrate_model
@@ -238,7 +240,7 @@ def prepare_int8(onnx_path: Path, options: Int8Options, spec: PreprocessSpec | N
     )
     return PreparedOnnx(
         output, realised, tuple(notes), sha256_file(calibration.cache_path), fidelity=check.to_json(),
-        summary=check.summary(), seconds=seconds,
+        summary=check.summary(), seconds=seconds, rewrites=calibration.rewrites,
     )
 
 
@@ -299,6 +301,8 @@ class Calibration:
     entries: dict | None = None  # the cache's entries besides the ranges (bias_correction, sensitivity, ...)
     changed: bool = False  # entries differ from the cache file: save() writes it
     ranker: Callable | None = None  # () -> sensitivity entries, worst first (computes and caches the ranking)
+    model: object = None  # the onnx.ModelProto calibrated: the given one, or its opset conversion
+    rewrites: tuple[dict, ...] = ()  # what was done to the given model first (the opset conversion)
 
     def ranking(self) -> list[str]:
         """Every layer, most INT8-sensitive first (ranked on calibration images once, then cached)."""
@@ -336,7 +340,8 @@ def calibrate_model(onnx_path: Path, model, spec: PreprocessSpec, options: Int8O
     Raises:
         ConfigError: unknown --keep-fp names; too few images to hold some back.
         InputError: a bad image folder, a cache from another model, a model images cannot feed.
-        OnnxModelError: an opset below 13, nothing to quantize, ONNX Runtime cannot run the model.
+        OnnxModelError: an opset below 13 that onnx.version_converter cannot convert (or whose conversion changes the
+            outputs), nothing to quantize, ONNX Runtime cannot run the model.
     """
     import numpy as np
 
@@ -345,14 +350,13 @@ def calibrate_model(onnx_path: Path, model, spec: PreprocessSpec, options: Int8O
     from trtpipe.quant.calibrate import collect_histograms
     from trtpipe.quant.feeds import network_feeder
     from trtpipe.quant.images import load_images
-    from trtpipe.quant.qdq import default_opset, plan_qdq
+    from trtpipe.quant.qdq import plan_qdq
     from trtpipe.quant.search import HELD_BACK, MIN_HELD_BACK
 
-    if default_opset(model) < 13:
-        raise OnnxModelError(
-            f"{onnx_path}: opset {default_opset(model)}, but per-channel Q/DQ needs opset 13 or newer",
-            "export again with opset 17 (trtpipe export does), or upgrade it with onnx.version_converter",
-        )
+    from trtpipe.onnx.opset import upgrade_opset, with_error
+
+    original = model
+    model, conversion = upgrade_opset(model, QDQ_MIN_OPSET, str(onnx_path), f"per-channel Q/DQ needs opset {QDQ_MIN_OPSET}")
     plan = plan_qdq(model)
     if not plan.layers:
         raise OnnxModelError(
@@ -419,8 +423,15 @@ def calibrate_model(onnx_path: Path, model, spec: PreprocessSpec, options: Int8O
     def ranker() -> list[dict]:
         return _rank(model, plan, ranges, images, batch, shifts, calibrate_on)
 
+    rewrites = ()
+    if conversion is not None:  # checked on the images before anything is built from it
+        conversion = with_error(conversion, original, model, images.batches(batch, calibrate_on))
+        log.info("%s: %s", onnx_path, conversion.summary())
+        note = f"{conversion.summary()}; {note}"
+        rewrites = (conversion.to_json(),)
     calibration = Calibration(
-        plan, ranges, (), cache_path, note, shifts, images, calibrate_on, held, batch, key, extra, changed, ranker
+        plan, ranges, (), cache_path, note, shifts, images, calibrate_on, held, batch, key, extra, changed, ranker,
+        model, rewrites,
     )
     if changed:
         save_cache(cache_path, key, ranges, **extra)  # ranges are the expensive part: keep them even if later steps fail
