@@ -559,6 +559,8 @@ class EngineSidecar(_JsonFile):
     # What was done to the given ONNX before TensorRT parsed it, in order: {"step": "opset_conversion", "from", "to",
     # "max_abs_error", ...} or {"step": "specialise_and_fold" | "fold_constants", "inputs", "onnx", "onnx_sha256", ...}
     onnx_rewrites: tuple[dict, ...] = ()
+    # class names the exporter stored in the ONNX's metadata (Ultralytics `names`, PaddleOCR `character`); () if none
+    class_names: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

@@ -21,6 +21,7 @@ import trtpipe
 from trtpipe.errors import BuildError, ConfigError
 from trtpipe.flavors import Flavor, get_flavor, make_logger, no_gc_inside_tensorrt
 from trtpipe.io import atomic_output, atomic_write_bytes, ensure_writable_dir, sha256_bytes, sha256_file
+from trtpipe.labels import names_from_metadata
 from trtpipe.onnx.load import check_onnx_path, graph_io, onnx_sha256, read_onnx
 from trtpipe.spec import (
     BuildConfig,
@@ -288,6 +289,7 @@ def _build_from(source: _Source, request: _Request) -> BuildResult:
         network_onnx_precision=model_precision(network_model),
         fidelity=fidelity,
         onnx_rewrites=rewrites,
+        class_names=names_from_metadata({p.key: p.value for p in intake.model.metadata_props}),
     )
     # Engine first, sidecar last: a sidecar only ever describes a complete engine beside it.
     atomic_write_bytes(output, serialized)

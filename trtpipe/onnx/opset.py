@@ -8,13 +8,11 @@ by the caller, against the original's outputs in ONNX Runtime on the images (:fu
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass, replace
 
 from trtpipe.errors import OnnxModelError
 
-log = logging.getLogger("trtpipe.onnx")
 
 TARGET_OPSET = 17  # what trtpipe export writes and every TensorRT flavour parses
 # Parity of a converted model with its original: the converter changes how ops are spelled, not what they compute,
@@ -85,9 +83,7 @@ def upgrade_opset(model, minimum: int, source: str, why: str, target: int = TARG
         except Exception as exc:  # the converter raises RuntimeError/ConvertError/ValidationError, all with a message
             blocker = _op_named_in(model, str(exc)) or f"an op the converter names only as: {_first_line(exc)}"
         if blocker is None:
-            done = OpsetConversion(found, opset, time.perf_counter() - start)
-            log.info("%s: %s", source, done.summary())
-            return converted, done
+            return converted, OpsetConversion(found, opset, time.perf_counter() - start)  # said once checked
         blocked[opset] = blocker
     raise OnnxModelError(
         f"{source}: opset {found}, {why}, and onnx.version_converter cannot convert it: {blocked[target]} blocks "

@@ -153,6 +153,7 @@ class TensorRTEngine(Engine):
         self._staged_by: object | None = None  # the queue whose inputs are on context 0's device (None: an infer's)
         self.cuda_graph_failure: str | None = None  # why CUDA graphs were given up, when a capture failed
         self.sidecar = load_sidecar(self.path)
+        self.class_names = tuple(self.sidecar.class_names)  # from the ONNX's metadata at build time
         self.flavor = flavor or _flavor_for(self.sidecar, str(self.path))
         self.simulated = bool(getattr(self.flavor.module, "SIMULATED", False))
         self.backend = self.flavor.name + ("-simulated" if self.simulated else "")
