@@ -155,3 +155,15 @@ def test_the_triton_pipeline_model_serves_the_generic_outputs(text_model, tmp_pa
     (result,) = head({"maps": maps[None], "sequence": sequence[None]}, [None], [None])
     arrays = result_arrays(served.task, result)
     assert arrays["maps"].shape == (1, 1, 16, 16) and arrays["sequence"].shape == (1, 5, 7)
+
+
+@pytest.mark.parametrize("metadata, expected", [
+    ({"names": "{0: 'person', 1: 'bicycle'}"}, ("person", "bicycle")),  # Ultralytics
+    ({"character": "0\n90\n180\n270"}, ("0", "90", "180", "270")),  # RapidAI / PaddleOCR
+    ({"names": "__import__('os').system('true')"}, ()),  # a literal or nothing: never evaluated as code
+    ({"imgsz": "[640, 640]"}, ()),
+])
+def test_class_names_come_from_the_exporters_metadata(metadata, expected):
+    from trtpipe.labels import names_from_metadata
+
+    assert names_from_metadata(metadata) == expected
