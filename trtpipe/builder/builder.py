@@ -194,11 +194,14 @@ def _specialised_source(onnx_path: Path, model, fixed: dict, output: Path) -> _S
     """Specialises ``fixed`` input shapes and folds constants (Polygraphy), written beside the engine as
     ``<engine stem>.specialised.onnx`` (unless it holds these bytes already)."""
     from trtpipe.onnx.specialise import specialise_and_fold
-    from trtpipe.quant.prepare import _save_if_changed
 
     folded, done = specialise_and_fold(model, fixed)
     path = output.with_name(output.name.split(".")[0] + ".specialised.onnx")
-    written = _save_if_changed(folded, path)
+    data = folded.SerializeToString()
+    # a rebuild with nothing changed rewrites nothing: the up-to-date check compares this file's hash
+    written = not (path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data)
+    if written:
+        atomic_write_bytes(path, data)
     log.info("%s: %s -> %s", onnx_path, done.summary(), path)
     return _Source(path, folded, done, written)
 
