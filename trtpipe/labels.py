@@ -91,3 +91,27 @@ def _bundled(name: str) -> tuple[str, ...]:
 
 def _read_lines(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def names_from_metadata(metadata: dict[str, str]) -> tuple[str, ...]:
+    """Class names an exporter stored in the ONNX's ``metadata_props``; () when it stored none.
+
+    Ultralytics writes ``names`` as a Python dict literal (``{0: 'person', 1: 'bicycle'}``); PaddleOCR/RapidOCR
+    models carry ``character``, one name per line (for a recognition model: its CTC dictionary).
+    """
+    import ast
+
+    text = metadata.get("names")
+    if text:
+        try:
+            value = ast.literal_eval(text)  # a literal, never code: this is the exporter's own repr
+        except (ValueError, SyntaxError):
+            value = None
+        if isinstance(value, dict):
+            return tuple(str(value[key]) for key in sorted(value))
+        if isinstance(value, (list, tuple)):
+            return tuple(str(name) for name in value)
+    text = metadata.get("character")
+    if text:
+        return tuple(text.split("\n"))
+    return ()

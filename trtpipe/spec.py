@@ -781,6 +781,11 @@ class EngineSidecar(_JsonFile):
     graph_sha256: str | None = None  # trtpipe.onnx.structure.graph_structure_sha256 of the network ONNX (no values)
     weights_sha256: str | None = None  # sha256 of the weights in the plan (the network ONNX's initializer values)
     weights_onnx: str | None = None  # the ONNX the plan's weights came from, when a refit replaced them
+    # What was done to the given ONNX before TensorRT parsed it, in order: {"step": "opset_conversion", "from", "to",
+    # "max_abs_error", ...} or {"step": "specialise_and_fold" | "fold_constants", "inputs", "onnx", "onnx_sha256", ...}
+    onnx_rewrites: tuple[dict, ...] = ()
+    # class names the exporter stored in the ONNX's metadata (Ultralytics `names`, PaddleOCR `character`); () if none
+    class_names: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

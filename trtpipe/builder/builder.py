@@ -22,6 +22,7 @@ import trtpipe
 from trtpipe.errors import BuildError, ConfigError
 from trtpipe.flavors import Flavor, get_flavor, make_logger, no_gc_inside_tensorrt
 from trtpipe.io import atomic_output, atomic_write_bytes, ensure_writable_dir, removed_on_error, sha256_bytes, sha256_file
+from trtpipe.labels import names_from_metadata
 from trtpipe.onnx.load import check_no_empty_axes, check_onnx_path, graph_io, onnx_sha256, read_onnx
 from trtpipe.onnx.quantized import check_tensorrt_takes, scan_quantization
 from trtpipe.spec import (
@@ -35,6 +36,7 @@ from trtpipe.spec import (
     sidecar_path_for,
 )
 from trtpipe.builder.profiles import check_image_size, resolve_profiles
+from trtpipe.onnx.specialise import dims_fixed_by_profile
 from trtpipe.runtime.onnxruntime_engine import model_precision
 
 log = logging.getLogger("trtpipe.builder")
@@ -142,16 +144,119 @@ def build_engine(
         )
     network_inputs = _fused_inputs(source_inputs, config.fuse_preprocess) if config.fuse_preprocess else source_inputs
     profile_ranges, profile_notes = resolve_profiles(network_inputs, config, weight_inputs=weight_inputs)
+    # Where the profile fixes dimensions the ONNX leaves dynamic, TensorRT parses the ONNX specialised to them, its
+    # shape arithmetic folded; where TensorRT refuses a model on shape grounds anyway, constants are folded and the
+    # build tried once more (TensorRT's first refusal stays in the error if that fails too). Several profiles fix
+    # nothing: each would need its own specialisation.
+    fixed = dims_fixed_by_profile(source_inputs, profile_ranges[0]) if len(profile_ranges) == 1 else {}
+    source = _specialised_source(onnx_path, source_model, fixed, output) if fixed else _Source(onnx_path, source_model)
+    request = _Request(onnx_path, source_sha, intake, network_inputs, tuple(tuple(r) for r in profile_ranges),
+                       tuple(profile_notes), config, spec, output, flavor, force, started, quantization)
+    try:
+        with source.removed_on_failure():
+            return _build_from(source, request)
+    except BuildError as refused:
+        if source.specialisation is not None or not _refused_on_shapes(refused.message):
+            raise
+        log.warning("%s; folding constants and building again", refused.message)
+        folded = _specialised_source(onnx_path, source_model, {}, output)
+        try:
+            with folded.removed_on_failure():
+                return _build_from(folded, request)
+        except BuildError as again:
+            raise BuildError(
+                f"{again.message} (after {folded.specialisation.summary()}; before, TensorRT said: {refused.message})",
+                "give a profile that fixes the dynamic image dimensions (--minShapes = --optShapes = --maxShapes "
+                "apart from the batch, e.g. the size the model was trained at), so trtpipe specialises the ONNX to "
+                "them; run with -v for TensorRT's full log",
+            ) from None
+
+
+@dataclass(frozen=True)
+class _Request:
+    """What build_engine resolved before the precision step: the same for a second try on a folded ONNX."""
+
+    onnx_path: Path  # as given
+    source_sha: str
+    intake: object  # OnnxIntake of the given ONNX
+    network_inputs: tuple[TensorInfo, ...]  # the inputs the profiles were resolved for
+    profile_ranges: tuple[tuple[ShapeRange, ...], ...]  # one per optimization profile
+    profile_notes: tuple[str, ...]
+    config: BuildConfig
+    spec: PreprocessSpec | None
+    output: Path
+    flavor: Flavor
+    force: bool
+    started: float  # perf_counter at the start of build_engine
+    quantization: object = None  # trtpipe.onnx.quantized.Quantization of a model that came quantized (else None)
+
+
+@dataclass(frozen=True)
+class _Source:
+    """The ONNX the precision step and the parser start from: the given one, or its specialised, folded copy."""
+
+    path: Path
+    model: object  # onnx.ModelProto
+    specialisation: object = None  # trtpipe.onnx.specialise.Specialisation; None: the ONNX as given
+    written: bool = False  # this build wrote ``path`` (new, or other bytes than before)
+
+    @contextlib.contextmanager
+    def removed_on_failure(self):
+        """Removes the specialised ONNX this build wrote when the build fails: no engine refers to it."""
+        try:
+            yield
+        except BaseException:
+            if self.written:
+                self.path.unlink(missing_ok=True)
+            raise
+
+
+def _specialised_source(onnx_path: Path, model, fixed: dict, output: Path) -> _Source:
+    """Specialises ``fixed`` input shapes and folds constants (Polygraphy), written beside the engine as
+    ``<engine stem>.specialised.onnx`` (unless it holds these bytes already)."""
+    from trtpipe.onnx.specialise import specialise_and_fold
+
+    folded, done = specialise_and_fold(model, fixed)
+    path = output.with_name(output.name.split(".")[0] + ".specialised.onnx")
+    data = folded.SerializeToString()
+    # a rebuild with nothing changed rewrites nothing: the up-to-date check compares this file's hash
+    written = not (path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data)
+    if written:
+        atomic_write_bytes(path, data)
+    log.info("%s: %s -> %s", onnx_path, done.summary(), path)
+    return _Source(path, folded, done, written)
+
+
+# Substrings of TensorRT's build errors that blame shapes (dimension names, profiles, shape inference): a model
+# refused for these may build once its dimensions are fixed and its shape arithmetic folded.
+SHAPE_REFUSALS = ("dimension", "shape", "kmin", "kmax", "ioptimizationprofile")
+
+
+def _refused_on_shapes(message: str) -> bool:
+    return any(word in message.lower() for word in SHAPE_REFUSALS)
+
+
+def _build_from(source: _Source, request: _Request) -> BuildResult:
+    """Precision step, parse, build and sidecar for the ONNX ``source`` (see :func:`build_engine`)."""
+    onnx_path, config, spec, output, flavor = request.onnx_path, request.config, request.spec, request.output, request.flavor
+    intake, network_inputs, profile_ranges = request.intake, request.network_inputs, [list(r) for r in request.profile_ranges]
+    source_inputs = graph_io(source.model)[0]
+    rewrites = ()
+    profile_notes = list(request.profile_notes)
+    if source.specialisation is not None:
+        rewrites = ({**source.specialisation.to_json(), "onnx": str(source.path), "onnx_sha256": onnx_sha256(source.path)},)
+        profile_notes.append(source.specialisation.summary() + f": TensorRT parses {source.path}")
     # A refusal after the precision rewrite leaves nothing beside the engine: no <stem>.fp16.onnx, .int8.onnx,
     # .fused.onnx or .postprocess.onnx, no calibration cache (a missed INT8 fidelity target keeps the cache on
     # purpose: a retry is quick).
     with _rewrites_removed_on_error(onnx_path, output):
-        network_onnx, realised, notes, calib_sha, fidelity = _prepare_network_onnx(
-            onnx_path, source_model, config, spec, output, quantization
+        network_onnx, realised, notes, calib_sha, fidelity, precision_rewrites = _prepare_network_onnx(
+            source.path, source.model, config, spec, output, request.quantization, onnx_path
         )
+        rewrites += precision_rewrites
         # trtpipe wrote the network ONNX itself (FP16, Q/DQ): the parser judges it, the checker's findings on the
         # source were already recorded.
-        network_model = source_model if network_onnx == onnx_path else read_onnx(network_onnx, check=False).model
+        network_model = source.model if network_onnx == source.path else read_onnx(network_onnx, check=False).model
         inputs, outputs = graph_io(network_model)
         _check_rewritten_inputs(network_onnx, inputs, source_inputs)  # FP16/Q/DQ never turn a weight into an input
         if config.fuse_preprocess is not None:
@@ -174,7 +279,7 @@ def build_engine(
             network_model = read_onnx(network_onnx, check=False).model
             inputs, outputs = graph_io(network_model)
         for index, ranges in enumerate(profile_ranges):
-            size_warning = check_image_size(ranges, inputs, spec)
+            size_warning = check_image_size(ranges, network_inputs, spec)  # the dims as given, not as specialised
             if size_warning:
                 profile_notes.append(size_warning if len(profile_ranges) == 1 else f"profile {index}: {size_warning}")
         target = _target(flavor, config)
@@ -182,9 +287,9 @@ def build_engine(
         fingerprint = {**config.fingerprint(), "network_onnx_sha256": network_sha}
 
         profiles = tuple({r.name: r.to_dict() for r in ranges} for ranges in profile_ranges)
-        current = _up_to_date_sidecar(output, source_sha, fingerprint, flavor, target, profiles)
-        if current is not None and not force:
-            return BuildResult(output, current, skipped=True, seconds=time.perf_counter() - started)
+        current = _up_to_date_sidecar(output, request.source_sha, fingerprint, flavor, target, profiles)
+        if current is not None and not request.force:
+            return BuildResult(output, current, skipped=True, seconds=time.perf_counter() - request.started)
 
         log.info("building %s from %s with %s (%s) ...", output.name, network_onnx, flavor.label, realised)
         build_started = time.perf_counter()
@@ -204,7 +309,7 @@ def build_engine(
             engine_sha256=sha256_bytes(serialized),
             engine_bytes=len(serialized),
             onnx_path=str(onnx_path),
-            onnx_sha256=source_sha,
+            onnx_sha256=request.source_sha,
             precision=config.precision,
             precision_realised=realised,
             profiles=profiles,
@@ -226,12 +331,14 @@ def build_engine(
             network_onnx_sha256=network_sha,
             network_onnx_precision=model_precision(network_model),  # a model that came quantized: by its own Q/DQ
             fidelity=fidelity,
+            onnx_rewrites=rewrites,
+            class_names=names_from_metadata({p.key: p.value for p in intake.model.metadata_props}),
             **refit,
         )
         # Engine first, sidecar last: a sidecar only ever describes a complete engine beside it.
         atomic_write_bytes(output, serialized)
         sidecar.save(sidecar_path_for(output))
-        return BuildResult(output, sidecar, skipped=False, seconds=time.perf_counter() - started)
+        return BuildResult(output, sidecar, skipped=False, seconds=time.perf_counter() - request.started)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -260,11 +367,16 @@ def _check_precision_mode(flavor: Flavor, config: BuildConfig) -> None:
         )
 
 
-def _prepare_network_onnx(onnx_path, source_model, config, spec, output, quantization=None):
-    """Returns (ONNX to parse, how the precision is realised, notes, calibration cache sha256, INT8 fidelity check).
+def _prepare_network_onnx(onnx_path, source_model, config, spec, output, quantization=None, given_onnx=None):
+    """Returns (ONNX to parse, how the precision is realised, notes, calibration cache sha256, INT8 fidelity check,
+    rewrites of the ONNX on the way: the opset conversion, as sidecar ``onnx_rewrites`` entries).
+
+    ``onnx_path`` is the ONNX to start from (the given one, or its specialised copy), ``given_onnx`` the one given
+    to the builder, which names the default network ONNX (``<stem>.int8.onnx``). Defaults to ``onnx_path``.
 
     A model that came quantized is built with its own Q/DQ, named by them (``trtpipe.onnx.quantized``): fp32 and int8
     parse it as given (calibrating it again would quantize it twice), fp16 converts what is float around the Q/DQ."""
+    given_onnx = given_onnx or onnx_path
     if quantization and config.precision == "fp8" and quantization.key != "fp8":
         raise ConfigError(
             f"--precision fp8 asks for an FP8 engine, but {onnx_path} came quantized as {quantization.precision} "
@@ -285,9 +397,9 @@ def _prepare_network_onnx(onnx_path, source_model, config, spec, output, quantiz
         return onnx_path, f"{quantization.precision}{QDQ_AS_GIVEN}", [
             f"{asked}the ONNX came quantized, {quantization.summary()}; the engine runs its Q/DQ as they are",
             "fidelity against the float model unchecked: trtpipe was given the quantized ONNX only",
-        ], None, None
+        ], None, None, ()
     if config.precision == "fp32":
-        return onnx_path, "fp32", [], None, None
+        return onnx_path, "fp32", [], None, None, ()
     if config.precision in ("int8", "fp8") and spec is not None and spec.fused_preprocess is not None:
         raise ConfigError(
             f"{onnx_path} takes uint8 frames (its preprocessing is fused in, {spec.fused_preprocess}); calibration "
@@ -299,19 +411,22 @@ def _prepare_network_onnx(onnx_path, source_model, config, spec, output, quantiz
     ):
         realised = "BuilderFlag.INT8 + IInt8EntropyCalibrator2" if config.precision == "int8" else "BuilderFlag.FP16"
         unchecked = ["INT8 fidelity unchecked: in implicit mode TensorRT chooses each layer's precision on the GPU"]
-        return onnx_path, realised, unchecked if config.precision == "int8" else [], None, None
+        return onnx_path, realised, unchecked if config.precision == "int8" else [], None, None, ()
     from trtpipe.quant.prepare import prepare_precision_onnx
 
     # The engine's own network ONNX, which its CPU fallback runs: the default engine keeps the familiar
     # <stem>.int8.onnx / <stem>.fp16.onnx; an engine of another name gets <engine stem>.<precision>.onnx, so two
     # engines built from one ONNX with other options never share (and overwrite) the file.
-    name = None if output == default_engine_path(onnx_path, config.precision) else output.stem
+    from trtpipe.quant.prepare import stem_of
+
+    name = stem_of(given_onnx) if output == default_engine_path(given_onnx, config.precision) else output.stem
     prepared = prepare_precision_onnx(onnx_path, config, spec, output.parent, name)
     fidelity = None
     if prepared.fidelity is not None:
         fidelity = {**prepared.fidelity, "prepare_seconds": round(prepared.seconds, 1)}
     return (
-        Path(prepared.path), prepared.precision_realised, list(prepared.notes), prepared.calibration_cache_sha256, fidelity
+        Path(prepared.path), prepared.precision_realised, list(prepared.notes), prepared.calibration_cache_sha256, fidelity,
+        prepared.rewrites,
     )
 
 

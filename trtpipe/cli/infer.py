@@ -109,7 +109,7 @@ def _run(args: argparse.Namespace, source) -> int:
     interrupted = False
     with opener(args.model, backend=args.backend, **options) as pipe:
         print(f"running {pipe.describe()}")
-        table = _Table(pipe.spec.task, args.topk)
+        table = _Table(pipe.head.task or "generic", args.topk)  # the head's: a generic head shows arrays
         stream = pipe.stream(source, batch_size=args.batch, workers=args.workers, threads=args.threads,
                              keep_images=saver is not None)
         try:
@@ -181,14 +181,16 @@ class _Table:
             "classification": ("class", "score", "label"),
             "detection": ("class", "score", "label", "box x1,y1,x2,y2"),
             "segmentation": ("class", "area", "label"),
+            "generic": ("output", "shape", "dtype", "min / max / mean / std"),
         }[task]
 
     def header(self) -> str:
         return f"{'#':>5}  {'source':<32} {'ms':>8}  " + self._cells(self.columns)
 
     def _cells(self, cells) -> str:
-        widths = (6, 7, 24, 0)
-        return "  ".join(f"{c:>{w}}" if i < 2 else f"{c:<{w}}" for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+        widths = (6, 7, 24, 0) if self.task != "generic" else (24, 16, 8, 0)
+        right = 2 if self.task != "generic" else 0  # numbers right-aligned; generic rows lead with a name
+        return "  ".join(f"{c:>{w}}" if i < right else f"{c:<{w}}" for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
 
     def rows(self, item) -> str:
         source = item.source if len(item.source) <= 32 else "..." + item.source[-29:]
@@ -204,6 +206,10 @@ class _Table:
         return "\n".join(lines)
 
     def _entries(self, result) -> list[tuple[str, ...]]:
+        if self.task == "generic":
+            return [(o.name, "x".join(str(d) for d in o.shape) or "scalar", o.dtype,
+                     "empty" if o.min is None else f"{o.min:.4g} / {o.max:.4g} / {o.mean:.4g} / {o.std:.4g}")
+                    for o in result.statistics]
         if self.task == "classification":
             return [(str(i), f"{s:.4f}", l) for i, l, s in zip(result.indices, result.labels, result.scores)]
         if self.task == "detection":

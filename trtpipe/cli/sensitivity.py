@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
                           cache_tag="sensitivity", enforce_target=False)
     calibration = calibrate_model(onnx_path, model, spec, options, onnx_path.parent)
     print(f"note: {calibration.note}")
+    model = calibration.model  # converted to opset 13+ where it was older
     images = load_images(args.images, spec, args.max_images, progress=False).for_network(feeder)
     held = images.split(0.25)[1][: args.eval_images]
     held = held if len(held) else None

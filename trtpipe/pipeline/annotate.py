@@ -27,6 +27,8 @@ def annotate(image: np.ndarray, result) -> np.ndarray:
         return _draw_detections(image, result)
     if hasattr(result, "mask"):
         return palette(result.num_classes)[result.mask.clip(0, result.num_classes - 1)]
+    if hasattr(result, "arrays"):
+        return _draw_outputs(image, result)
     return _draw_classification(image, result)
 
 
@@ -53,6 +55,16 @@ def _draw_detections(image: np.ndarray, detections) -> np.ndarray:
         x1, y1, x2, y2 = (int(round(float(v))) for v in box)
         cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, thickness + 1)
         _label(canvas, f"{label} {score:.2f}", x1, y1, colour, font_scale, thickness)
+    return canvas
+
+
+def _draw_outputs(image: np.ndarray, outputs) -> np.ndarray:
+    """The generic head's result: nothing to draw on the image, so each output's shape and range, one per line."""
+    canvas = image.copy()
+    font_scale, thickness = _scale(canvas)
+    line = cv2.getTextSize("Ag", _FONT, font_scale, thickness)[0][1] * 2
+    for index, stats in enumerate(outputs.statistics):
+        _label(canvas, stats.summary(), 0, (index + 1) * line, (32, 32, 32), font_scale, thickness)
     return canvas
 
 

@@ -32,7 +32,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from trtpipe.errors import InputError, option
-from trtpipe.pipeline.heads import create_head, head_name, head_options, run_head
+from trtpipe.pipeline.heads import choose_head, create_head, head_options, run_head
 from trtpipe.pipeline.preprocess import prepare_inputs
 from trtpipe.pipeline.timing import TimingRecorder
 from trtpipe.runtime.base import ClosedError, Engine, StageTimes
@@ -70,9 +70,12 @@ class Pipeline:
         self.engine = engine
         self.spec = spec
         self.labels = _load_labels(spec.labels if labels is None else labels)
+        if self.labels is None and getattr(engine, "class_names", ()):
+            self.labels = list(engine.class_names)  # what the exporter stored in the ONNX's metadata
         fused = {"fused": spec.fused_postprocess} if spec.fused_postprocess else {}  # the head built into the network
-        self.head = create_head(head_name(spec), labels=self.labels, topk=topk, input_size=(spec.height, spec.width),
-                                **fused, **head_options)
+        # the spec's head, else the one the output shapes fit (a YOLOX grid, ...; "generic" for anything else)
+        self.head = create_head(choose_head(spec, getattr(engine, "outputs", None)), labels=self.labels, topk=topk,
+                                input_size=(spec.height, spec.width), **fused, **head_options)
         self.timings = TimingRecorder()
         if len(engine.inputs) != 1:
             raise InputError(

@@ -28,6 +28,7 @@ CALIBRATION_BATCH = 8  # measured fastest on two cores: bigger batches spill the
 SENSITIVITY_IMAGES = 16  # enough to order layers for the search (which measures each it keeps); one pass per layer
 BIAS_CORRECTION_IMAGES = 128  # per-channel means settle well before this; one FP32 pass over them
 CHECK_BATCH = 16  # held-back images per ONNX Runtime call in the fidelity check
+QDQ_MIN_OPSET = 13  # per-channel QuantizeLinear/DequantizeLinear (the axis attribute)
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class PreparedOnnx:
     fidelity: dict | None = None  # int8: SearchResult.to_json() (target, figures, image counts, layers kept)
     summary: str = ""  # one clause for the closing line (int8: the fidelity check; fp16: the range check)
     seconds: float = 0.0  # preparing it: calibration, fidelity check and search, or the FP16 conversion
+    rewrites: tuple[dict, ...] = ()  # done to the model first (an opset conversion), as EngineSidecar.onnx_rewrites
 
 
 @dataclass(frozen=True)
@@ -201,6 +203,7 @@ def prepare_int8(onnx_path: Path, options: Int8Options, spec: PreprocessSpec | N
     model = load_onnx(onnx_path, check=False)  # initializers listed as graph inputs are dropped there
     model, upgraded = _at_least_opset(onnx_path, model, fmt)
     calibration = calibrate_model(onnx_path, model, spec, options, output.parent)
+    model = calibration.model  # converted to opset 13+ where it was older
     if target is None:
         check = _unchecked(calibration, options, "--fidelity-target none")
     elif len(calibration.held_back_indices) == 0:  # only when not enforced, see calibrate_model
@@ -253,7 +256,7 @@ def prepare_int8(onnx_path: Path, options: Int8Options, spec: PreprocessSpec | N
     )
     return PreparedOnnx(
         output, realised, tuple(notes), sha256_file(calibration.cache_path), fidelity=check.to_json(),
-        summary=check.summary(), seconds=seconds,
+        summary=check.summary(), seconds=seconds, rewrites=calibration.rewrites,
     )
 
 
@@ -273,28 +276,22 @@ def _unchecked(calibration: "Calibration", options: Int8Options, why: str):
 def _at_least_opset(onnx_path: Path, model, fmt):
     """``model`` converted to ``fmt.min_opset`` when it is below (FP8 Q/DQ need opset 19), and a note saying so.
 
-    The conversion is ``onnx.version_converter``'s; the converted graph is what is planned, calibrated and measured,
-    so every figure belongs to it.
+    The conversion is ``onnx.version_converter``'s (:func:`trtpipe.onnx.opset.upgrade_opset`); the converted graph is
+    what is planned, calibrated and measured, so every figure belongs to it. INT8's own minimum (13) is
+    :func:`calibrate_model`'s, which also compares a conversion's outputs with the original's.
 
     Raises:
-        OnnxModelError: the converter fails (naming its message).
+        OnnxModelError: no conversion to ``fmt.min_opset`` works (naming the op that blocked it).
     """
-    import onnx
+    from trtpipe.onnx.opset import upgrade_opset
 
-    from trtpipe.quant.qdq import default_opset
-
-    have = default_opset(model)
-    if have >= fmt.min_opset or have < 13:  # below 13 calibrate_model refuses with its own Hint
+    if fmt.min_opset <= 13:
         return model, ""
-    try:
-        converted = onnx.version_converter.convert_version(model, fmt.min_opset)
-    except Exception as exc:  # noqa: BLE001 - the converter raises untyped errors naming the op
-        raise OnnxModelError(
-            f"{onnx_path}: {fmt.label} Q/DQ needs opset {fmt.min_opset}; onnx.version_converter could not convert it from "
-            f"opset {have}: {str(exc).splitlines()[0][:200]}",
-            f"export the model at opset {fmt.min_opset} or later (trtpipe export --opset {fmt.min_opset})",
-        ) from None
-    return converted, f"converted from opset {have} to {fmt.min_opset} (onnx.version_converter): {fmt.label} Q/DQ need it"
+    converted, conversion = upgrade_opset(model, fmt.min_opset, str(onnx_path), f"{fmt.label} Q/DQ needs opset "
+                                          f"{fmt.min_opset}", target=fmt.min_opset)
+    if conversion is None:
+        return model, ""
+    return converted, f"{conversion.summary()}: {fmt.label} Q/DQ need opset {fmt.min_opset}"
 
 
 def _save_if_changed(model, output: Path) -> bool:
@@ -342,6 +339,8 @@ class Calibration:
     changed: bool = False  # entries differ from the cache file: save() writes it
     ranker: Callable | None = None  # () -> sensitivity entries, worst first (computes and caches the ranking)
     fmt: object = None  # the QuantFormat (qdq.INT8, qdq.FP8_E4M3) every Q/DQ model of this calibration is written in
+    model: object = None  # the onnx.ModelProto calibrated: the given one, or its opset conversion
+    rewrites: tuple[dict, ...] = ()  # what was done to the given model first (the opset conversion)
 
     def ranking(self) -> list[str]:
         """Every layer, most INT8-sensitive first (ranked on calibration images once, then cached)."""
@@ -380,7 +379,8 @@ def calibrate_model(onnx_path: Path, model, spec: PreprocessSpec, options: Int8O
         ConfigError: unknown --keep-fp names; too few images to hold some back.
         InputError: a bad image folder, a cache from another model, a model images cannot feed.
         OnnxModelError: a model that came quantized (see :func:`refuse_requantizing`), an IR version onnx cannot
-            read, an opset below 13, nothing to quantize, ONNX Runtime cannot run the model.
+            read, an opset below 13 that onnx.version_converter cannot convert (or whose conversion changes the
+            outputs), nothing to quantize, ONNX Runtime cannot run the model.
     """
     from trtpipe.presets import warn_assumed_calibration
 
@@ -392,15 +392,13 @@ def calibrate_model(onnx_path: Path, model, spec: PreprocessSpec, options: Int8O
     from trtpipe.quant.calibrate import collect_histograms
     from trtpipe.quant.feeds import network_feeder
     from trtpipe.quant.images import load_images
-    from trtpipe.quant.qdq import QUANT_FORMATS, default_opset, plan_qdq
+    from trtpipe.onnx.opset import upgrade_opset, with_error
+    from trtpipe.quant.qdq import QUANT_FORMATS, plan_qdq
     from trtpipe.quant.search import HELD_BACK, MIN_HELD_BACK
 
     refuse_requantizing(onnx_path, model, "calibration")
-    if default_opset(model) < 13:
-        raise OnnxModelError(
-            f"{onnx_path}: opset {default_opset(model)}, but per-channel Q/DQ needs opset 13 or newer",
-            "export again with opset 17 (trtpipe export does), or upgrade it with onnx.version_converter",
-        )
+    original = model
+    model, conversion = upgrade_opset(model, QDQ_MIN_OPSET, str(onnx_path), f"per-channel Q/DQ needs opset {QDQ_MIN_OPSET}")
     plan = plan_qdq(model)
     if not plan.layers:
         raise OnnxModelError(
@@ -468,8 +466,15 @@ def calibrate_model(onnx_path: Path, model, spec: PreprocessSpec, options: Int8O
     def ranker() -> list[dict]:
         return _rank(model, plan, ranges, images, batch, shifts, calibrate_on, fmt)
 
+    rewrites = ()
+    if conversion is not None:  # checked on the images before anything is built from it
+        conversion = with_error(conversion, original, model, images.batches(batch, calibrate_on))
+        log.info("%s: %s", onnx_path, conversion.summary())
+        note = f"{conversion.summary()}; {note}"
+        rewrites = (conversion.to_json(),)
     calibration = Calibration(
-        plan, ranges, (), cache_path, note, shifts, images, calibrate_on, held, batch, key, extra, changed, ranker, fmt
+        plan, ranges, (), cache_path, note, shifts, images, calibrate_on, held, batch, key, extra, changed, ranker,
+        fmt, model, rewrites,
     )
     if changed:
         save_cache(cache_path, key, ranges, **extra)  # ranges are the expensive part: keep them even if later steps fail

@@ -172,6 +172,10 @@ class OnnxRuntimeEngine(Engine):
         self._outputs = tuple(_tensor_info(listed[name]) for name in dict.fromkeys(declared) if name in listed)
         self._output_names = [o.name for o in self._outputs]
         self.precision = precision or model_precision(model)
+        from trtpipe.labels import names_from_metadata
+
+        # class names the exporter stored (Ultralytics `names`, PaddleOCR `character`), for heads without --labels
+        self.class_names = names_from_metadata(self._session.get_modelmeta().custom_metadata_map)
         self._slots = threading.BoundedSemaphore(contexts)
         self._contexts = contexts
         # Standing in for a TensorRT engine: its optimization profile binds here too, so that the fallback refuses

@@ -169,6 +169,7 @@ class TensorRTEngine(Engine):
 
         self._weights = check_weights_for(self.sidecar, self.path, weights)  # before any TensorRT or GPU work
         self._profile_choice = check_profile_index(self.sidecar, self.path, profile)
+        self.class_names = tuple(self.sidecar.class_names)  # from the ONNX's metadata at build time
         self.flavor = flavor or _flavor_for(self.sidecar, str(self.path))
         self.simulated = bool(getattr(self.flavor.module, "SIMULATED", False))
         self.backend = self.flavor.name + ("-simulated" if self.simulated else "")

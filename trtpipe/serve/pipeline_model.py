@@ -73,7 +73,9 @@ def read_topk(parameters_json: str, default: int) -> int:
 
 def result_arrays(task: str, result) -> dict[str, np.ndarray]:
     """One head result -> the pipeline model's output arrays, each with a leading batch dimension of 1."""
-    if task == "classification":
+    if hasattr(result, "arrays"):  # the generic head: the network's own outputs for this image
+        arrays = dict(result.arrays)
+    elif task == "classification":
         arrays = {
             "class_ids": np.asarray(result.indices, np.int32),
             "scores": np.asarray(result.scores, np.float32),

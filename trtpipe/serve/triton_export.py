@@ -472,18 +472,36 @@ def pipeline_config(name: str, network_name: str, network: NetworkModel, instanc
     preprocessed batch and one call of the network model.
     """
     task = network.spec.task
+    head = pipeline_head(network)
+    if head == "generic":  # the network's own (batched) outputs, passed through per image
+        served = [t for t in network.outputs if network.batch_outputs is None or t.name in network.batch_outputs]
+        outputs = [_tensor_config(_per_image(t, network)) for t in served]
+    else:
+        outputs = [{"name": out, "data_type": Enum(dtype), "dims": dims} for out, dtype, dims in PIPELINE_OUTPUTS[task]]
     return {
         "name": name,
         "backend": "python",
         "max_batch_size": network.max_batch or DEFAULT_ONNX_MAX_BATCH,
         "input": [{"name": "image", "data_type": Enum("TYPE_UINT8"), "dims": [-1], "allow_ragged_batch": True}],
-        "output": [
-            {"name": out, "data_type": Enum(dtype), "dims": dims} for out, dtype, dims in PIPELINE_OUTPUTS[task]
-        ],
+        "output": outputs,
         "dynamic_batching": None if queue_delay_us is None else {"max_queue_delay_microseconds": queue_delay_us},
         "instance_group": [{"count": instances, "kind": Enum("KIND_CPU")}],
-        "parameters": [_parameter("network_model", network_name), _parameter("task", task)],
+        "parameters": [_parameter("network_model", network_name), _parameter("task", task), _parameter("head", head)],
     }
+
+
+def pipeline_head(network: NetworkModel) -> str:
+    """The head the pipeline model decodes with: the spec's, else the one the network's outputs fit (heads.choose_head)."""
+    from trtpipe.pipeline.heads import choose_head
+
+    batched = tuple(TensorInfo(t.name, (-1, *t.shape), t.dtype) if network.max_batch else t for t in network.outputs)
+    return choose_head(network.spec, batched)
+
+
+def _per_image(tensor: TensorInfo, network: NetworkModel) -> TensorInfo:
+    """An output as the pipeline model returns it for one request: batch 1 in front of one image's array."""
+    shape = tensor.shape if network.max_batch else tensor.shape[1:]
+    return TensorInfo(tensor.name, tuple(shape), tensor.dtype)
 
 
 def _write_network_model(folder: Path, name: str, network: NetworkModel, runtime: str, instances: int, queue_delay_us: int | None) -> None:
@@ -513,6 +531,9 @@ def _write_pipeline_model(
 
         (version / "labels.txt").write_text("\n".join(load_labels(spec.labels)) + "\n", encoding="utf-8")
         spec_for_server = spec.replace(labels="labels.txt")  # resolved beside model.py by the pipeline model
+    head = pipeline_head(network)
+    if head != (spec.head or spec.task):  # the outputs fit another head (a YOLOX grid, generic): the server uses it
+        spec_for_server = spec_for_server.replace(head=head)
     spec_for_server.save(version / "preprocess.json")
     settings = {
         "network_model": network_name,

@@ -2,8 +2,13 @@
 
 A head is registered with ``@register_head("classification")`` and built by :func:`create_head`.
 A task's default head is registered under the task's name; variants under their own name
-(``"detr_sigmoid"``: DETR set prediction scored with sigmoids). A PreprocessSpec picks its head with
-``spec.head or spec.task`` (:func:`head_name`); an unknown name lists the known ones and suggests the closest.
+(``"detr_sigmoid"``: DETR set prediction scored with sigmoids, ``"yolox"``: anchor-free grid outputs). A
+PreprocessSpec picks its head with ``spec.head``; without one, :func:`choose_head` picks from the network's output
+shapes: a variant of the spec's task that recognises them (``auto``), else the task's default head if they fit it,
+else ``"generic"``, which returns the named arrays. An unknown name lists the known ones and suggests the closest.
+
+Each head class says what it decodes: ``task`` (the task it serves; None: any), ``auto`` (whether
+:func:`choose_head` may pick it from shapes alone) and ``fits(outputs, input_size)`` (TensorInfo shapes, -1 dynamic).
 """
 
 from __future__ import annotations
@@ -16,8 +21,8 @@ from typing import Callable
 from trtpipe.errors import ConfigError, InputError
 
 _HEADS: dict[str, type] = {}
-_BUILTIN = ("classification", "detection", "segmentation", "fused")  # modules; detection also registers detr_sigmoid,
-# fused the heads of networks with their post-processing fused in (fused_detection, fused_classification)
+_BUILTIN = ("classification", "detection", "segmentation", "grid", "generic", "fused")  # modules; detection also
+# registers detr_sigmoid, fused the heads of networks with their post-processing fused in (fused_detection, ...)
 
 
 def register_head(name: str) -> Callable[[type], type]:
@@ -42,6 +47,36 @@ known_tasks = known_heads  # the name this function had before head variants exi
 def head_name(spec) -> str:
     """The head a PreprocessSpec asks for: its ``head`` variant, else its task's default head."""
     return spec.head or spec.task
+
+
+def choose_head(spec, outputs) -> str:
+    """The head for a network with ``outputs`` (TensorInfo; None: unknown) and preprocess ``spec``.
+
+    ``spec.head`` when set; else the first ``auto`` variant of ``spec.task`` whose ``fits`` accepts the output
+    shapes, else the task's default head if it fits, else ``"generic"`` (logged once, naming the shapes).
+    """
+    _load_builtin()
+    if spec.head:
+        return spec.head
+    if outputs is None:  # an engine that does not say its outputs (a stand-in): the task's default head
+        return spec.task
+    size = (spec.height, spec.width)
+    variants = [name for name, cls in _HEADS.items() if getattr(cls, "auto", False) and getattr(cls, "task", None) == spec.task]
+    for name in variants + [spec.task]:
+        cls = _HEADS.get(name)
+        if cls is not None and getattr(cls, "fits", lambda *_: True)(outputs, size):
+            return name
+    shapes = ", ".join(f"{o.name} {'x'.join('?' if d < 0 else str(d) for d in o.shape)}" for o in outputs)
+    key = (spec.model, spec.task, shapes)
+    if key not in _warned_generic:
+        _warned_generic.add(key)
+        logging.getLogger("trtpipe.pipeline").info(
+            "outputs %s fit no %s head: the generic head returns them as named arrays (set the spec's head to pick one)",
+            shapes, spec.task)
+    return "generic"
+
+
+_warned_generic: set = set()
 
 
 def create_head(name: str, **options):

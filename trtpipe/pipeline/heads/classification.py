@@ -81,9 +81,19 @@ class ClassificationHead:
             so every k agrees with the others.
     """
 
+    task = "classification"
+    auto = False  # the task's default head
+
     def __init__(self, labels: Sequence[str] | None = None, topk: int = 5, **_ignored):
         self.labels = list(labels) if labels else None
         self.topk = topk
+
+    @classmethod
+    def fits(cls, outputs, input_size: tuple[int, int]) -> bool:
+        """The first output is (N, C), or 4-D: (N, C, 1, 1) of a classifier ending in a convolution (and, as before
+        heads were chosen by shape, a feature map, scored flattened). Sequences (N, T, C) are not classes."""
+        shape = tuple(outputs[0].shape) if outputs else ()
+        return len(shape) in (2, 4)
 
     def __call__(self, outputs: dict[str, np.ndarray], metas, images) -> list[Classification]:
         logits = next(iter(outputs.values()))

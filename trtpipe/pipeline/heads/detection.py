@@ -146,6 +146,16 @@ class DetectionHead:
         self.layout = layout
         self.input_size = input_size  # (height, width): DETR's normalised boxes are scaled by it
 
+    task = "detection"
+    auto = False  # the task's default head
+
+    @classmethod
+    def fits(cls, outputs, input_size: tuple[int, int]) -> bool:
+        """One 3-D output (YOLOv5/v8), or DETR's logits and (N, Q, 4) boxes."""
+        shapes = [tuple(o.shape) for o in outputs]
+        three_d = [s for s in shapes if len(s) == 3]
+        return len(three_d) == 1 or (len(three_d) == 2 and any(s[-1] == 4 for s in three_d))
+
     def __call__(self, outputs: dict[str, np.ndarray], metas, images) -> list[Detections]:
         layout = self.layout or self._recognise(outputs)
         if layout == "detr":

@@ -45,6 +45,9 @@ class FusedDetectionHead:
         fused: the spec's ``fused_postprocess`` text (the thresholds built in).
     """
 
+    task = "detection"
+    auto = False  # chosen by the spec (fused_postprocess sets head), never from output shapes
+
     def __init__(self, labels: Sequence[str] | None = None, score_threshold: float | None = None,
                  max_detections: int | None = None, fused: str | None = None, **_ignored):
         self.labels = list(labels) if labels else None
@@ -88,6 +91,9 @@ class FusedClassificationHead:
         topk: classes kept, at most the engine's k.
         fused: the spec's ``fused_postprocess`` text (k and the class count built in).
     """
+
+    task = "classification"
+    auto = False  # chosen by the spec (fused_postprocess sets head), never from output shapes
 
     def __init__(self, labels: Sequence[str] | None = None, topk: int = 5, fused: str | None = None, **_ignored):
         self.labels = list(labels) if labels else None

@@ -66,6 +66,15 @@ class SegmentationHead:
     is scaled with nearest-neighbour and the preprocessing's crop/letterbox is undone.
     """
 
+    task = "segmentation"
+    auto = False  # the task's default head
+
+    @classmethod
+    def fits(cls, outputs, input_size: tuple[int, int]) -> bool:
+        """The first output is (N, C, h, w) logits of two classes or more, or (N, h, w) class ids."""
+        shape = tuple(outputs[0].shape) if outputs else ()
+        return len(shape) == 3 or (len(shape) == 4 and shape[1] >= 2)
+
     def __init__(self, labels: Sequence[str] | None = None, input_size: tuple[int, int] = (512, 512), **_ignored):
         self.labels = tuple(labels) if labels else ()
         self.input_size = input_size  # (height, width) of the network input
