@@ -116,3 +116,28 @@ def test_trtpipes_own_fp8_model_is_named_fp8_and_never_quantized_again(tiny_onnx
     model = onnx.load(str(prepared.path))
     assert model_quantization_label(model) == "fp8"
     assert model_precision(model) == "fp8"
+
+
+def test_an_fp8_model_with_a_clip_before_its_quantizer_runs_in_onnx_runtime(tmp_path):
+    """ReLU6 (Clip) before QuantizeLinear: ONNX Runtime's ClipQuantRewrite fails such a session for FP8 zero points
+    unless trtpipe turns the rewrite off (it only drops a redundant Clip)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from trtpipe.runtime.onnxruntime_engine import OnnxRuntimeEngine
+
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("Clip", ["x", "lo", "hi"], ["relu6"]),
+             helper.make_node("Conv", ["relu6", "w"], ["y"], pads=[1, 1, 1, 1])]
+    graph = helper.make_graph(nodes, "clip_conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, 8, 8])],
+                              [numpy_helper.from_array(np.array(0, np.float32), "lo"),
+                               numpy_helper.from_array(np.array(6, np.float32), "hi"),
+                               numpy_helper.from_array(rng.normal(0, 0.3, (4, 3, 3, 3)).astype(np.float32), "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
+    model.ir_version = 9
+    plan = plan_qdq(model)
+    path = tmp_path / "clip.fp8.onnx"
+    onnx.save(insert_qdq(model, plan, {"relu6": 6.0}, fmt=FP8_E4M3), str(path))
+    engine = OnnxRuntimeEngine(path, providers=["CPUExecutionProvider"])
+    out = engine.infer({"x": rng.normal(0, 2, (2, 3, 8, 8)).astype(np.float32)})
+    assert out["y"].shape == (2, 4, 8, 8) and np.isfinite(out["y"]).all()

@@ -194,6 +194,7 @@ def first_output(
     """
     import onnx
     import onnxruntime as ort
+    from trtpipe.runtime.onnxruntime_engine import QDQ_SESSION_OPTIONS
 
     from trtpipe.quant.feeds import as_feed, feed_size, image_input_name, onnxruntime_errors
 
@@ -207,7 +208,7 @@ def first_output(
         if fp16_storage and has_fp16(graph_only):
             rounded, _ = keep_fp16_rounding(onnx.load(str(path)))
             source = rounded.SerializeToString()
-        session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"], **QDQ_SESSION_OPTIONS)
         wanted = [session.get_outputs()[0].name]
         bar = _bar(len(indices), progress)
         outputs, fed = [], 0

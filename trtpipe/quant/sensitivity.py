@@ -36,6 +36,7 @@ def run_model(model, batches: Sequence) -> np.ndarray:
         OnnxModelError: ONNX Runtime cannot load or run the model.
     """
     import onnxruntime as ort
+    from trtpipe.runtime.onnxruntime_engine import QDQ_SESSION_OPTIONS
 
     from trtpipe.quant.feeds import as_feed, image_input_name, onnxruntime_errors
 
@@ -43,7 +44,8 @@ def run_model(model, batches: Sequence) -> np.ndarray:
     options = ort.SessionOptions()
     options.log_severity_level = 3
     with onnxruntime_errors(f"model {model.graph.name!r}", "run it", model):
-        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"],
+                                       **QDQ_SESSION_OPTIONS)
         return np.concatenate([session.run(None, as_feed(batch, name))[0] for batch in batches])
 
 

@@ -46,6 +46,13 @@ def _tensor_info(arg) -> TensorInfo:
     return TensorInfo(arg.name, shape, _ORT_DTYPES.get(arg.type, arg.type))
 
 
+# ONNX Runtime 1.32's ClipQuantRewrite (a Clip/Relu before QuantizeLinear folded into the Q's saturation) reads the
+# zero point as an integer and fails the session for an FP8 one ("Unexpected data type for QuantizeLinear input
+# y_zero_point of 17"), which EfficientNet's ReLU6 triggers on every FP8 Q/DQ model. The rewrite only removes a
+# redundant Clip, so turning it off changes no value; every session that may run a Q/DQ model takes these options.
+QDQ_SESSION_OPTIONS = {"disabled_optimizers": ["ClipQuantRewrite"]}
+
+
 def model_precision(model) -> str:
     """The precision an ONNX model computes in by itself: with Q/DQ nodes, "int8" for trtpipe's own Q/DQ ONNX and the
     model's own quantization for one that came quantized ("int8 as quantized in the ONNX", "fp8 (E4M3) weights and
@@ -154,7 +161,8 @@ class OnnxRuntimeEngine(Engine):
             check_no_empty_axes(self.path, model)  # ONNX Runtime loads it, then refuses every batch
             check_no_plugin_nodes(self.path, model, "running it here")  # ONNX Runtime: "not a registered function/op"
             source, self.fp16_storage, model = self._model_source(fp16_storage, providers, model)
-            self._session = ort.InferenceSession(source, sess_options=options, providers=providers)
+            self._session = ort.InferenceSession(source, sess_options=options, providers=providers,
+                                                 **QDQ_SESSION_OPTIONS)
         except OnnxModelError:
             raise
         except Exception as exc:  # noqa: BLE001 - ORT raises its own untyped errors for bad models

@@ -392,7 +392,10 @@ def make_module(cuda: SimulatedCuda, flavor: str, version: str) -> types.ModuleT
                 if self._session is None:
                     import onnxruntime as ort
 
-                    self._session = ort.InferenceSession(_float_io(self._onnx), providers=["CPUExecutionProvider"])
+                    from trtpipe.runtime.onnxruntime_engine import QDQ_SESSION_OPTIONS
+
+                    self._session = ort.InferenceSession(_float_io(self._onnx), providers=["CPUExecutionProvider"],
+                                                         **QDQ_SESSION_OPTIONS)
             narrow = {k for k in feeds if self._find(k)[3] in ("BF16", "FP8")}
             feeds = {(k + "__float" if k in narrow else k): (v.astype(np.float32) if k in narrow else v) for k, v in feeds.items()}
             return self._session.run(names, feeds)
