@@ -58,7 +58,7 @@ def test_prepare_fp8_converts_to_opset_19_and_writes_its_own_cache(tiny_onnx, im
     model = onnx.load(str(prepared.path))
     assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) == 19
     assert "FP8 (E4M3)" in prepared.precision_realised
-    assert any("converted from opset 17 to 19" in note for note in prepared.notes)
+    assert any("converted opset 17 -> 19 with onnx.version_converter" in note for note in prepared.notes)
 
 
 @pytest.fixture

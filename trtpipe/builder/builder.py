@@ -402,8 +402,8 @@ def _prepare_network_onnx(onnx_path, source_model, config, spec, output, quantiz
         return onnx_path, "fp32", [], None, None, ()
     if config.precision in ("int8", "fp8") and spec is not None and spec.fused_preprocess is not None:
         raise ConfigError(
-            f"{onnx_path} takes uint8 frames (its preprocessing is fused in, {spec.fused_preprocess}); calibration "
-            "feeds preprocessed float tensors",
+            f"{onnx_path} takes uint8 frames (its preprocessing is fused in, {spec.fused_preprocess}); "
+            f"{config.precision.upper()} calibration feeds preprocessed float tensors",
             "build INT8 from the unfused ONNX with --fuse-preprocess: calibration runs first, then the preprocessing is fused",
         )
     if (config.precision == "int8" and config.int8_mode == "implicit") or (
