@@ -334,7 +334,17 @@ FIDELITY_METRICS = {  # target name -> (FidelityResult field, how a message name
     "cosine": ("cosine_mean", "cosine"),
     "top1": ("top1_agreement", "top-1 agreement"),
     "top1_confident": ("top1_agreement_confident", "top-1 agreement on confident images"),
+    # the task's own measure (trtpipe/quant/task_fidelity.py): FP32's detections / masks as the ground truth
+    "f1": ("detection_f1", "detection F1"),
+    "map50": ("detection_map50", "detection mAP@0.5"),
+    "box_iou": ("detection_mean_iou", "mean IoU of matched boxes"),
+    "miou": ("mask_miou", "mask mIoU"),
+    "pixels": ("pixel_agreement", "pixel agreement"),
 }
+# Bounds a target cannot skip when their figure is absent: a detection F1 on too few FP32 boxes is "not measurable",
+# and passing it would be the blind spot over again (top-1 on confident images, absent without confident images,
+# is skipped and named instead, as before).
+REQUIRED_METRICS = frozenset({"f1", "map50", "box_iou", "miou", "pixels"})
 KEEP_PRECISIONS = ("auto", "fp16", "fp32")
 
 
@@ -345,6 +355,11 @@ class FidelityTarget:
     cosine: float | None = None  # mean per-image cosine similarity of the first output
     top1: float | None = None  # share of images whose top-1 class is FP32's (classifiers)
     top1_confident: float | None = None  # the same on images where FP32's top-1 probability is >= 0.5
+    f1: float | None = None  # detections against FP32's (IoU 0.5, same class, after the head's NMS)
+    map50: float | None = None  # mAP@0.5 of the detections, FP32's as the ground truth
+    box_iou: float | None = None  # mean IoU of the detections matched to FP32's
+    miou: float | None = None  # mean IoU of the argmax masks against FP32's, over the classes FP32 gives
+    pixels: float | None = None  # share of mask pixels with FP32's class
 
     def __post_init__(self) -> None:
         for name in FIDELITY_METRICS:
@@ -364,7 +379,7 @@ class FidelityTarget:
 
     @classmethod
     def parse(cls, text: str) -> "FidelityTarget":
-        """Parses ``cosine>=0.999,top1>=0.95`` (``=`` works as ``>=``; metrics: cosine, top1, top1_confident).
+        """Parses ``cosine>=0.999,top1>=0.95`` (``=`` works as ``>=``; metrics: :data:`FIDELITY_METRICS`).
 
         Raises:
             ConfigError: an unknown metric, a value that is not a number in (0, 1].

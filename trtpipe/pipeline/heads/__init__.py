@@ -16,7 +16,7 @@ from typing import Callable
 from trtpipe.errors import ConfigError, InputError
 
 _HEADS: dict[str, type] = {}
-_BUILTIN = ("classification", "detection", "segmentation")  # modules; detection also registers detr_sigmoid
+_BUILTIN = ("classification", "detection", "segmentation", "gfl")  # modules; detection also registers detr_sigmoid
 
 
 def register_head(name: str) -> Callable[[type], type]:
