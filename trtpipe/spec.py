@@ -327,8 +327,8 @@ def _dims(shape: tuple[int, ...]) -> str:
 # it moved by +-0.03 between neighbouring searches; agreement on the images FP32 is confident about does not.
 DEFAULT_FIDELITY_TARGETS = {
     "classification": "cosine>=0.999,top1_confident>=0.99",
-    "detection": "cosine>=0.999",
-    "segmentation": "cosine>=0.999",
+    "detection": "f1>=0.95",
+    "segmentation": "miou>=0.95",
 }
 FIDELITY_METRICS = {  # target name -> (FidelityResult field, how a message names it)
     "cosine": ("cosine_mean", "cosine"),

@@ -257,8 +257,9 @@ def first_output(
             rounded, _ = keep_fp16_rounding(onnx.load(str(path)))
             source = rounded.SerializeToString()
         session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
-        names = [o.name for o in session.get_outputs()]
-        wanted = names if all_outputs else names[:1]
+        # the model's own outputs: keep_fp16_rounding adds one per FP16 tensor, which are not the model's
+        names = [o.name for o in graph_only.graph.output]
+        wanted = names if all_outputs else [session.get_outputs()[0].name]
         batched = dict.fromkeys(wanted, True)
         bar = _bar(len(indices), progress)
         outputs: dict[str, list] = {name: [] for name in wanted}

@@ -136,11 +136,13 @@ def match_detections(reference, detections, iou: float = MATCH_IOU) -> tuple[np.
 
 def average_precision(scores: np.ndarray, hits: np.ndarray, positives: int) -> float:
     """COCO's 101-point interpolated AP of detections (``scores``, ``hits``: matched or not) over ``positives`` boxes."""
+    if len(scores) == 0:
+        return 0.0  # the class was never detected
     order = np.argsort(-scores, kind="stable")
     true_positives = np.cumsum(hits[order])
     precision = true_positives / np.arange(1, len(order) + 1)
     recall = true_positives / positives
-    envelope = np.maximum.accumulate(precision[::-1])[::-1] if len(precision) else precision  # best precision from here on
+    envelope = np.maximum.accumulate(precision[::-1])[::-1]  # the best precision at this recall or more
     at = np.searchsorted(recall, RECALL_POINTS, side="left")
     return float(np.where(at < len(envelope), envelope[np.minimum(at, len(envelope) - 1)], 0.0).mean())
 
