@@ -205,7 +205,7 @@ def prepare_int8(onnx_path: Path, options: Int8Options, spec: PreprocessSpec | N
             f"{onnx_path.name}: INT8 misses the fidelity target {check.target} on {check.held_back_images} held-back "
             f"images: at best {check.figures_text()} with {len(check.kept)} of {check.quantizable_layers} layers in "
             f"floating point (the cap is {check.cap}, --max-fp-share {options.max_fp_share:g}); nothing was written",
-            "allow more kept layers (--max-fp-share 0.5), lower the target (--fidelity-target cosine=0.995), "
+            f"allow more kept layers (--max-fp-share 0.5), lower the target (--fidelity-target {_lower(check.target)}), "
             "build --precision fp16, or --fidelity-target none to build the INT8 engine unchecked",
         )
     qdq_model = build_qdq_model(model, calibration, kept, keep_precision, fp32_layers)
@@ -241,6 +241,14 @@ def prepare_int8(onnx_path: Path, options: Int8Options, spec: PreprocessSpec | N
         summary=check.summary(), seconds=seconds,
         held_back=tuple(str(calibration.images.paths[i]) for i in calibration.held_back_indices),
     )
+
+
+def _lower(target_text: str) -> str:
+    """A lower target of the same figures for a Hint: ``f1>=0.95`` -> ``f1=0.9``, cosine -> 0.995."""
+    from trtpipe.spec import FidelityTarget
+
+    bounds = FidelityTarget.parse(target_text).bounds
+    return ",".join(f"{name}={0.995 if name == 'cosine' else round(value - 0.05, 2):g}" for name, value in bounds.items())
 
 
 def _unchecked(calibration: "Calibration", options: Int8Options, why: str):
