@@ -258,3 +258,14 @@ def test_fidelity_fp16_is_range_passed_and_int8_names_the_held_back_images(tmp_p
     held = rows["int8"]["held_back_files"]
     assert len(held) == 12 and all(str(calib) in name for name in held)
     assert rows["fp16"]["mask_miou"] is not None and rows["int8"]["outputs"][0]["name"] == "logits"
+
+
+def test_a_detection_spec_whose_head_gives_no_boxes_is_not_measurable_rather_than_passing():
+    from trtpipe.quant.task_fidelity import task_figures
+    from trtpipe.spec import PreprocessSpec
+
+    spec = PreprocessSpec(model="m", height=32, width=32, task="detection", head="classification")
+    logits = {"logits": np.eye(12, 10, dtype=np.float32)}
+    result = task_figures(spec, logits, logits)
+    assert result.figures == {} and "the classification head decodes no boxes" in result.note
+    assert meets(resolve_fidelity_target("auto", "detection"), {"cosine_mean": 1.0, **result.figures})[0] is False

@@ -88,8 +88,9 @@ class _IdentityMeta:
         return boxes
 
 
-def decode_detections(spec, outputs: Mapping[str, np.ndarray]) -> list:
-    """Every image's Detections from ``outputs`` ({name: (images, ...)}), decoded by the spec's head with its NMS.
+def decode_detections(spec, outputs: Mapping[str, np.ndarray]) -> list | None:
+    """Every image's Detections from ``outputs`` ({name: (images, ...)}), decoded by the spec's head with its NMS;
+    None when that head gives no boxes (a head that passes arrays through).
 
     Raises:
         InputError: the head cannot decode these outputs (it says which layout it expected).
@@ -98,7 +99,8 @@ def decode_detections(spec, outputs: Mapping[str, np.ndarray]) -> list:
 
     head = create_head(head_name(spec), input_size=(spec.height, spec.width))
     count = len(next(iter(outputs.values())))
-    return run_head(head, dict(outputs), [_IdentityMeta()] * count, [None] * count)
+    results = run_head(head, dict(outputs), [_IdentityMeta()] * count, [None] * count)
+    return results if all(hasattr(r, "boxes") and hasattr(r, "class_ids") for r in results) else None
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -191,7 +193,12 @@ def detection_agreement(reference: Sequence, detections: Sequence) -> TaskFigure
 
 @register_measure("detection")
 def _detection(spec, reference: Mapping[str, np.ndarray], output: Mapping[str, np.ndarray]) -> TaskFigures:
-    return detection_agreement(decode_detections(spec, reference), decode_detections(spec, output))
+    from trtpipe.pipeline.heads import head_name
+
+    reference_detections = decode_detections(spec, reference)
+    if reference_detections is None:
+        return TaskFigures({}, f"detection figures not measurable: the {head_name(spec)} head decodes no boxes")
+    return detection_agreement(reference_detections, decode_detections(spec, output))
 
 
 # ----------------------------------------------------------------------------------------------
