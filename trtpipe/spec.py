@@ -435,7 +435,7 @@ class BuildConfig:
     int8_mode: str = "explicit"  # explicit | implicit
     fp16_mode: str = "explicit"  # explicit (FP16 ONNX, strongly typed) | flag (BuilderFlag.FP16, TensorRT 10)
     calib_images: str | None = None  # folder of calibration images (int8)
-    calib_method: str = "percentile"  # percentile | entropy | max (percentile measured best, README "FP16 and INT8")
+    calib_method: str = "percentile"  # percentile | entropy | max | mse (percentile measured best, README "FP16 and INT8")
     calib_max_images: int = 256
     keep_fp: tuple[str, ...] = ()  # node names kept in floating point (int8 mixed precision)
     auto_keep: int = 0  # keep the K most sensitive layers in floating point
@@ -451,7 +451,7 @@ class BuildConfig:
         _check_choice("precision", self.precision, PRECISIONS)
         _check_choice("int8 mode", self.int8_mode, ("explicit", "implicit"))
         _check_choice("fp16 mode", self.fp16_mode, ("explicit", "flag"))
-        _check_choice("calibration method", self.calib_method, ("entropy", "max", "percentile"))
+        _check_choice("calibration method", self.calib_method, ("entropy", "max", "mse", "percentile"))
         _check_choice("keep precision", self.keep_precision, KEEP_PRECISIONS)
         resolve_fidelity_target(self.fidelity_target)  # a malformed target fails here, not after calibrating
         if not 0.0 <= self.max_fp_share <= 1.0:

@@ -93,7 +93,7 @@ def add_flavor_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-CALIB_METHODS = ("entropy", "max", "percentile")
+CALIB_METHODS = ("entropy", "max", "mse", "percentile")
 
 
 class _DeprecatedAlias(argparse.Action):
