@@ -269,3 +269,18 @@ def test_a_detection_spec_whose_head_gives_no_boxes_is_not_measurable_rather_tha
     result = task_figures(spec, logits, logits)
     assert result.figures == {} and "the classification head decodes no boxes" in result.note
     assert meets(resolve_fidelity_target("auto", "detection"), {"cosine_mean": 1.0, **result.figures})[0] is False
+
+
+def test_build_records_the_detection_figures_in_the_sidecar_and_its_closing_line(tmp_path, folders, capsys):
+    pytest.importorskip("tensorrt_rtx")
+    from trtpipe.cli.main import main
+
+    model = tied_detector(tmp_path / "tied_detector.onnx")
+    calib, _ = folders
+    engine = tmp_path / "tied_int8.engine"
+    assert main(["build", str(model), "--precision", "int8", "--images", str(calib), "-o", str(engine)]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "target f1>=0.95 met" in last and "detection F1" in last
+    fidelity = json.loads(engine.with_name(engine.name + ".json").read_text())["fidelity"]
+    assert fidelity["figures"]["detection_f1"] >= 0.95 and fidelity["figures"]["reference_boxes"] == 12 * 16
+    assert fidelity["steps"][0]["detection_f1"] < 0.95  # every layer INT8 missed it; the kept layer made it
