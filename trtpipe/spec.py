@@ -483,14 +483,24 @@ def _dims(shape: tuple[int, ...]) -> str:
 # it moved by +-0.03 between neighbouring searches; agreement on the images FP32 is confident about does not.
 DEFAULT_FIDELITY_TARGETS = {
     "classification": "cosine>=0.999,top1_confident>=0.99",
-    "detection": "cosine>=0.999",
-    "segmentation": "cosine>=0.999",
+    "detection": "f1>=0.95",
+    "segmentation": "miou>=0.95",
 }
 FIDELITY_METRICS = {  # target name -> (FidelityResult field, how a message names it)
     "cosine": ("cosine_mean", "cosine"),
     "top1": ("top1_agreement", "top-1 agreement"),
     "top1_confident": ("top1_agreement_confident", "top-1 agreement on confident images"),
+    # the task's own measure (trtpipe/quant/task_fidelity.py): FP32's detections / masks as the ground truth
+    "f1": ("detection_f1", "detection F1"),
+    "map50": ("detection_map50", "detection mAP@0.5"),
+    "box_iou": ("detection_mean_iou", "mean IoU of matched boxes"),
+    "miou": ("mask_miou", "mask mIoU"),
+    "pixels": ("pixel_agreement", "pixel agreement"),
 }
+# Bounds a target cannot skip when their figure is absent: a detection F1 on too few FP32 boxes is "not measurable",
+# and passing it would be the blind spot over again (top-1 on confident images, absent without confident images,
+# is skipped and named instead, as before).
+REQUIRED_METRICS = frozenset({"f1", "map50", "box_iou", "miou", "pixels"})
 KEEP_PRECISIONS = ("auto", "fp16", "fp32")
 
 
@@ -501,6 +511,11 @@ class FidelityTarget:
     cosine: float | None = None  # mean per-image cosine similarity of the first output
     top1: float | None = None  # share of images whose top-1 class is FP32's (classifiers)
     top1_confident: float | None = None  # the same on images where FP32's top-1 probability is >= 0.5
+    f1: float | None = None  # detections against FP32's (IoU 0.5, same class, after the head's NMS)
+    map50: float | None = None  # mAP@0.5 of the detections, FP32's as the ground truth
+    box_iou: float | None = None  # mean IoU of the detections matched to FP32's
+    miou: float | None = None  # mean IoU of the argmax masks against FP32's, over the classes FP32 gives
+    pixels: float | None = None  # share of mask pixels with FP32's class
 
     def __post_init__(self) -> None:
         for name in FIDELITY_METRICS:
@@ -520,7 +535,7 @@ class FidelityTarget:
 
     @classmethod
     def parse(cls, text: str) -> "FidelityTarget":
-        """Parses ``cosine>=0.999,top1>=0.95`` (``=`` works as ``>=``; metrics: cosine, top1, top1_confident).
+        """Parses ``cosine>=0.999,top1>=0.95`` (``=`` works as ``>=``; metrics: :data:`FIDELITY_METRICS`).
 
         Raises:
             ConfigError: an unknown metric, a value that is not a number in (0, 1].
@@ -602,7 +617,7 @@ class BuildConfig:
     int8_mode: str = "explicit"  # explicit | implicit
     fp16_mode: str = "explicit"  # explicit (FP16 ONNX, strongly typed) | flag (BuilderFlag.FP16, TensorRT 10)
     calib_images: str | None = None  # folder of calibration images (int8)
-    calib_method: str = "percentile"  # percentile | entropy | max (percentile measured best, README "FP16 and INT8")
+    calib_method: str = "percentile"  # percentile | entropy | max | mse (percentile measured best, README "FP16 and INT8")
     calib_max_images: int = 256
     keep_fp: tuple[str, ...] = ()  # node names kept in floating point (int8 mixed precision)
     auto_keep: int = 0  # keep the K most sensitive layers in floating point
@@ -639,7 +654,7 @@ class BuildConfig:
             )
         _check_choice("int8 mode", self.int8_mode, ("explicit", "implicit"))
         _check_choice("fp16 mode", self.fp16_mode, ("explicit", "flag"))
-        _check_choice("calibration method", self.calib_method, ("entropy", "max", "percentile"))
+        _check_choice("calibration method", self.calib_method, ("entropy", "max", "mse", "percentile"))
         _check_choice("keep precision", self.keep_precision, KEEP_PRECISIONS)
         resolve_fidelity_target(self.fidelity_target)  # a malformed target fails here, not after calibrating
         if not 0.0 <= self.max_fp_share <= 1.0:

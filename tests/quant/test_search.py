@@ -23,7 +23,8 @@ def test_target_text_parses_round_trips_and_defaults_by_task():
     assert target.describe() == "cosine >= 0.999 and top-1 agreement >= 0.95"
     assert resolve_fidelity_target("none") is None
     assert resolve_fidelity_target("auto", "classification").bounds == {"cosine": 0.999, "top1_confident": 0.99}
-    assert resolve_fidelity_target("auto", "segmentation").bounds == {"cosine": 0.999}
+    assert resolve_fidelity_target("auto", "segmentation").bounds == {"miou": 0.95}
+    assert resolve_fidelity_target("auto", "detection").bounds == {"f1": 0.95}
 
 
 @pytest.mark.parametrize(

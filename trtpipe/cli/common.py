@@ -93,7 +93,7 @@ def add_flavor_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-CALIB_METHODS = ("entropy", "max", "percentile")
+CALIB_METHODS = ("entropy", "max", "mse", "percentile")
 
 
 class _DeprecatedAlias(argparse.Action):
@@ -138,8 +138,9 @@ def add_int8_arguments(parser: argparse.ArgumentParser, *, keep: bool = True, ta
             "--fidelity-target", default="auto", metavar="auto|none|METRIC=VALUE,...",
             help="int8: what the Q/DQ model must keep of FP32 on a quarter of the images, held back from "
             "calibration; layers are kept in floating point, most harmful first, until it does (metrics: cosine, "
-            "top1, top1_confident; auto: cosine=0.999,top1_confident=0.99 for classifiers, cosine=0.999 otherwise; "
-            "none: unchecked)",
+            "top1, top1_confident; detection against FP32's boxes: f1, map50, box_iou; segmentation against FP32's "
+            "masks: miou, pixels; auto: cosine=0.999,top1_confident=0.99 for classifiers, f1=0.95 for detection, "
+            "miou=0.95 for segmentation; none: unchecked)",
         )
         parser.add_argument(
             "--keep-precision", choices=("auto", "fp16", "fp32"), default="auto",

@@ -7,7 +7,11 @@ import argparse
 from trtpipe.cli.common import add_int8_arguments, add_spec_arguments, spec_from_args, csv_list
 
 VERB = "fidelity"
-HELP = "measure FP16/INT8 fidelity against FP32 (top-1/top-5 agreement, cosine, max error) on the CPU"
+HELD_BACK_SHOWN = 8  # held-back image names printed (--json lists them all)
+HELP = (
+    "measure FP16/INT8 fidelity against FP32 on the CPU: the task's measure (top-1/top-5; detection F1, mAP@0.5; "
+    "mask mIoU), cosine and max error per output"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,6 +58,12 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(results))
     if "int8" in args.precisions or "fp8" in args.precisions:
         print(f"{overlap} of {results[0].images} evaluation images are also calibration images")
+        held = next((r.held_back_files for r in results if r.precision == "int8"), ())
+        if held:
+            names = ", ".join(Path(name).name for name in held[:HELD_BACK_SHOWN])
+            more = f" and {len(held) - HELD_BACK_SHOWN} more" + (" (all in --json)" if args.json else "")
+            print(f"held back from calibration for the INT8 search's check ({len(held)} images): {names}"
+                  + (more if len(held) > HELD_BACK_SHOWN else ""))
     written = write_json(args.json, results) if args.json else None
     print(summary_line(results, time.perf_counter() - start, written))
     return 0

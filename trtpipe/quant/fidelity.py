@@ -48,6 +48,10 @@ EVALUATION_BATCH = 16
 JSON_KEYS = (
     "precision", "top1_agreement", "top1_agreement_confident", "top5_overlap", "cosine_mean", "max_abs_error", "images",
     "failed_images", "nan_values", "inf_values", "weights", "note",
+    # the task's own measure (task_fidelity.py); None where the task has none or it was not measurable
+    "detection_precision", "detection_recall", "detection_f1", "detection_map50", "detection_mean_iou",
+    "reference_boxes", "detected_boxes", "mask_miou", "pixel_agreement", "reference_pixels", "outputs",
+    "held_back_files",
 )
 CANNOT_MEASURE = "could not be measured"
 
@@ -69,6 +73,21 @@ class FidelityResult:
     nan_values: int | None = None  # NaN values in this precision's outputs
     inf_values: int | None = None  # +-inf values in this precision's outputs
     weights: str | None = None  # the preprocess spec's weights ("random" says the network is untrained)
+    # detection (task_fidelity.py): this precision's detections against FP32's after the head's NMS, IoU 0.5
+    detection_precision: float | None = None
+    detection_recall: float | None = None
+    detection_f1: float | None = None
+    detection_map50: float | None = None  # COCO 101-point AP at IoU 0.5, mean over the classes FP32 detected
+    detection_mean_iou: float | None = None  # of the matched boxes
+    reference_boxes: int | None = None  # FP32's detections (the ground truth's size)
+    detected_boxes: int | None = None  # this precision's detections
+    # segmentation: argmax masks against FP32's
+    mask_miou: float | None = None
+    pixel_agreement: float | None = None
+    reference_pixels: int | None = None
+    # every output: ({name, cosine, max_abs_error, relative_error}, ...); () when only the first output was run
+    outputs: tuple = ()
+    held_back_files: tuple[str, ...] = ()  # int8: calibration images held back for the search's check (not calibrated on)
 
     @property
     def measured(self) -> bool:
@@ -77,11 +96,39 @@ class FidelityResult:
     def to_json(self) -> dict:
         """The JSON row: strict JSON (a non-finite figure, which compare never gives, would be written as null)."""
         row = {key: getattr(self, key) for key in JSON_KEYS}
-        return {key: None if isinstance(v, float) and not math.isfinite(v) else v for key, v in row.items()}
+        row["outputs"] = [{k: _finite_or_none(v) for k, v in entry.items()} for entry in self.outputs]
+        row["held_back_files"] = list(self.held_back_files)
+        return {key: _finite_or_none(v) for key, v in row.items()}
 
     @classmethod
     def could_not_measure(cls, precision: str, images: int, why: str, weights: str | None = None) -> "FidelityResult":
         return cls(precision, images, note=f"{CANNOT_MEASURE}: {why}", weights=weights)
+
+
+def _finite_or_none(value):
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def with_task_figures(result: FidelityResult, spec, reference: dict, output: dict) -> FidelityResult:
+    """``result`` with the task's own figures and the per-output figures of ``output`` against FP32's ``reference``.
+
+    Args:
+        result: ``compare``'s figures of the first output.
+        spec: the model's PreprocessSpec (its task picks the measure, its head decodes detections).
+        reference, output: every batched output, {name: (images, ...)}, in the model's order.
+
+    Raises:
+        InputError: the spec's head cannot decode the outputs (a detector with another layout).
+    """
+    import dataclasses
+
+    from trtpipe.quant.task_fidelity import per_output_figures, task_figures
+
+    if not result.measured:
+        return result
+    task = task_figures(spec, reference, output)
+    note = "; ".join(part for part in (result.note, task.note) if part)
+    return dataclasses.replace(result, note=note, outputs=per_output_figures(reference, output), **task.figures)
 
 
 def compare(
@@ -178,10 +225,13 @@ def first_output(
     batch_size: int,
     progress: str | None = None,
     fp16_storage: bool = True,
-) -> np.ndarray:
+    all_outputs: bool = False,
+) -> np.ndarray | dict[str, np.ndarray]:
     """Runs the ONNX at ``path`` over ``images[indices]`` in ONNX Runtime (CPU) and returns its first output.
 
     A fixed-batch network's ragged end is padded and the padding's rows are dropped, so there is one row per image.
+    With ``all_outputs``, returns {name: array} of every output whose first axis is the batch (in the model's
+    order; an output without the batch axis cannot be split per image and is left out).
 
     Args:
         images: an ImageSet, usually ``for_network`` (the input's dtype, fixed batch, feeds hook).
@@ -209,20 +259,32 @@ def first_output(
             rounded, _ = keep_fp16_rounding(onnx.load(str(path)))
             source = rounded.SerializeToString()
         session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"], **QDQ_SESSION_OPTIONS)
-        wanted = [session.get_outputs()[0].name]
+        # the model's own outputs: keep_fp16_rounding adds one per FP16 tensor, which are not the model's
+        names = [o.name for o in graph_only.graph.output]
+        wanted = names if all_outputs else [session.get_outputs()[0].name]
+        batched = dict.fromkeys(wanted, True)
         bar = _bar(len(indices), progress)
-        outputs, fed = [], 0
+        outputs: dict[str, list] = {name: [] for name in wanted}
+        fed = 0
         for batch in images.batches(batch_size, indices, ragged="pad"):
-            outputs.append(session.run(wanted, as_feed(batch, input_name))[0])
+            for name, value in zip(wanted, session.run(wanted, as_feed(batch, input_name))):
+                outputs[name].append(value)
+                batched[name] &= name == wanted[0] or (np.ndim(value) > 0 and len(value) == feed_size(batch))
             fed += feed_size(batch)
             if bar is not None:
                 bar.update(min(feed_size(batch), len(indices) - bar.n))
         if bar is not None:
             bar.close()
-    if not outputs:
-        return np.zeros((0,), np.float32)
-    output = np.concatenate(outputs)
-    return output[: len(indices)] if fed > len(indices) else output  # a fixed batch's padding: one row per image
+
+    def joined(parts: list) -> np.ndarray:
+        if not parts:
+            return np.zeros((0,), np.float32)
+        output = np.concatenate(parts)
+        return output[: len(indices)] if fed > len(indices) else output  # a fixed batch's padding: one row per image
+
+    if not all_outputs:
+        return joined(outputs[wanted[0]])
+    return {name: joined(parts) for name, parts in outputs.items() if batched[name] or not parts}
 
 
 def _bar(total: int, label: str | None):
@@ -288,6 +350,8 @@ def measure_fidelity(
             installed onnx cannot read, an input axis of size 0, a plugin node, or Q/DQ that TensorRT refuses
             (asymmetric, a type it lacks), each before any work.
     """
+    import dataclasses
+
     import onnx
 
     from trtpipe.onnx.load import check_ir_version, check_no_empty_axes, check_no_plugin_nodes
@@ -325,17 +389,24 @@ def measure_fidelity(
     weights = spec.weights
     overlap = 0
     results = []
+    range_images, range_note = _fp16_range_images(calib, images)
     with IsolatedRunner(evaluation, indices, batch) as runner:
-        reference = runner.run(onnx_path, "fidelity fp32" if progress else None)
+        reference_outputs = runner.run(onnx_path, "fidelity fp32" if progress else None, all_outputs=True)
+        reference = next(iter(reference_outputs.values()))
         for precision in precisions:
             if precision == "fp32":
                 what = "the reference" if not quantization else (
                     f"{_GIVEN_REFERENCE}, {quantization.precision} (there is no float model here)")
                 results.append(compare("fp32", reference, reference, what, weights=weights))
                 continue
+            held_back: tuple[str, ...] = ()
             try:
                 if precision == "fp16":
-                    prepared = prepare_fp16(onnx_path, work_dir / f"{stem}.fidelity.fp16.onnx", keep_fp)
+                    # the model a build ships: `build --precision fp16 --images DIR` range-passes on its images
+                    prepared = prepare_fp16(
+                        onnx_path, work_dir / f"{stem}.fidelity.fp16.onnx", keep_fp, range_images, spec, feeds
+                    )
+                    prepared = dataclasses.replace(prepared, notes=prepared.notes + ((range_note,) if range_note else ()))
                 else:
                     options = Int8Options(
                         Path(calib), method, max_images, keep_fp, auto_keep, bias_correction=bias_correction,
@@ -344,7 +415,8 @@ def measure_fidelity(
                     )
                     prepared = prepare_int8(onnx_path, options, spec, work_dir / f"{stem}.fidelity.{precision}.onnx")
                     overlap = _overlap(evaluation.paths, Path(calib))
-                output = runner.run(prepared.path, f"fidelity {precision}" if progress else None)
+                    held_back = prepared.held_back
+                outputs = runner.run(prepared.path, f"fidelity {precision}" if progress else None, all_outputs=True)
             except OnnxModelError as exc:
                 results.append(FidelityResult.could_not_measure(precision, len(evaluation), str(exc), weights))
                 continue
@@ -356,10 +428,27 @@ def measure_fidelity(
                 why = f"preparing the {precision.upper()} ONNX failed ({type(exc).__name__}: {reason}); -v shows where"
                 results.append(FidelityResult.could_not_measure(precision, len(evaluation), why, weights))
                 continue
-            results.append(compare(precision, reference, output, "; ".join(prepared.notes), weights=weights))
+            output = next(iter(outputs.values()))
+            result = compare(precision, reference, output, "; ".join(prepared.notes), weights=weights)
+            result = with_task_figures(result, spec, reference_outputs, outputs)
+            results.append(dataclasses.replace(result, held_back_files=held_back))
     if padding:
         results = [_with_note(r, padding) for r in results]
     return results, overlap
+
+
+def _fp16_range_images(calib, images) -> tuple[Path, str]:
+    """The folder FP16's range pass runs on: the calibration folder (a build's --images) if it has images, else the
+    evaluation images; and a note when it is the latter."""
+    from trtpipe.quant.images import find_images
+
+    if calib is not None:
+        try:
+            find_images(calib, 1)
+            return Path(calib), ""
+        except InputError:
+            pass
+    return Path(images), f"FP16 range pass on the evaluation images ({calib} has none)"
 
 
 def _with_note(result: FidelityResult, text: str) -> FidelityResult:
@@ -403,6 +492,31 @@ def format_table(results: Sequence[FidelityResult]) -> str:
             f"{cell(r.top5_overlap, 7, '.3f')} {cell(r.cosine_mean, 8, '.5f')} {cell(r.max_abs_error, 9, '.4g')} "
             f"{r.images:>6} {cell(r.failed_images, 6, 'd')}"
         )
+    if any(r.reference_boxes is not None for r in results):
+        lines.append(
+            f"{'detection':<9} {'precision':>9} {'recall':>7} {'F1':>7} {'mAP@0.5':>8} {'box IoU':>8} "
+            f"{'boxes':>6} {'FP32':>6}  (FP32's detections as ground truth, IoU 0.5, same class, after NMS)"
+        )
+        for r in results:
+            if r.reference_boxes is not None:
+                lines.append(
+                    f"{r.precision:<9} {cell(r.detection_precision, 9, '.3f')} {cell(r.detection_recall, 7, '.3f')} "
+                    f"{cell(r.detection_f1, 7, '.3f')} {cell(r.detection_map50, 8, '.3f')} "
+                    f"{cell(r.detection_mean_iou, 8, '.3f')} {cell(r.detected_boxes, 6, 'd')} {r.reference_boxes:>6}"
+                )
+    if any(r.reference_pixels is not None for r in results):
+        lines.append(f"{'masks':<9} {'mIoU':>7} {'pixels':>8}  (argmax masks against FP32's)")
+        for r in results:
+            if r.reference_pixels is not None:
+                lines.append(f"{r.precision:<9} {cell(r.mask_miou, 7, '.4f')} {cell(r.pixel_agreement, 8, '.5f')}")
+    if any(len(r.outputs) > 1 for r in results):
+        lines.append(f"{'output':<9} {'name':<24} {'cosine':>8} {'max|err|':>9} {'rel err':>8}")
+        for r in results:
+            for entry in r.outputs:
+                lines.append(
+                    f"{r.precision:<9} {entry['name'][:24]:<24} {cell(entry['cosine'], 8, '.5f')} "
+                    f"{cell(entry['max_abs_error'], 9, '.4g')} {cell(entry['relative_error'], 8, '.2e')}"
+                )
     for r in results:
         if r.note and r.note != "the reference":
             lines.append(f"  {r.precision}: {r.note}")
@@ -424,6 +538,12 @@ def summary_line(results: Sequence[FidelityResult], seconds: float, json_path: s
         figures = [f"cosine {r.cosine_mean:.4f}"]
         if r.top1_agreement is not None:
             figures.insert(0, f"top-1 {r.top1_agreement:.3f}")
+        if r.detection_f1 is not None:
+            figures.insert(0, f"detection F1 {r.detection_f1:.3f} mAP@0.5 {r.detection_map50:.3f}")
+        elif r.reference_boxes is not None:
+            figures.insert(0, f"detection F1 not measurable ({r.reference_boxes} FP32 boxes)")
+        if r.mask_miou is not None:
+            figures.insert(0, f"mask mIoU {r.mask_miou:.4f}")
         if r.failed_images:
             figures.append(f"{r.failed_images} failed")
         parts.append(f"{r.precision} " + " ".join(figures))

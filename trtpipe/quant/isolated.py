@@ -54,8 +54,9 @@ class IsolatedRunner:
         if not self.isolated:
             log.warning("the feeds hook cannot be sent to a child process: models run in this process (no crash isolation)")
 
-    def run(self, path: str | Path, progress: str | None = None) -> np.ndarray:
-        """The first output of the ONNX at ``path`` over the images, one row per image.
+    def run(self, path: str | Path, progress: str | None = None, all_outputs: bool = False):
+        """The first output of the ONNX at ``path`` over the images, one row per image (``all_outputs``: {name: array}
+        of every batched output, see :func:`~trtpipe.quant.fidelity.first_output`).
 
         Raises:
             OnnxModelError: ONNX Runtime refused or failed the model, or its process died (the message says how).
@@ -63,11 +64,11 @@ class IsolatedRunner:
         from trtpipe.quant.fidelity import first_output
 
         if not self.isolated:
-            return first_output(path, self.images, self.indices, self.batch_size, progress, self.fp16_storage)
+            return first_output(path, self.images, self.indices, self.batch_size, progress, self.fp16_storage, all_outputs)
         if self._process is None and not self._start():
-            return first_output(path, self.images, self.indices, self.batch_size, progress, self.fp16_storage)
+            return first_output(path, self.images, self.indices, self.batch_size, progress, self.fp16_storage, all_outputs)
         try:
-            _send(self._process.stdin, (str(path), progress))
+            _send(self._process.stdin, (str(path), progress, all_outputs))
             status, value = pickle.load(self._process.stdout)
         except (EOFError, OSError, pickle.UnpicklingError):
             how = _death(self._stop(kill=True))
@@ -151,7 +152,7 @@ def _death(code: int | None) -> str:
 
 
 def _serve() -> None:
-    """The child: reads the images, then (path, progress label) requests until None; answers on the original stdout."""
+    """The child: reads the images, then (path, progress label, all outputs) requests until None; answers on the original stdout."""
     replies = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # a library printing to stdout must not corrupt the replies
     requests = sys.stdin.buffer
@@ -169,9 +170,9 @@ def _serve() -> None:
         request = pickle.load(requests)
         if request is None:
             return
-        path, progress = request
+        path, progress, all_outputs = request
         try:
-            _send(replies, ("ok", first_output(path, images, indices, batch_size, progress, fp16_storage)))
+            _send(replies, ("ok", first_output(path, images, indices, batch_size, progress, fp16_storage, all_outputs)))
         except TrtpipeError as exc:
             _send(replies, ("trtpipe", (exc.message, exc.hint)))
         except Exception as exc:  # noqa: BLE001 - reported to the parent, which names the model

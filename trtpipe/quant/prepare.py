@@ -43,6 +43,7 @@ class PreparedOnnx:
     summary: str = ""  # one clause for the closing line (int8: the fidelity check; fp16: the range check)
     seconds: float = 0.0  # preparing it: calibration, fidelity check and search, or the FP16 conversion
     rewrites: tuple[dict, ...] = ()  # done to the model first (an opset conversion), as EngineSidecar.onnx_rewrites
+    held_back: tuple[str, ...] = ()  # int8: the calibration images held back for the fidelity check (file names)
 
 
 @dataclass(frozen=True)
@@ -222,7 +223,7 @@ def prepare_int8(onnx_path: Path, options: Int8Options, spec: PreprocessSpec | N
             f"floating point (the cap is {check.cap}, --max-fp-share {options.max_fp_share:g}); nothing was written",
             # more kept layers helps only where the search stopped at the cap, not where keeping more stopped helping
             (f"allow more kept layers (--max-fp-share {max(0.5, min(1.0, 2 * options.max_fp_share)):g}), "
-             if len(check.kept) >= check.cap and options.max_fp_share < 1.0 else "") + "lower the target (--fidelity-target cosine=0.995), build --precision fp16, or --fidelity-target "
+             if len(check.kept) >= check.cap and options.max_fp_share < 1.0 else "") + f"lower the target (--fidelity-target {_lower(check.target)}), build --precision fp16, or --fidelity-target "
             f"none to build the {fmt.label} engine unchecked",
         )
     qdq_model = build_qdq_model(model, calibration, kept, keep_precision, fp32_layers)
@@ -257,7 +258,16 @@ def prepare_int8(onnx_path: Path, options: Int8Options, spec: PreprocessSpec | N
     return PreparedOnnx(
         output, realised, tuple(notes), sha256_file(calibration.cache_path), fidelity=check.to_json(),
         summary=check.summary(), seconds=seconds, rewrites=calibration.rewrites,
+        held_back=tuple(str(calibration.images.paths[i]) for i in calibration.held_back_indices),
     )
+
+
+def _lower(target_text: str) -> str:
+    """A lower target of the same figures for a Hint: ``f1>=0.95`` -> ``f1=0.9``, cosine -> 0.995."""
+    from trtpipe.spec import FidelityTarget
+
+    bounds = FidelityTarget.parse(target_text).bounds
+    return ",".join(f"{name}={0.995 if name == 'cosine' else round(value - 0.05, 2):g}" for name, value in bounds.items())
 
 
 def _unchecked(calibration: "Calibration", options: Int8Options, why: str):
@@ -519,10 +529,11 @@ def _check_fidelity(onnx_path: Path, model, spec: PreprocessSpec, options: Int8O
     import numpy as np
     import onnx
 
-    from trtpipe.quant.fidelity import IsolatedRunner, compare
+    from trtpipe.quant.fidelity import IsolatedRunner, compare, with_task_figures
     from trtpipe.quant.search import (
         FidelityTargetError, SearchResult, Step, cap_for, figures_of, meets, search_kept_layers,
     )
+    from trtpipe.quant.task_fidelity import measure_for
 
     search = not spec.random_weights  # a random network's outputs carry nothing to preserve: measure only
     enforced = options.enforce_target and search
@@ -547,22 +558,40 @@ def _check_fidelity(onnx_path: Path, model, spec: PreprocessSpec, options: Int8O
     try:
         with tempfile.TemporaryDirectory(prefix="trtpipe-int8-") as folder, \
                 IsolatedRunner(held, indices, held.feeder.batch_size(CHECK_BATCH) if held.feeder else CHECK_BATCH) as runner:
-            reference = runner.run(onnx_path)
+            task = measure_for(spec.task) is not None  # detection, segmentation: every output, the task's measure
+            reference_outputs = runner.run(onnx_path, all_outputs=task)
+            reference = next(iter(reference_outputs.values())) if task else reference_outputs
             candidate = Path(folder) / f"{stem_of(onnx_path)}.candidate.int8.onnx"
 
             def measure(kept: tuple[str, ...], precision: str) -> dict:
                 onnx.save(build_qdq_model(model, calibration, kept, precision, tuple(fp32_layers)), str(candidate))
-                result = compare("int8", reference, runner.run(candidate), weights=spec.weights)
+                outputs = runner.run(candidate, all_outputs=task)
+                result = compare("int8", reference, next(iter(outputs.values())) if task else outputs, weights=spec.weights)
                 if not result.measured:
                     raise FidelityTargetError(
                         f"{onnx_path.name}: the INT8 fidelity check could not compare the Q/DQ model with FP32: "
                         f"{result.note}", "--fidelity-target none builds it unchecked",
                     )
+                if task:
+                    result = with_task_figures(result, spec, reference_outputs, outputs)
                 return figures_of(result)
 
             precision = "fp32" if options.keep_precision == "fp32" else "fp16"
             note = ""
-            if search:
+            unmeasurable = _task_unmeasurable(spec, target, reference_outputs) if task else ""
+            if unmeasurable and enforced:
+                raise FidelityTargetError(
+                    f"{onnx_path.name}: the INT8 fidelity target {target} cannot be checked on the {len(held)} "
+                    f"held-back calibration images: {unmeasurable}; nothing was written",
+                    f"calibrate on images that show what {onnx_path.name} detects or segments (more of them: "
+                    "--max-images), or give a target it can measure (--fidelity-target cosine=0.999)",
+                )
+            if unmeasurable:  # measuring only (the fidelity verb): the figures as they are, no search
+                kept = calibration.kept
+                figures = measure(kept, precision)
+                steps = (Step(None, True, figures),)
+                note = f"not searched: {unmeasurable}"
+            elif search:
                 kept, figures, steps = search_kept_layers(
                     target, calibration.ranking, lambda k: measure(k, precision), calibration.kept, cap, bar
                 )
@@ -601,6 +630,21 @@ def _check_fidelity(onnx_path: Path, model, spec: PreprocessSpec, options: Int8O
     )
     calibration.remember("fidelity_search", {"key": search_key, "result": result.to_json()})
     return result
+
+
+def _task_unmeasurable(spec: PreprocessSpec, target, reference_outputs) -> str:
+    """Why a task bound of ``target`` cannot be measured on these images (FP32 itself detects too few boxes), or ''.
+
+    Raises:
+        InputError: the spec's head cannot decode the model's outputs.
+    """
+    from trtpipe.quant.task_fidelity import task_figures
+    from trtpipe.spec import FIDELITY_METRICS, REQUIRED_METRICS
+
+    own = task_figures(spec, reference_outputs, reference_outputs)  # FP32 against itself: what it can show
+    missing = [FIDELITY_METRICS[name][1] for name in target.bounds
+               if name in REQUIRED_METRICS and own.figures.get(FIDELITY_METRICS[name][0]) is None]
+    return f"{', '.join(missing)} not measurable ({own.note})" if missing else ""
 
 
 def _figures(figures) -> str:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
 from trtpipe.errors import TrtpipeError
-from trtpipe.spec import FIDELITY_METRICS, FidelityTarget
+from trtpipe.spec import FIDELITY_METRICS, REQUIRED_METRICS, FidelityTarget
 
 log = logging.getLogger("trtpipe")
 
@@ -38,7 +38,15 @@ HELD_BACK = 0.25  # share of the calibration images held back for the fidelity c
 MIN_HELD_BACK = 8  # fewer held-back images than this cannot check a target
 MIN_GAIN = 0.02  # a kept layer must cut the cosine shortfall (1 - cosine) by 2% to stay kept
 CANDIDATES_PER_KEPT = 2  # candidates tried per layer the cap allows, before the search gives up
-FIGURES = ("cosine_mean", "top1_agreement", "top1_agreement_confident", "confident_images", "failed_images")
+FIGURES = (
+    "cosine_mean", "top1_agreement", "top1_agreement_confident", "confident_images", "failed_images",
+    # the task's own measure (task_fidelity.py): absent (None) for a task without one
+    "detection_f1", "detection_map50", "detection_mean_iou", "detection_precision", "detection_recall",
+    "reference_boxes", "mask_miou", "pixel_agreement",
+)
+# The task figures whose shortfall (1 - figure) the search drives down beside the cosine's: a layer that moves
+# detections or masks matters to the task however little it moves the cosine.
+TASK_SHORTFALLS = ("detection_f1", "mask_miou")
 
 
 class FidelityTargetError(TrtpipeError):
@@ -115,6 +123,15 @@ class SearchResult:
             confident = f.get("top1_agreement_confident")
             extra = f" ({confident:.3f} on {f.get('confident_images')} confident)" if confident is not None else ""
             parts.append(f"top-1 {f['top1_agreement']:.3f}{extra}")
+        if f.get("detection_f1") is not None:
+            parts.append(
+                f"detection F1 {f['detection_f1']:.3f}, mAP@0.5 {f['detection_map50']:.3f} "
+                f"on {f.get('reference_boxes')} FP32 boxes"
+            )
+        elif f.get("reference_boxes") is not None:
+            parts.append(f"detection F1 not measurable ({f['reference_boxes']} FP32 boxes)")
+        if f.get("mask_miou") is not None:
+            parts.append(f"mask mIoU {f['mask_miou']:.3f}, pixels {f['pixel_agreement']:.4f}")
         if f.get("failed_images"):
             parts.append(f"{f['failed_images']} images failed")
         return ", ".join(parts) or "no figures"
@@ -156,22 +173,31 @@ def meets(target: FidelityTarget, figures: Mapping[str, float | int | None]) -> 
     """Whether ``figures`` meet ``target``: (met, the bounds that could not be measured and were skipped).
 
     A bound whose figure is missing (top-1 of an output that is not (images, classes); confident-image agreement
-    with no confident image) is skipped and named; the cosine is always measured.
+    with no confident image) is skipped and named; the cosine is always measured. A task bound
+    (:data:`~trtpipe.spec.REQUIRED_METRICS`: detection F1 on too few FP32 boxes, say) is named and not met: a task
+    figure that could not be measured must not read as a pass.
     """
     unchecked = []
+    met = True
     for name, bound in target.bounds.items():
         value = figures.get(FIDELITY_METRICS[name][0])
         if value is None:
             unchecked.append(FIDELITY_METRICS[name][1])
+            met = met and name not in REQUIRED_METRICS
         elif value < bound:
             return False, tuple(unchecked)
-    return True, tuple(unchecked)
+    return met, tuple(unchecked)
 
 
 def shortfall(figures: Mapping[str, float | int | None]) -> float:
-    """1 - cosine: what the search drives down (1.0 when the cosine could not be measured)."""
+    """What the search drives down: 1 - cosine, plus 1 - each task figure measured (:data:`TASK_SHORTFALLS`).
+
+    1.0 when the cosine could not be measured. For a classifier (no task figure here) it is 1 - cosine as before.
+    """
     cosine = figures.get("cosine_mean")
-    return 1.0 - cosine if cosine is not None else 1.0
+    if cosine is None:
+        return 1.0
+    return (1.0 - cosine) + sum(1.0 - figures[name] for name in TASK_SHORTFALLS if figures.get(name) is not None)
 
 
 def cap_for(layers: int, share: float) -> int:

@@ -21,8 +21,8 @@ from typing import Callable
 from trtpipe.errors import ConfigError, InputError
 
 _HEADS: dict[str, type] = {}
-_BUILTIN = ("classification", "detection", "segmentation", "grid", "generic", "fused")  # modules; detection also
-# registers detr_sigmoid, fused the heads of networks with their post-processing fused in (fused_detection, ...)
+_BUILTIN = ("classification", "detection", "segmentation", "grid", "generic", "gfl", "fused")  # modules; detection
+# also registers detr_sigmoid, fused the heads of networks with their post-processing fused in (fused_detection, ...)
 
 
 def register_head(name: str) -> Callable[[type], type]:

@@ -163,6 +163,10 @@ class DetectionHead:
         else:
             (raw,) = (o for o in outputs.values() if o.ndim == 3)
             per_image = self._decode_yolo(raw.astype(np.float32, copy=False), layout)
+        return self._results(per_image, metas)
+
+    def _results(self, per_image, metas) -> list[Detections]:
+        """(boxes xyxy in input pixels, scores, class ids) per image -> Detections in source-image pixels."""
         results = []
         for (boxes, scores, class_ids), meta in zip(per_image, metas):
             boxes = meta.boxes_to_source(boxes) if len(boxes) else boxes.reshape(0, 4)
