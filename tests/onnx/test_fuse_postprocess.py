@@ -167,6 +167,27 @@ def test_outputs_no_layout_matches_and_an_old_opset_are_refused_with_a_hint():
         fuse_postprocess(fused.model, fused.spec)
 
 
+def test_a_network_whose_raw_outputs_have_the_fused_names_is_renamed_not_refused():
+    """DETR exports name their raw output ``boxes``: it becomes ``boxes_raw`` inside, and the head's ``boxes`` goes out."""
+    rng = np.random.default_rng(4)
+    logits = rng.normal(0, 3, (1, 10, 5)).astype(np.float32)
+    boxes = rng.uniform(0.1, 0.9, (1, 10, 4)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["l"], ["logits"]), helper.make_node("Identity", ["b"], ["boxes"])], "detr",
+        [helper.make_tensor_value_info("l", TensorProto.FLOAT, [1, 10, 5]),
+         helper.make_tensor_value_info("b", TensorProto.FLOAT, [1, 10, 4])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 10, 5]),
+         helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [1, 10, 4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    fused = fuse_postprocess(model, spec_for("detection"), score_threshold=0.0, max_detections=5)
+    outputs = run(fused.model, {"l": logits, "b": boxes})
+    host = create_head("detection", max_detections=5, score_threshold=0.0, input_size=(320, 320))(
+        {"logits": logits, "boxes": boxes}, [META], [None])
+    got = create_head("fused_detection", fused=fused.spec.fused_postprocess)(outputs, [META], [None])
+    assert_same_detections(host, got)
+
+
 def test_the_fused_text_round_trips_and_bad_text_is_refused():
     text = "detection:yolov8,classes=80,conf=0.25,iou=0.45,max_det=300"
     assert FusedPostprocess.parse(text).text() == text

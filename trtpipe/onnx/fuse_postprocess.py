@@ -38,6 +38,7 @@ from trtpipe.spec import FusedPostprocess, PreprocessSpec
 SENTINEL = -3.0e38  # score of an anchor NMS did not keep: finite (TensorRT has no IsInf on every flavour), below any
 VALID_ABOVE = -1.0e38  # real scores are above this; padding rows are below
 NMS_KINDS = ("onnx", "loop")
+FUSED_OUTPUT_NAMES = ("num_detections", "boxes", "scores", "classes", "indices", "mask")
 
 
 @dataclass(frozen=True)
@@ -384,10 +385,28 @@ class _Graph:
         taken = {o.name for o in self.graph.output} | {t for n in self.graph.node for t in n.output}
         self.taken = taken | {i.name for i in self.graph.input} | {i.name for i in self.graph.initializer}
         self._producers = {t: n.op_type for n in self.graph.node for t in n.output}
-        for name in ("num_detections", "boxes", "scores", "classes", "indices", "mask"):
+        # The head's outputs take these names; a network tensor that has one already (DETR's raw ``boxes`` output)
+        # is renamed ``<name>_raw``: once the head is appended it is no graph output any more.
+        for name in FUSED_OUTPUT_NAMES:
             if name in self.taken:
-                raise InputError(f"the network already has a tensor named {name!r}",
-                                 "rename it at export; the fused head's outputs take these names")
+                self._rename_existing(name)
+
+    def _rename_existing(self, name: str) -> None:
+        new = f"{name}_raw"
+        while new in self.taken:
+            new += "_"
+        for node in _all_nodes(self.graph):
+            node.input[:] = [new if t == name else t for t in node.input]
+            node.output[:] = [new if t == name else t for t in node.output]
+        for value in (*self.graph.input, *self.graph.output, *self.graph.value_info):
+            if value.name == name:
+                value.name = new
+        for tensor in self.graph.initializer:
+            if tensor.name == name:
+                tensor.name = new
+        self.outputs = [(new if n == name else n, shape, dtype) for n, shape, dtype in self.outputs]
+        self._producers = {(new if t == name else t): op for t, op in self._producers.items()}
+        self.taken = (self.taken - {name}) | {new}
 
     def _name(self, hint: str) -> str:
         self.count += 1
