@@ -185,7 +185,7 @@ def measure(name: str, work: Path, images: list, repeat: int, conf: float) -> No
                                fused=variants[kind].spec.fused_postprocess)
             agree[kind] += sum(same(a, b) for a, b in zip(host, head(out, metas, chunk)))
     boxes = f"; host boxes per image: median {statistics.median(counts):.0f}, max {max(counts)}" if counts else ""
-    print("  parity over " + f"{len(images)} photos: " + ", ".join(f"{kind} NMS {n}/{len(images)}" if spec.task == "detection"
+    print("  parity over " + f"{len(images)} photos: " + ", ".join(f"{kind} NMS {n}/{len(images)}" if "nms=" in variants[kind].spec.fused_postprocess
                                                                   else f"{n}/{len(images)}" for kind, n in agree.items()) + boxes)
 
 
