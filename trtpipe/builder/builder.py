@@ -143,7 +143,13 @@ def build_engine(
             "say it: --task detection|classification|segmentation (or a spec beside the model: trtpipe spec MODEL.onnx)",
         )
     network_inputs = _fused_inputs(source_inputs, config.fuse_preprocess) if config.fuse_preprocess else source_inputs
-    profile_ranges, profile_notes = resolve_profiles(network_inputs, config, weight_inputs=weight_inputs)
+    # a spec that says the image size (not an assumed one) sizes an image input whose H/W the ONNX leaves dynamic
+    said_size = (spec is not None and spec.fused_preprocess is None and config.fuse_preprocess is None
+                 and not any(a.startswith("input size") for a in spec.assumed))
+    profile_ranges, profile_notes = resolve_profiles(
+        network_inputs, config, weight_inputs=weight_inputs,
+        image_size=(spec.height, spec.width, spec.layout) if said_size else None,
+    )
     # Where the profile fixes dimensions the ONNX leaves dynamic, TensorRT parses the ONNX specialised to them, its
     # shape arithmetic folded; where TensorRT refuses a model on shape grounds anyway, constants are folded and the
     # build tried once more (TensorRT's first refusal stays in the error if that fails too). Several profiles fix

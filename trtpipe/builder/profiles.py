@@ -26,7 +26,8 @@ from trtpipe.spec import BatchRange, BuildConfig, ShapeRange, TensorInfo
 
 
 def resolve_profile(
-    inputs: tuple[TensorInfo, ...], config: BuildConfig, *, weight_inputs: frozenset[str] = frozenset()
+    inputs: tuple[TensorInfo, ...], config: BuildConfig, *, weight_inputs: frozenset[str] = frozenset(),
+    image_size: tuple[int, int, str] | None = None,
 ) -> tuple[list[ShapeRange], list[str]]:
     """Returns one ShapeRange per input and notes about defaults taken.
 
@@ -34,6 +35,9 @@ def resolve_profile(
         inputs: the network's inputs (-1 for dynamic dimensions).
         config: ``config.batch`` and ``config.shapes`` are used (see the module docstring for how they combine).
         weight_inputs: names of inputs that look like weights: ``--batch`` does not apply to them.
+        image_size: (height, width, layout) the preprocess spec makes, when the spec says it (a spec file,
+            ``--input-size``, a preset's size; not an assumed one). An image input whose height and width are its
+            only dynamic axes besides the batch gets them from it, with a note. Defaults to None (shapes needed).
 
     Raises:
         ConfigError: the shapes name an unknown input or contradict a static dimension; a dynamic
@@ -55,7 +59,11 @@ def resolve_profile(
         elif tensor.name in weight_inputs and -1 not in tensor.shape:
             ranges.append(ShapeRange(tensor.name, tensor.shape, tensor.shape, tensor.shape))
         else:
-            shape_range, note = _from_batch(tensor, config.batch)
+            shape_range, note = _from_batch(_sized(tensor, image_size), config.batch)
+            if image_size is not None and _sized(tensor, image_size) is not tensor:
+                note = (f"input {tensor.name!r}: height and width {image_size[0]}x{image_size[1]} from the preprocess "
+                        f"spec (the ONNX leaves them dynamic; --minShapes/--optShapes/--maxShapes set a range)"
+                        + (f"; {note}" if note else ""))
             ranges.append(shape_range)
             if note:
                 notes.append(note)
@@ -63,7 +71,8 @@ def resolve_profile(
 
 
 def resolve_profiles(
-    inputs: tuple[TensorInfo, ...], config: BuildConfig, *, weight_inputs: frozenset[str] = frozenset()
+    inputs: tuple[TensorInfo, ...], config: BuildConfig, *, weight_inputs: frozenset[str] = frozenset(),
+    image_size: tuple[int, int, str] | None = None,
 ) -> tuple[list[list[ShapeRange]], list[str]]:
     """One list of ShapeRanges per optimization profile (``config.profile_options``, profile 0 first), and notes.
 
@@ -75,13 +84,13 @@ def resolve_profiles(
     """
     options = config.profile_options
     if len(options) == 1:
-        ranges, notes = resolve_profile(inputs, config, weight_inputs=weight_inputs)
+        ranges, notes = resolve_profile(inputs, config, weight_inputs=weight_inputs, image_size=image_size)
         return [ranges], notes
     profiles, notes = [], []
     for index, option in enumerate(options):
         single = dataclasses.replace(config, batch=option.batch, shapes=option.shapes, extra_profiles=())
         try:
-            ranges, found = resolve_profile(inputs, single, weight_inputs=weight_inputs)
+            ranges, found = resolve_profile(inputs, single, weight_inputs=weight_inputs, image_size=image_size)
         except ConfigError as exc:
             raise ConfigError(f"--profile={index} ({option.describe()}): {exc.message}", exc.hint) from None
         profiles.append(ranges)
@@ -172,6 +181,23 @@ def _check_against_static(tensor: TensorInfo, shape_range: ShapeRange) -> ShapeR
     return shape_range
 
 
+def _sized(tensor: TensorInfo, image_size: tuple[int, int, str] | None) -> TensorInfo:
+    """``tensor`` with its dynamic height and width set to ``image_size``'s, when those are its only dynamic axes
+    besides the batch (4-D, in the spec's layout); else ``tensor`` itself."""
+    if image_size is None or len(tensor.shape) != 4:
+        return tensor
+    height, width, layout = image_size
+    axes = (2, 3) if layout == "NCHW" else (1, 2)
+    dynamic = {axis for axis, dim in enumerate(tensor.shape) if dim == -1} - {0}
+    if not dynamic or not dynamic <= set(axes):
+        return tensor
+    shape = list(tensor.shape)
+    for axis, size in zip(axes, (height, width)):
+        if shape[axis] == -1:
+            shape[axis] = size
+    return dataclasses.replace(tensor, shape=tuple(shape))
+
+
 def _from_batch(tensor: TensorInfo, batch: BatchRange | None) -> tuple[ShapeRange, str | None]:
     dynamic_axes = [axis for axis, dim in enumerate(tensor.shape) if dim == -1]
     if any(axis != 0 for axis in dynamic_axes):
@@ -182,7 +208,7 @@ def _from_batch(tensor: TensorInfo, batch: BatchRange | None) -> tuple[ShapeRang
             f"input {tensor.name!r} has dynamic dimensions besides the batch (shape {_show(tensor.shape)}), "
             "and no --minShapes/--optShapes/--maxShapes for it",
             f"give its range with real sizes in place of {'/'.join(sorted(set(example) & set('HWD')))}, e.g. "
-            f"{ShapeRange.example(tensor.name, example, batches)}",
+            f"{ShapeRange.example(tensor.name, example, batches)}, or the model's image size with --input-size HxW",
         )
     fixed = tensor.shape[1:]
     if not dynamic_axes:
