@@ -8,10 +8,12 @@ from trtpipe.cli.common import (
     _ProfileOption,
     add_flavor_argument,
     add_int8_arguments,
+    add_postprocess_arguments,
     add_profile_arguments,
     add_spec_arguments,
     csv_list,
     extra_profiles,
+    postprocess_from_args,
     profile_shapes,
     spec_from_args,
 )
@@ -47,15 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="preprocess on the GPU: the engine takes uint8 NHWC BGR frames of this size (e.g. 1080x1920, "
                              "antialiased as the spec asks) or any size within --shapes frames:... (dynamic: not "
                              "antialiased); writes <engine stem>.fused.onnx beside the engine")
-    post = parser.add_argument_group("post-processing on the GPU (--fuse-postprocess)")
-    post.add_argument("--fuse-postprocess", action="store_true",
-                      help="append the task head to the engine: detection returns num_detections, boxes, scores, "
-                           "classes (decode + class-wise NMS, the best --max-det, padded), classification the top "
-                           "--topk scores and indices, segmentation the argmax mask; writes <engine stem>.postprocess.onnx")
-    post.add_argument("--conf", type=float, default=0.25, help="--fuse-postprocess: score threshold (default 0.25)")
-    post.add_argument("--iou", type=float, default=0.45, help="--fuse-postprocess: NMS IoU threshold (default 0.45)")
-    post.add_argument("--max-det", type=int, default=300, help="--fuse-postprocess: boxes per image (default 300)")
-    post.add_argument("--topk", type=int, default=5, help="--fuse-postprocess: classes per image (default 5)")
+    add_postprocess_arguments(parser, "the engine", "; writes <engine stem>.postprocess.onnx")
     compatibility = parser.add_argument_group("engines that travel (trtexec's options)")
     compatibility.add_argument("--hardwareCompatibilityLevel", dest="hardware_compatibility",
                                choices=("none", "ampere+", "sameComputeCapability"),
@@ -77,7 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace):
-    from trtpipe.spec import BatchRange, BuildConfig, parse_fuse_preprocess, postprocess_options
+    from trtpipe.spec import BatchRange, BuildConfig, parse_fuse_preprocess
 
     return BuildConfig(
         precision=args.precision,
@@ -100,7 +94,7 @@ def config_from_args(args: argparse.Namespace):
         keep_precision=args.keep_precision,
         max_fp_share=args.max_fp_share,
         fuse_preprocess=parse_fuse_preprocess(args.fuse_preprocess) if args.fuse_preprocess else None,
-        fuse_postprocess=postprocess_options(args.conf, args.iou, args.max_det, args.topk) if args.fuse_postprocess else None,
+        fuse_postprocess=postprocess_from_args(args),
         extra_profiles=extra_profiles(args),
         hardware_compatibility=args.hardware_compatibility,
         version_compatible=args.version_compatible,

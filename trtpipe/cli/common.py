@@ -216,6 +216,29 @@ def extra_profiles(args: argparse.Namespace):
     )
 
 
+def add_postprocess_arguments(parser: argparse.ArgumentParser, where: str, output_note: str = "") -> argparse._ArgumentGroup:
+    """``--fuse-postprocess`` and the thresholds it builds in (``--conf --iou --max-det --topk``), for ``build`` and
+    ``export``; ``where`` names what gets the head ("the engine", "the ONNX"). Returns the group, for a verb's own
+    additions."""
+    post = parser.add_argument_group(f"post-processing in {where} (--fuse-postprocess)")
+    post.add_argument("--fuse-postprocess", action="store_true",
+                      help=f"append the task head to {where}: detection returns num_detections, boxes, scores, classes "
+                           "(decode + class-wise NMS, the best --max-det, padded), classification the top --topk scores "
+                           f"and indices, segmentation the argmax mask{output_note}")
+    post.add_argument("--conf", type=float, default=0.25, help="--fuse-postprocess: score threshold (default 0.25)")
+    post.add_argument("--iou", type=float, default=0.45, help="--fuse-postprocess: NMS IoU threshold (default 0.45)")
+    post.add_argument("--max-det", type=int, default=300, help="--fuse-postprocess: boxes per image (default 300)")
+    post.add_argument("--topk", type=int, default=5, help="--fuse-postprocess: classes per image (default 5)")
+    return post
+
+
+def postprocess_from_args(args: argparse.Namespace) -> str | None:
+    """The ``fuse_postprocess`` options text of :func:`add_postprocess_arguments`' flags; None without the flag."""
+    from trtpipe.spec import postprocess_options
+
+    return postprocess_options(args.conf, args.iou, args.max_det, args.topk) if args.fuse_postprocess else None
+
+
 def add_profile_arguments(parser: argparse.ArgumentParser) -> None:
     """trtexec's optimization-profile options (``NAME:SHAPE[,NAME:SHAPE]``, repeatable), and the old ``--shapes``;
     ``--profile=N`` starts the options of profile N (and ``--batch``, which the verb adds with :class:`_ProfileOption`)."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from trtpipe.cli.common import add_postprocess_arguments, postprocess_from_args
+
 VERB = "export"
 HELP = "export a zoo model (trtpipe zoo list, or timm:<name>) to ONNX with its preprocess spec"
 
@@ -34,15 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="put the preprocessing in the ONNX: it takes uint8 NHWC BGR frames of this size (e.g. 1080x1920: "
         "antialiased as the spec asks) or any size (dynamic: not antialiased), so engines preprocess on the GPU",
     )
-    post = parser.add_argument_group("post-processing in the ONNX (--fuse-postprocess)")
-    post.add_argument("--fuse-postprocess", action="store_true",
-                      help="append the task head: detection returns num_detections, boxes, scores, classes (decode + "
-                           "class-wise NMS, the best --max-det, padded), classification the top --topk, segmentation "
-                           "the argmax mask")
-    post.add_argument("--conf", type=float, default=0.25, help="--fuse-postprocess: score threshold (default 0.25)")
-    post.add_argument("--iou", type=float, default=0.45, help="--fuse-postprocess: NMS IoU threshold (default 0.45)")
-    post.add_argument("--max-det", type=int, default=300, help="--fuse-postprocess: boxes per image (default 300)")
-    post.add_argument("--topk", type=int, default=5, help="--fuse-postprocess: classes per image (default 5)")
+    post = add_postprocess_arguments(parser, "the ONNX")
     post.add_argument("--nms", choices=("auto", "onnx", "loop"), default="auto",
                       help="--fuse-postprocess: onnx (NonMaxSuppression: TensorRT 10/11) or loop (an ONNX Loop: "
                            "TensorRT-RTX, which has no NMS runner); auto picks by the TensorRT installed")
@@ -55,7 +49,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from trtpipe.io import check_outputs
-    from trtpipe.spec import postprocess_options
     from trtpipe.zoo.export import default_output_path, export_model
 
     check_outputs(files={"-o": args.output or default_output_path(args.name)})
@@ -69,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         force=args.force,
         strict_parity=args.parity == "strict",
         fuse_preprocess=args.fuse_preprocess,
-        fuse_postprocess=postprocess_options(args.conf, args.iou, args.max_det, args.topk) if args.fuse_postprocess else None,
+        fuse_postprocess=postprocess_from_args(args),
         nms=args.nms,
     )
     return 0
