@@ -383,19 +383,14 @@ def _prepare_network_onnx(onnx_path, source_model, config, spec, output, quantiz
     A model that came quantized is built with its own Q/DQ, named by them (``trtpipe.onnx.quantized``): fp32 and int8
     parse it as given (calibrating it again would quantize it twice), fp16 converts what is float around the Q/DQ."""
     given_onnx = given_onnx or onnx_path
-    if quantization and config.precision == "fp8" and quantization.key != "fp8":
+    if quantization and config.precision in ("int8", "fp8") and quantization.key != config.precision:
+        asked = config.precision
         raise ConfigError(
-            f"--precision fp8 asks for an FP8 engine, but {onnx_path} came quantized as {quantization.precision} "
-            f"(Q/DQ nodes {quantization.names()}); trtpipe does not quantize a quantized model again",
+            f"--precision {asked} asks for an {asked.upper()} engine, but {onnx_path} came quantized as "
+            f"{quantization.precision} (Q/DQ nodes {quantization.names()}); trtpipe does not quantize a quantized "
+            "model again",
             f"build it without --precision (trtpipe build {onnx_path}: its own Q/DQ decide), or calibrate the float "
-            "model it was quantized from (trtpipe build FLOAT.onnx --precision fp8 --images DIR)",
-        )
-    if quantization and config.precision == "int8" and quantization.key != "int8":
-        raise ConfigError(
-            f"--precision int8 asks for an INT8 engine, but {onnx_path} came quantized as {quantization.precision} "
-            f"(Q/DQ nodes {quantization.names()}); trtpipe does not quantize a quantized model again",
-            f"build it without --precision (trtpipe build {onnx_path}: its own Q/DQ decide), or calibrate the float "
-            "model it was quantized from (trtpipe build FLOAT.onnx --precision int8 --images DIR)",
+            f"model it was quantized from (trtpipe build FLOAT.onnx --precision {asked} --images DIR)",
         )
     if quantization and config.precision in ("fp32", "int8", "fp8"):
         asked = "" if config.precision == "fp32" else (f"--precision {config.precision} uses the model's own Q/DQ, "
