@@ -74,6 +74,22 @@ def plan_threads(engine, workers: int | None = None, threads: int | None = None,
                         workers=workers, threads=threads)
 
 
+def engine_for_split(engine, split: CoreSplit) -> tuple[Any, CoreSplit]:
+    """(a second session of ``engine`` with ``split``'s engine threads, or None when ``engine`` already has them or
+    ``split`` leaves its threads alone; the split as it stands). The caller closes the session it gets.
+
+    An engine that opens its model its own way (``with_threads`` returns None, or it has none) keeps its threads,
+    and the split's reason says so.
+    """
+    if split.engine_threads is None or split.engine_threads == getattr(engine, "threads", None):
+        return None, split
+    with_threads = getattr(engine, "with_threads", None)
+    second = with_threads(split.engine_threads) if with_threads is not None else None
+    if second is None:
+        return None, dataclasses.replace(split, engine_threads=None, reason=split.reason + "; the engine keeps its own threads")
+    return second, split
+
+
 @dataclass(frozen=True)
 class StreamTimes:
     """Where one item's time went, in milliseconds. Batch stages are the batch's (shared by its images)."""
@@ -220,16 +236,11 @@ class Stream:
             raise ConfigError(f"Pipeline.stream: in_flight {in_flight} is below batch_size {batch_size}",
                               "allow at least one batch in flight, or leave in_flight unset")
         frames = source if isinstance(source, FrameSource) else open_source(source, max_frames=max_frames)
-        stream_engine = None
-        if self.split.engine_threads is not None and self.split.engine_threads != getattr(engine, "threads", None):
-            try:
-                stream_engine = engine.with_threads(self.split.engine_threads)
-            except BaseException:
-                frames.close()
-                raise
-            if stream_engine is None:  # an engine that opens its model its own way keeps its threads
-                self.split = dataclasses.replace(self.split, engine_threads=None,
-                                                 reason=self.split.reason + "; the engine keeps its own threads")
+        try:
+            stream_engine, self.split = engine_for_split(engine, self.split)
+        except BaseException:
+            frames.close()
+            raise
         self.batch_size, self.workers, self.inference_threads, self.in_flight = batch_size, workers, inference_threads, in_flight
         self.source = frames.description
         self.kind = frames.kind

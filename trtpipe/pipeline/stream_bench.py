@@ -34,7 +34,7 @@ import numpy as np
 
 from trtpipe.errors import InputError, TrtpipeError
 from trtpipe.pipeline.preprocess import check_frame, load_image, preprocess_with_meta, resize_meta
-from trtpipe.pipeline.stream import plan_threads
+from trtpipe.pipeline.stream import engine_for_split, plan_threads
 
 SAMPLE_IMAGES = 32  # decoded images kept for the preprocess stage (cycled): 500 decoded 1080p frames would be 3 GB
 
@@ -177,11 +177,8 @@ def bench_pipeline(
     say = progress or (lambda line: None)
     inference_threads = inference_threads or pipe.engine.num_contexts
     split = plan_threads(pipe.engine, workers, engine_threads)
-    workers, engine = split.workers, pipe.engine
-    if split.engine_threads is not None and split.engine_threads != getattr(engine, "threads", None):
-        engine = engine.with_threads(split.engine_threads) or engine
-        if engine is pipe.engine:
-            split = dataclasses.replace(split, engine_threads=None, reason=split.reason + "; the engine keeps its own threads")
+    second, split = engine_for_split(pipe.engine, split)
+    engine = second or pipe.engine
     try:
         return _bench(pipe, engine, paths, split, batch_size, inference_threads, sequential_pipe or pipe, say)
     finally:
