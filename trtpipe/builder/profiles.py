@@ -59,8 +59,9 @@ def resolve_profile(
         elif tensor.name in weight_inputs and -1 not in tensor.shape:
             ranges.append(ShapeRange(tensor.name, tensor.shape, tensor.shape, tensor.shape))
         else:
-            shape_range, note = _from_batch(_sized(tensor, image_size), config.batch)
-            if image_size is not None and _sized(tensor, image_size) is not tensor:
+            sized = _sized(tensor, image_size)
+            shape_range, note = _from_batch(sized, config.batch)
+            if sized is not tensor:
                 note = (f"input {tensor.name!r}: height and width {image_size[0]}x{image_size[1]} from the preprocess "
                         f"spec (the ONNX leaves them dynamic; --minShapes/--optShapes/--maxShapes set a range)"
                         + (f"; {note}" if note else ""))
