@@ -128,6 +128,22 @@ class _Bound:
         object.__setattr__(self, name, value)
 
 
+class _ParserErrors(_Bound):
+    """The errors an ONNX parser (and its refitter) keeps: ``num_errors``, ``get_error(i)``, ``clear_errors()``."""
+
+    _errors: list
+
+    @property
+    def num_errors(self):
+        return len(self._errors)
+
+    def get_error(self, index):
+        return self._errors[index]
+
+    def clear_errors(self):
+        self._errors.clear()
+
+
 class _Module(types.ModuleType):
     """The simulated module: a recorded top-level name it does not simulate raises SimulationError."""
 
@@ -763,21 +779,11 @@ def make_module(cuda: SimulatedCuda, flavor: str, version: str) -> types.ModuleT
         def node_operator(self):
             return self._values[4]
 
-    class _OnnxParser(_Bound):
+    class _OnnxParser(_ParserErrors):
         def __init__(self, network, logger):
             register_logger(logger, "createParser")
             self._network = network
             self._errors: list = []
-
-        @property
-        def num_errors(self):
-            return len(self._errors)
-
-        def get_error(self, index):
-            return self._errors[index]
-
-        def clear_errors(self):
-            self._errors.clear()
 
         def supports_operator(self, op_type):
             import onnx.defs
@@ -1113,21 +1119,11 @@ def make_module(cuda: SimulatedCuda, flavor: str, version: str) -> types.ModuleT
         def refit_cuda_engine_async(self, stream_handle):
             return self.refit_cuda_engine()
 
-    class _OnnxParserRefitter(_Bound):
+    class _OnnxParserRefitter(_ParserErrors):
         def __init__(self, refitter, logger):
             register_logger(logger, "createParserRefitter")
             self._refitter = refitter
             self._errors: list = []
-
-        @property
-        def num_errors(self):
-            return len(self._errors)
-
-        def get_error(self, index):
-            return self._errors[index]
-
-        def clear_errors(self):
-            self._errors.clear()
 
         def refit_from_file(self, path):
             import onnx
