@@ -118,3 +118,13 @@ def test_an_engine_named_like_its_onnx_leaves_the_users_spec_as_it_was(tmp_path,
     assert (tmp_path / "det.preprocess.json").read_bytes() == before
     with Pipeline.from_engine(tmp_path / "det.engine") as pipe:  # the sidecar carries the fused spec
         assert pipe.spec.fused_postprocess is not None and len(pipe(photos(1)[0])) == 2  # both of its boxes
+
+
+def test_fusing_an_onnx_that_already_ends_in_its_head_is_refused_before_any_work(tmp_path, capsys):
+    model = tiny_detector_model(tmp_path / "det.onnx")
+    build(capsys, model, tmp_path / "first.engine", "--fuse-postprocess")
+    fused_onnx = tmp_path / "first.postprocess.onnx"  # with first.preprocess.json (fused_postprocess set) beside it
+    code = main(["build", str(fused_onnx), "-o", str(tmp_path / "again.engine"), "--fuse-postprocess"])
+    err = capsys.readouterr().err
+    assert code == 2 and "already ends in its post-processing" in err and "Hint: build it without" in err
+    assert not list(tmp_path.glob("again*"))

@@ -142,6 +142,9 @@ def build_engine(
             f"({'no preprocess spec beside it' if spec is None else 'the task was only assumed: ' + spec.task})",
             "say it: --task detection|classification|segmentation (or a spec beside the model: trtpipe spec MODEL.onnx)",
         )
+    if config.fuse_postprocess is not None and spec.fused_postprocess is not None:
+        raise ConfigError(f"{onnx_path} already ends in its post-processing ({spec.fused_postprocess})",
+                          "build it without --fuse-postprocess")
     network_inputs = _fused_inputs(source_inputs, config.fuse_preprocess) if config.fuse_preprocess else source_inputs
     # a spec that says the image size (not an assumed one) sizes an image input whose H/W the ONNX leaves dynamic
     said_size = (spec is not None and spec.fused_preprocess is None and config.fuse_preprocess is None
@@ -499,14 +502,7 @@ def _fuse_postprocess(network_onnx: Path, spec: PreprocessSpec | None, config: B
     from trtpipe.onnx.fuse_postprocess import write_fused_postprocess_onnx
     from trtpipe.spec import parse_postprocess_options
 
-    if spec is None:
-        raise ConfigError(
-            f"--fuse-postprocess needs the model's task, and {network_onnx} has no preprocess spec beside it",
-            "export with trtpipe export (which writes <stem>.preprocess.json), or write one with PreprocessSpec(...).save()",
-        )
-    if spec.fused_postprocess is not None:
-        raise ConfigError(f"{network_onnx} already ends in its post-processing ({spec.fused_postprocess})",
-                          "build it without --fuse-postprocess")
+    # (build_engine refused a missing or assumed task and an ONNX already fused before any work)
     # TensorRT-RTX 1.7 has no NonMaxSuppression runner (nor NonZero's, NVIDIA/TensorRT-RTX#32): its YOLO head
     # suppresses in an ONNX Loop instead.
     nms = "loop" if flavor.is_rtx else "onnx"
